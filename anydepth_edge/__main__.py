@@ -1,0 +1,3 @@
+from anydepth_edge.cli import main
+
+main()

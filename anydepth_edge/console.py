@@ -1,0 +1,35 @@
+"""One place for user-facing output: rich on stderr for messages, stdout for results."""
+
+from rich.console import Console
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False)
+
+
+def info(msg: str) -> None:
+    err.print(f"[cyan]info[/]: {msg}")
+
+
+def warn(msg: str) -> None:
+    err.print(f"[bold yellow]warning[/]: {msg}")
+
+
+def error_line(msg: str) -> None:
+    # Plain text (no markup parsing) so paths with brackets print as they are.
+    err.print("[bold red]error[/]: ", end="")
+    err.print(msg, markup=False)
+
+
+def progress(transient: bool = True):
+    """A progress display for slow steps (stderr, so JSON on stdout stays clean)."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=transient,
+    )

@@ -1,0 +1,104 @@
+"""Shared fixtures. Unit tests use tiny models (shallow encoder, narrow decoders, small inputs);
+tests marked `integration` use the real ViT-S sizes."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A 4-block ViT-S encoder reading all four blocks, and decoders a fraction of their real width.
+TINY = dict(encoder_depth=4, taken_layers=(0, 1, 2, 3), fusion_channels=32, dpt_channels=32)
+TINY_RES = (32, 48)
+
+
+def have(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+@pytest.fixture(scope="session")
+def torch():
+    return pytest.importorskip("torch")
+
+
+@pytest.fixture
+def tiny_model(torch):
+    from anydepth_edge.models import build_model
+
+    def make(decoder="sdt", encoder="vits", seed=0, **over):
+        torch.manual_seed(seed)
+        model = build_model(encoder, decoder, **{**TINY, **over})
+        randomise_norms(model, seed)
+        return model
+
+    return make
+
+
+def randomise_norms(model, seed=0):
+    """Give BatchNorm statistics and DySample offsets non-trivial values, so tests exercise them
+    (fresh BN layers are identities and fresh DySample offsets are near zero), and stretch the
+    last conv so the random 'depth' varies across the image instead of sitting at one value."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed + 1)
+    last = [m for m in model.decoder.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    with torch.no_grad():
+        last.weight.mul_(200.0)
+        last.bias.fill_(2.0)
+        for name, m in model.named_modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            if type(m).__name__ == "DySample":
+                m.offset.weight.copy_(torch.randn(m.offset.weight.shape, generator=g) * 0.05)
+                if m.scope is not None:
+                    m.scope.weight.copy_(torch.randn(m.scope.weight.shape, generator=g) * 0.5)
+
+
+def run_cli(*args, env=None, timeout=600, cwd=None):
+    """Run `anydepth-edge ARGS` in a subprocess; returns CompletedProcess (text)."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    full_env.setdefault("COLUMNS", "200")
+    return subprocess.run(
+        [sys.executable, "-m", "anydepth_edge", *map(str, args)],
+        capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd or str(REPO),
+    )
+
+
+def assert_one_line_error(proc, *needles):
+    """A user error: non-zero exit, one 'error:' line on stderr, no traceback."""
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, proc.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+def python38():
+    """A working Python 3.8 interpreter (pyenv's shim exists even when it cannot run), or None."""
+    import glob
+
+    candidates = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.8.*/bin/python3.8")), reverse=True)
+    candidates.append(shutil.which("python3.8"))
+    for cand in candidates:
+        if not cand:
+            continue
+        try:
+            proc = subprocess.run([cand, "-c", "import sys; print(sys.version_info[:2])"],
+                                  capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if proc.returncode == 0 and proc.stdout.strip() == "(3, 8)":
+            return cand
+    return None

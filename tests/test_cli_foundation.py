@@ -1,0 +1,137 @@
+"""CLI basics: `info`, one-line errors, no PyTorch on the robot side, Python 3.8 syntax."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, assert_one_line_error, python38, run_cli
+
+SIX = [(e, d) for e in ("vits", "vitb", "vitl") for d in ("sdt", "dpt")]
+DECODER_M = {("vits", "sdt"): 5.517, ("vitb", "sdt"): 9.451, ("vitl", "sdt"): 13.384,
+             ("vits", "dpt"): 50.825, ("vitb", "dpt"): 76.047, ("vitl", "dpt"): 99.580}
+
+# The modules that run on the robot (JetPack 5 = Python 3.8, no PyTorch).
+ROBOT_SIDE = ["__init__.py", "__main__.py", "cli.py", "errors.py", "specs.py", "resolution.py",
+              "artifacts.py", "console.py", "engines", "runtime", "bench", "doctor.py", "platform_info.py"]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("encoder,decoder", SIX)
+def test_info_json_counts(encoder, decoder):
+    proc = run_cli("info", "--json", "--encoder", encoder, "--decoder", decoder, "--res", "256")
+    assert proc.returncode == 0, proc.stderr
+    rec = json.loads(proc.stdout)
+    assert rec["encoder"] == encoder and rec["decoder"] == decoder and rec["res"] == [256, 256]
+    assert all(isinstance(rec["params"][k], int) for k in ("encoder", "decoder", "total"))
+    assert abs(rec["params"]["decoder"] / 1e6 - DECODER_M[(encoder, decoder)]) < 0.01
+    assert rec["params"]["total"] == rec["params"]["encoder"] + rec["params"]["decoder"]
+    g = rec["gflops"]
+    assert g["total"] == pytest.approx(g["encoder"] + g["decoder"], abs=0.01) and g["decoder"] > 200
+    assert "random weights" in proc.stderr  # the loud warning, on stderr so stdout stays JSON
+
+
+def test_info_non_square_resolution():
+    proc = run_cli("info", "--json", "--res", "256x320")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["res"] == [256, 320]
+
+
+@pytest.mark.parametrize("res,needle", [("250", "use 240 or 256"), ("256x250", "width 250"), ("abc", "cannot read"),
+                                        ("0", "positive")])
+def test_bad_resolution_is_one_line(res, needle):
+    assert_one_line_error(run_cli("info", "--res", res), needle)
+
+
+def test_corrupt_checkpoint_is_one_line(tmp_path):
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a checkpoint")
+    assert_one_line_error(run_cli("info", "--checkpoint", bad), "corrupt or truncated")
+    assert_one_line_error(run_cli("info", "--checkpoint", tmp_path / "missing.pth"), "not found")
+
+
+def test_help_and_import_do_not_need_torch():
+    code = (
+        "import sys\n"
+        "sys.argv = ['anydepth-edge', '--help']\n"
+        "import anydepth_edge\n"
+        "from anydepth_edge import cli\n"
+        "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('torch', 'timm', 'onnx', 'cv2', 'tensorrt') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(REPO))
+    assert "HEAVY []" in proc.stdout, proc.stdout + proc.stderr
+    assert "info" in proc.stdout
+
+
+def _robot_files():
+    pkg = REPO / "anydepth_edge"
+    files = []
+    for name in ROBOT_SIDE:
+        p = pkg / name
+        if p.is_dir():
+            files.extend(sorted(p.rglob("*.py")))
+        elif p.exists():
+            files.append(p)
+    return files
+
+
+def test_robot_side_compiles_with_python38(tmp_path):
+    py38 = python38()
+    if py38 is None:
+        pytest.skip("no Python 3.8 interpreter here")
+    files = _robot_files()
+    assert len(files) >= 6
+    script = (
+        "import sys\n"
+        "bad = []\n"
+        "for f in sys.argv[1:]:\n"
+        "    try:\n        compile(open(f, encoding='utf-8').read(), f, 'exec')\n"
+        "    except SyntaxError as e:\n        bad.append(f'{f}:{e.lineno}: {e.msg}')\n"
+        "print('\\n'.join(bad)); sys.exit(1 if bad else 0)\n"
+    )
+    proc = subprocess.run([py38, "-c", script, *map(str, files)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_python38_check_catches_new_syntax(tmp_path):
+    """The 3.8 check itself can fail: a 3.10 `match` statement does not compile on 3.8."""
+    py38 = python38()
+    if py38 is None:
+        pytest.skip("no Python 3.8 interpreter here")
+    f = tmp_path / "new.py"
+    f.write_text("match 1:\n    case 1:\n        pass\n")
+    proc = subprocess.run([py38, "-c", f"compile(open({str(f)!r}).read(), 'x', 'exec')"],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0
+
+
+def test_version():
+    proc = run_cli("--version")
+    assert proc.returncode == 0 and proc.stdout.startswith("anydepth-edge ")
+
+
+def _venv38_python():
+    p = REPO / ".venv38" / "bin" / "python"
+    return p if p.exists() else None
+
+
+def test_robot_side_imports_and_runs_on_python38():
+    """Syntax is not enough (3.9+ builtins, `list[int]` in evaluated annotations): import every
+    robot-side module and run the CLI under the Python 3.8 venv `make test` creates."""
+    py = _venv38_python()
+    if py is None:
+        pytest.skip("no .venv38 (needs a Python 3.8 interpreter; `make venv38`)")
+    modules = []
+    for f in _robot_files():
+        rel = f.relative_to(REPO).with_suffix("")
+        if rel.name != "__main__":
+            modules.append(".".join(rel.parts).replace(".__init__", ""))
+    code = "import importlib, sys\nfor m in sys.argv[1:]:\n    importlib.import_module(m)\nprint('OK', sys.version_info[:2])\n"
+    proc = subprocess.run([str(py), "-c", code, *modules], capture_output=True, text=True, cwd=str(REPO))
+    assert proc.returncode == 0 and "OK (3, 8)" in proc.stdout, proc.stderr
+    proc = subprocess.run([str(py), "-m", "anydepth_edge", "--help"], capture_output=True, text=True, cwd=str(REPO))
+    assert proc.returncode == 0 and "info" in proc.stdout, proc.stderr
