@@ -105,6 +105,142 @@ def info(
     out.print("GFLOPs = 2 x multiply-accumulates of matmuls, convolutions and attention")
 
 
+DYSAMPLE_CHOICES = {"gridsample": "grid_sample", "grid_sample": "grid_sample", "gather": "gather"}
+
+
+@app.command()
+def export(
+    res: List[str] = typer.Option(["256"], "--res", "-r", help=RES_HELP + " Repeat for several."),
+    decoder: str = typer.Option("sdt", "--decoder", "-d", help="sdt, dpt or all."),
+    encoder: str = typer.Option("vits", "--encoder", "-e", help=ENCODER_HELP),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help=CKPT_HELP),
+    target: str = typer.Option(
+        "auto", "--target", "-t",
+        help="trt8.5 (JetPack 5.1: opset 16, LayerNorm decomposed), trt8.6 (JetPack 6.0), trt10 (JetPack 6.1/6.2), "
+             "ort (ONNX Runtime); auto = the TensorRT installed here, else trt10. All opset 16/17, never 20.",
+    ),
+    out_dir: str = typer.Option("export", "--out-dir", "-o", help="Where the ONNX files and sidecars go."),
+    dysample: str = typer.Option(
+        "gridsample", "--dysample",
+        help="gridsample: ONNX GridSample (TensorRT >= 8.5); gather: an equivalent Gather-based bilinear sampler "
+             "for runtimes without GridSample.",
+    ),
+    fp16_check: bool = typer.Option(True, "--fp16-check/--no-fp16-check",
+                                    help="Measure FP16-vs-FP32 depth agreement (emulated) with and without FP32 pins."),
+    engine: str = typer.Option("auto", "--engine",
+                               help="Also build the TensorRT engine: auto (when TensorRT is importable), never, always."),
+    force: bool = typer.Option(False, "--force", "-f", help="Re-export even when an up-to-date file exists."),
+) -> None:
+    """Export AnyDepth to ONNX for TensorRT (or ONNX Runtime): static shapes, batch 1, checked and linted.
+
+    Writes export/anydepth-<decoder>-<encoder>-<H>x<W>-<target>.onnx plus a .json sidecar (opset, shapes,
+    mean/std, checkpoint sha256, parity vs PyTorch, FP16 figures, the nodes to keep in FP32).
+    """
+    from pathlib import Path
+
+    from anydepth_edge.console import progress
+    from anydepth_edge.export.targets import resolve_target
+    from anydepth_edge.resolution import parse_res_list
+    from anydepth_edge.specs import DECODERS, check_decoder, encoder_spec
+
+    resolutions = parse_res_list(res)
+    spec = encoder_spec(encoder)
+    decoders = list(DECODERS) if decoder.lower() == "all" else [check_decoder(decoder)]
+    tgt = resolve_target(target)
+    sampler = DYSAMPLE_CHOICES.get(dysample.lower())
+    if sampler is None:
+        raise UserError(f"unknown --dysample {dysample!r}: choose gridsample or gather")
+    if engine not in ("auto", "never", "always"):
+        raise UserError(f"unknown --engine {engine!r}: choose auto, never or always")
+    _require("torch", "export")
+    from anydepth_edge.export.onnx_export import export_models
+
+    with progress() as prog:
+        results = export_models(spec.name, decoders, resolutions, tgt, Path(out_dir), checkpoint=checkpoint,
+                                dysample=sampler, force=force, fp16_check=fp16_check, warn=warn, progress=prog)
+    _print_exports(results)
+    _maybe_build_engines(results, engine)
+
+
+def _require(module: str, extra: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise UserError(f"this needs {module}: pip install 'anydepth-edge[{extra}]'")
+
+
+def _print_exports(results) -> None:
+    from rich.table import Table
+
+    t = Table(title="ONNX exports")
+    for col in ("file", "nodes (slim)", "parity rel", "FP16 d1 pins/none", "FP16 AbsRel pins/none", "s"):
+        t.add_column(col)
+    for r in results:
+        s = r.sidecar
+        fp = s.get("fp16") or {}
+        d1 = f"{fp['with_pins']['delta1']:.4f} / {fp['without_pins']['delta1']:.4f}" if fp else "-"
+        ar = f"{fp['with_pins']['abs_rel']:.2e} / {fp['without_pins']['abs_rel']:.2e}" if fp else "-"
+        worst = max(v["rel"] for k, v in s["parity"].items() if isinstance(v, dict))
+        t.add_row(str(r.onnx_path), f"{s['nodes']['before_slim']} -> {s['nodes']['after_slim']}", f"{worst:.1e}",
+                  d1, ar, "reused" if r.reused else f"{r.seconds:.1f}")
+    out.print(t)
+
+
+def _maybe_build_engines(results, engine: str) -> None:
+    """Placeholder until the engine stage lands: TensorRT is never importable on this host."""
+    if engine == "never":
+        return
+    from anydepth_edge.export.targets import installed_tensorrt_version
+
+    if installed_tensorrt_version() is None:
+        if engine == "always":
+            raise UserError("--engine always: TensorRT is not installed here")
+        from anydepth_edge.console import info as info_line
+
+        info_line("TensorRT not importable here: skipping the engine build (run anydepth-edge build on the robot)")
+
+
+@app.command("check-onnx")
+def check_onnx(
+    onnx_file: str = typer.Argument(..., help="The ONNX file to check."),
+    target: str = typer.Option("auto", "--target", "-t",
+                               help="trt8.5, trt8.6 or trt10; auto = the target recorded in the file, else trt10."),
+) -> None:
+    """Lint an ONNX file for a TensorRT version: unsupported ops, opset range, GridSample mode and
+    rank, If/Loop, dynamic shapes. Exit 1 when anything would not import as needed."""
+    _require("onnx", "export")
+    from anydepth_edge.export.lint import TRT_TARGETS, lint_file
+
+    tgt = target.lower()
+    if tgt == "auto":
+        tgt = _recorded_target(onnx_file) or "trt10"
+    if tgt not in TRT_TARGETS:
+        raise UserError(f"unknown target {target!r}: choose one of {', '.join(TRT_TARGETS)}")
+    problems = lint_file(onnx_file, tgt)
+    if not problems:
+        out.print(f"[green]ok[/]: {onnx_file} imports into {tgt} (ops, opset, GridSample, static shapes)")
+        return
+    from rich.table import Table
+
+    t = Table(title=f"{onnx_file}: {len(problems)} problems for {tgt}")
+    for col in ("kind", "node", "problem"):
+        t.add_column(col)
+    for p in problems:
+        t.add_row(p.kind, p.node, p.message)
+    out.print(t)
+    raise typer.Exit(1)
+
+
+def _recorded_target(path: str) -> Optional[str]:
+    from pathlib import Path
+
+    from anydepth_edge.artifacts import read_json
+
+    side = read_json(Path(path).with_suffix(".json"))
+    t = (side or {}).get("target")
+    return t if t in ("trt8.5", "trt8.6", "trt10") else None
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     """Console entry point: user errors become one line on stderr and a non-zero exit."""
     try:

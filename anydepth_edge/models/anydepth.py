@@ -101,3 +101,46 @@ def build_model(encoder: str = "vits", decoder: str = "sdt", **overrides: Any) -
     """A randomly initialised AnyDepth model in eval mode; load weights with `load_checkpoint`."""
     config = AnyDepthConfig(encoder=encoder, decoder=decoder, **overrides)
     return AnyDepth(config).eval()
+
+
+def spread_random_init(model: AnyDepth, seed: int = 0) -> AnyDepth:
+    """Make a randomly initialised model's output vary like a trained one's, in place.
+
+    A fresh model is near-degenerate: timm's LayerScale starts at 1e-5 (blocks are near-identity),
+    BatchNorm statistics are identities, DySample offsets are ~0, and the head's logits usually sit
+    on one side of the final ReLU (the SDT 'depth' is then the constant 0.001). Parity and FP16
+    checks on such an output prove nothing. This draws LayerScale in [0.25, 0.75], BatchNorm
+    statistics and DySample offset/scope weights from a seeded generator, then rescales the last
+    conv so the raw output is about 1 +- 0.3.
+    Cost and shapes are unchanged, so timings are those of the real model.
+    """
+    g = torch.Generator().manual_seed(seed + 1)
+
+    def draw(shape, scale=1.0, shift=0.0, uniform=False):
+        t = torch.rand(shape, generator=g) if uniform else torch.randn(shape, generator=g)
+        return t * scale + shift
+
+    last_conv = [m for m in model.decoder.modules() if isinstance(m, nn.Conv2d)][-1]
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(draw(m.num_features, 0.1))
+                m.running_var.copy_(draw(m.num_features, 1.0, 0.5, uniform=True))
+                m.weight.copy_(draw(m.num_features, 1.0, 0.5, uniform=True))
+                m.bias.copy_(draw(m.num_features, 0.1))
+            gamma_1 = getattr(m, "gamma_1", None)
+            if isinstance(gamma_1, nn.Parameter):
+                gamma_1.copy_(draw(gamma_1.shape, 0.5, 0.25, uniform=True))
+                m.gamma_2.copy_(draw(m.gamma_2.shape, 0.5, 0.25, uniform=True))
+            if type(m).__name__ == "DySample":
+                m.offset.weight.copy_(draw(m.offset.weight.shape, 0.05))
+                if m.scope is not None:
+                    m.scope.weight.copy_(draw(m.scope.weight.shape, 0.5))
+        # Calibrate the last conv on a small random image: logits ~ 1 +- 0.3, so depth varies and
+        # stays clear of the ReLU floor.
+        probe = torch.randn(1, 3, 4 * PATCH_SIZE, 4 * PATCH_SIZE, generator=g)
+        raw = model.decoder(model.encoder(probe))
+        mean, std = float(raw.mean()), float(raw.std()) or 1.0
+        last_conv.weight.mul_(0.3 / std)
+        last_conv.bias.mul_(0.3 / std).add_(1.0 - mean * 0.3 / std)
+    return model

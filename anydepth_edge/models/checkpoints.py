@@ -369,7 +369,10 @@ def resolve_model(checkpoint=None, encoder: str = "vits", decoder: str = "sdt", 
     from anydepth_edge.models.anydepth import build_model
 
     if checkpoint is None:
-        model = build_model(encoder, decoder, **overrides)
+        from anydepth_edge.models.anydepth import spread_random_init
+
+        torch.manual_seed(0)  # the same random weights every run: exports are reproducible and cacheable
+        model = spread_random_init(build_model(encoder, decoder, **overrides))
         if warn:
             warn(RANDOM_WEIGHTS_WARNING)
         return model, LoadReport(path=None, format="random")

@@ -1,0 +1,277 @@
+"""ONNX export: forms equal the training form, the graph has the properties TensorRT needs
+(read from the file), lint catches each trap, parity and FP16 figures are recorded."""
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from anydepth_edge.errors import UserError  # noqa: E402
+from anydepth_edge.export.forms import DySampleExport, to_export_form  # noqa: E402
+from anydepth_edge.export.lint import lint_model  # noqa: E402
+from anydepth_edge.export.onnx_export import (  # noqa: E402
+    DYSAMPLE_PREFIX, LAYERNORM_PREFIX, ExportJob, export_onnx,
+)
+from anydepth_edge.export.targets import TARGETS, resolve_target, target_for_tensorrt_version  # noqa: E402
+from anydepth_edge.models.dysample import DySample  # noqa: E402
+
+from conftest import TINY_RES, assert_one_line_error, run_cli  # noqa: E402
+
+RANDOM = {"path": None, "format": "random", "sha256": "random"}
+
+
+# ----------------------------------------------------------------------------- export forms
+
+@pytest.mark.parametrize("sampler", ["grid_sample", "gather"])
+@pytest.mark.parametrize("hw", [(6, 6), (5, 9)])
+def test_dysample_export_forms_equal_training_form(sampler, hw):
+    torch.manual_seed(3)
+    src = DySample(16, scale=2, style="lp", groups=4, dyscope=True).eval()
+    with torch.no_grad():
+        src.offset.weight.normal_(0, 0.5)  # offsets beyond the border too
+        src.scope.weight.normal_(0, 1.0)
+        x = torch.randn(2, 16, *hw)
+        want = src(x)
+        got = DySampleExport(src, hw, sampler)(x)
+    assert got.shape == want.shape
+    assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()
+
+
+@pytest.mark.parametrize("decoder", ["sdt", "dpt"])
+def test_model_export_form_equals_training_form(tiny_model, decoder):
+    model = tiny_model(decoder)
+    x = torch.randn(1, 3, *TINY_RES)
+    with torch.no_grad():
+        want = model(x)
+        for sampler in ("grid_sample", "gather"):
+            form = to_export_form(model, TINY_RES, sampler)
+            assert torch.allclose(form(x), want, atol=1e-5)
+    assert model.encoder.baked_rope is None  # the caller's model is untouched
+
+
+# ----------------------------------------------------------------------------- the exported graph
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """One tiny SDT export per target (module-scoped: a few seconds each)."""
+    from anydepth_edge.models import build_model
+    from anydepth_edge.models.anydepth import spread_random_init
+    from conftest import TINY
+
+    torch.manual_seed(0)
+    model = spread_random_init(build_model("vits", "sdt", **TINY))
+    out = tmp_path_factory.mktemp("export")
+    results = {}
+    for target in ("trt8.5", "trt10"):
+        results[target] = export_onnx(ExportJob(model, (64, 64), TARGETS[target], RANDOM, out))
+    results["gather"] = export_onnx(ExportJob(model, (64, 64), TARGETS["trt10"], RANDOM, out, dysample="gather"))
+    return model, results
+
+
+def _graph(result):
+    return onnx.load(str(result.onnx_path))
+
+
+def test_opsets_and_layernorm_per_target(exported):
+    _, res = exported
+    g85, g10 = _graph(res["trt8.5"]), _graph(res["trt10"])
+    assert [o.version for o in g85.opset_import if o.domain in ("", "ai.onnx")] == [16]
+    assert [o.version for o in g10.opset_import if o.domain in ("", "ai.onnx")] == [17]
+    ops85 = {n.op_type for n in g85.graph.node}
+    ops10 = {n.op_type for n in g10.graph.node}
+    assert "LayerNormalization" not in ops85 and {"ReduceMean", "Sqrt"} <= ops85
+    assert "LayerNormalization" in ops10
+
+
+def test_graph_has_no_dynamic_machinery(exported):
+    _, res = exported
+    for key in ("trt8.5", "trt10", "gather"):
+        g = _graph(res[key])
+        ops = {n.op_type for n in g.graph.node}
+        # constant grids and baked RoPE: no Range/meshgrid/Shape arithmetic, no If/Loop, no SDPA
+        assert not ops & {"Range", "Shape", "If", "Loop", "ConstantOfShape", "Tile"}, ops
+        assert "MatMul" in ops and "Softmax" in ops
+        for vi in list(g.graph.input) + list(g.graph.output):
+            dims = [d.dim_value for d in vi.type.tensor_type.shape.dim]
+            assert dims[0] == 1 and all(d > 0 for d in dims), dims
+
+
+def test_gridsample_attributes_and_pins(exported):
+    _, res = exported
+    g = _graph(res["trt10"])
+    grid_nodes = [n for n in g.graph.node if n.op_type == "GridSample"]
+    assert len(grid_nodes) == 4  # two DySample stages in each of two upsample blocks
+    for n in grid_nodes:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
+        assert attrs["mode"] == b"bilinear" and attrs["align_corners"] == 0 and attrs["padding_mode"] == b"border"
+        assert n.name.startswith(DYSAMPLE_PREFIX)
+    inferred = onnx.shape_inference.infer_shapes(g)
+    ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in inferred.graph.value_info}
+    assert all(ranks[n.input[0]] == 4 for n in grid_nodes)
+    side = res["trt10"].sidecar
+    pinned = set(side["fp32_nodes"])
+    names = {n.name for n in g.graph.node}
+    assert pinned <= names
+    # the coordinate Add with the constant base grid is pinned in every DySample
+    adds = [n for n in pinned if n.endswith("/coords/Add")]
+    assert len(adds) == 4
+    assert not any(n.startswith(LAYERNORM_PREFIX) for n in pinned)  # native LN on trt10
+    ln85 = [n for n in res["trt8.5"].sidecar["fp32_nodes"] if n.startswith(LAYERNORM_PREFIX)]
+    assert len(ln85) >= 8 * 2  # 4 blocks x 2 norms, several pieces each
+
+
+def test_gather_form_has_no_gridsample(exported):
+    _, res = exported
+    g = _graph(res["gather"])
+    ops = {n.op_type for n in g.graph.node}
+    assert "GridSample" not in ops and "Gather" in ops
+    # indices are integer maths (exact in an FP16 engine); TensorRT's Clip takes floats only
+    inferred = onnx.shape_inference.infer_shapes(g)
+    types = {v.name: v.type.tensor_type.elem_type for v in inferred.graph.value_info}
+    sampler = [n for n in g.graph.node if "/sampler/" in n.name]
+    assert sampler and all(n.name.startswith(DYSAMPLE_PREFIX) for n in sampler)
+    gathers = [n for n in sampler if n.op_type == "Gather"]
+    assert len(gathers) == 4 * 6  # per DySample: x and y picked from the grid, four corners read
+    assert all(types[n.input[1]] in (onnx.TensorProto.INT32, onnx.TensorProto.INT64) for n in gathers)
+    for n in sampler:
+        if n.op_type == "Clip":
+            assert types[n.input[0]] == onnx.TensorProto.FLOAT, n.name
+    assert res["gather"].onnx_path.name.endswith("-trt10-gather.onnx")
+
+
+def test_sidecar_and_metadata(exported):
+    _, res = exported
+    r = res["trt10"]
+    side = json.loads(r.onnx_path.with_suffix(".json").read_text())
+    assert r.onnx_path.name == "anydepth-sdt-vits-64x64-trt10.onnx"
+    for key in ("model", "encoder", "decoder", "resolution", "opset", "target", "inputs", "outputs", "mean", "std",
+                "checkpoint", "toolkit_version", "parity", "fp16", "fp32_nodes", "onnx_sha256"):
+        assert key in side, key
+    assert side["inputs"][0]["shape"] == [1, 3, 64, 64] and side["checkpoint"]["sha256"] == "random"
+    meta = {p.key: p.value for p in _graph(r).metadata_props}
+    assert meta["target"] == "trt10" and json.loads(meta["resolution"]) == [64, 64]
+    assert json.loads(meta["fp32_nodes"]) == side["fp32_nodes"]
+    assert side["nodes"]["after_slim"] < side["nodes"]["before_slim"]
+    for key in ("random", "image"):
+        assert side["parity"][key]["rel"] < 1e-4 and side["parity"][key]["reference_std"] > 0.01
+    fp = side["fp16"]
+    for pins in ("with_pins", "without_pins"):
+        assert 0 <= fp[pins]["abs_rel"] < 0.05 and 0.9 < fp[pins]["delta1"] <= 1.0
+    probe = fp["dysample_probe"]
+    assert probe["input"] == [32, 32]
+    assert probe["with_pins"]["max_abs_levels"] < probe["without_pins"]["max_abs_levels"]
+
+
+def test_onnx_runs_and_matches_pytorch(exported):
+    model, res = exported
+    x = np.random.default_rng(5).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    for key in ("trt8.5", "trt10", "gather"):
+        sess = ort.InferenceSession(str(res[key].onnx_path), providers=["CPUExecutionProvider"])
+        got = sess.run(None, {"image": x})[0]
+        assert np.max(np.abs(got - want)) / np.max(np.abs(want)) < 1e-4
+
+
+def test_up_to_date_export_is_reused_and_force_rebuilds(exported):
+    model, res = exported
+    r = res["trt10"]
+    job = ExportJob(model, (64, 64), TARGETS["trt10"], RANDOM, r.onnx_path.parent)
+    again = export_onnx(job)
+    assert again.reused and again.onnx_path == r.onnx_path
+    # a damaged file is not reused
+    data = r.onnx_path.read_bytes()
+    r.onnx_path.write_bytes(data[:-10])
+    rebuilt = export_onnx(job)
+    assert not rebuilt.reused and rebuilt.onnx_path.read_bytes() != data[:-10]
+    forced = export_onnx(ExportJob(model, (64, 64), TARGETS["trt10"], RANDOM, r.onnx_path.parent, force=True))
+    assert not forced.reused
+
+
+# ----------------------------------------------------------------------------- lint
+
+def _tiny_graph(opset, nodes, inputs, outputs):
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(nodes, "g", inputs, outputs)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _vi(name, shape):
+    from onnx import TensorProto, helper
+
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+def test_lint_flags_each_trap():
+    from onnx import helper
+
+    gs20 = _tiny_graph(20, [helper.make_node("GridSample", ["x", "g"], ["y"], name="gs", mode="linear")],
+                       [_vi("x", [1, 4, 8, 8]), _vi("g", [1, 8, 8, 2])], [_vi("y", [1, 4, 8, 8])])
+    kinds = {p.kind for p in lint_model(gs20, "trt10")}
+    assert {"opset", "gridsample"} <= kinds
+    ln = _tiny_graph(17, [helper.make_node("LayerNormalization", ["x", "s"], ["y"], name="ln")],
+                     [_vi("x", [1, 4]), _vi("s", [4])], [_vi("y", [1, 4])])
+    assert [p.kind for p in lint_model(ln, "trt8.5")] == ["unsupported-op"]
+    assert lint_model(ln, "trt8.6") == []
+    dyn = _tiny_graph(17, [helper.make_node("Relu", ["x"], ["y"], name="r")], [_vi("x", ["batch", 4])], [_vi("y", ["batch", 4])])
+    assert {p.kind for p in lint_model(dyn, "trt10")} == {"dynamic-shape"}
+    gs5d = _tiny_graph(17, [helper.make_node("GridSample", ["x", "g"], ["y"], name="gs5", mode="bilinear")],
+                       [_vi("x", [1, 4, 2, 8, 8]), _vi("g", [1, 2, 8, 8, 3])], [_vi("y", [1, 4, 2, 8, 8])])
+    assert any("4-D" in p.message for p in lint_model(gs5d, "trt10"))
+    then = helper.make_graph([helper.make_node("Identity", ["x"], ["t"])], "then", [], [_vi("t", [1])])
+    iff = _tiny_graph(17, [helper.make_node("If", ["c"], ["y"], name="if", then_branch=then, else_branch=then)],
+                      [helper.make_tensor_value_info("c", onnx.TensorProto.BOOL, [1])], [_vi("y", [1])])
+    assert "control-flow" in {p.kind for p in lint_model(iff, "trt10")}
+    custom = _tiny_graph(17, [helper.make_node("Foo", ["x"], ["y"], name="f", domain="com.acme")],
+                         [_vi("x", [1])], [_vi("y", [1])])
+    assert {p.kind for p in lint_model(custom, "trt10")} == {"custom-domain"}
+
+
+# ----------------------------------------------------------------------------- targets
+
+def test_targets():
+    assert target_for_tensorrt_version("8.5.2.2") == "trt8.5"
+    assert target_for_tensorrt_version("8.6.2") == "trt8.6"
+    assert target_for_tensorrt_version("10.3.0") == "trt10"
+    with pytest.raises(UserError, match="needs >= 8.5"):
+        target_for_tensorrt_version("8.4.1")
+    assert resolve_target("auto").name == "trt10"  # no TensorRT on this host
+    assert all(t.opset < 20 for t in TARGETS.values())
+    with pytest.raises(UserError, match="unknown target"):
+        resolve_target("trt7")
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def test_check_onnx_cli(exported, tmp_path):
+    _, res = exported
+    ok = run_cli("check-onnx", res["trt8.5"].onnx_path, "--target", "trt8.5")
+    assert ok.returncode == 0 and "ok" in ok.stdout, ok.stdout + ok.stderr
+    bad = run_cli("check-onnx", res["trt10"].onnx_path, "--target", "trt8.5")  # LayerNormalization on 8.5
+    assert bad.returncode == 1 and "LayerNormalization" in bad.stdout
+    corrupt = tmp_path / "x.onnx"
+    corrupt.write_bytes(b"\x08\x07garbage")
+    assert_one_line_error(run_cli("check-onnx", corrupt, "--target", "trt10"), "not a valid ONNX")
+    assert_one_line_error(run_cli("check-onnx", tmp_path / "none.onnx"), "not found")
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--res", "250"], "use 240 or 256"),
+    (["--target", "trt7"], "unknown target"),
+    (["--checkpoint", "/nonexistent/x.pth"], "not found"),
+    (["--dysample", "nearest"], "unknown --dysample"),
+    (["--decoder", "unet"], "unknown decoder"),
+])
+def test_export_bad_inputs_are_one_line(args, needle, tmp_path):
+    assert_one_line_error(run_cli("export", "--out-dir", tmp_path, *args), needle)
+
+
+def test_export_unwritable_out_dir(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert_one_line_error(run_cli("export", "--out-dir", blocker / "sub", "--res", "64"), "cannot create output folder")
