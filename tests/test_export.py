@@ -132,6 +132,7 @@ def test_gather_form_has_no_gridsample(exported):
     # indices are integer maths (exact in an FP16 engine); TensorRT's Clip takes floats only
     inferred = onnx.shape_inference.infer_shapes(g)
     types = {v.name: v.type.tensor_type.elem_type for v in inferred.graph.value_info}
+    types.update({t.name: t.data_type for t in g.graph.initializer})
     sampler = [n for n in g.graph.node if "/sampler/" in n.name]
     assert sampler and all(n.name.startswith(DYSAMPLE_PREFIX) for n in sampler)
     gathers = [n for n in sampler if n.op_type == "Gather"]
