@@ -45,11 +45,18 @@ def atomic_path(final: PathLike, suffix: str = "") -> Iterator[Path]:
         # fsync so a power cut after the rename cannot leave a renamed-but-empty file.
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(str(tmp_path), 0o666 & ~_umask())  # mkstemp makes 0600; artifacts are ordinary files
         os.replace(str(tmp_path), str(final))
     except BaseException:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_bytes_atomic(final: PathLike, data: bytes) -> Path:

@@ -13,7 +13,7 @@ import typer
 
 from anydepth_edge import __version__
 from anydepth_edge.console import error_line, out, warn
-from anydepth_edge.errors import UserError
+from anydepth_edge.errors import HardwareMissing, UserError
 
 app = typer.Typer(
     name="anydepth-edge",
@@ -172,32 +172,96 @@ def _require(module: str, extra: str) -> None:
 def _print_exports(results) -> None:
     from rich.table import Table
 
-    t = Table(title="ONNX exports")
-    for col in ("file", "nodes (slim)", "parity rel", "FP16 d1 pins/none", "FP16 AbsRel pins/none", "s"):
-        t.add_column(col)
+    t = Table(title="ONNX exports (FP16: emulated, with / without FP32 pins)")
+    for col in ("file", "nodes", "parity", "FP16 d1", "FP16 AbsRel", "s"):
+        t.add_column(col, overflow="fold")
     for r in results:
         s = r.sidecar
         fp = s.get("fp16") or {}
         d1 = f"{fp['with_pins']['delta1']:.4f} / {fp['without_pins']['delta1']:.4f}" if fp else "-"
         ar = f"{fp['with_pins']['abs_rel']:.2e} / {fp['without_pins']['abs_rel']:.2e}" if fp else "-"
         worst = max(v["rel"] for k, v in s["parity"].items() if isinstance(v, dict))
-        t.add_row(str(r.onnx_path), f"{s['nodes']['before_slim']} -> {s['nodes']['after_slim']}", f"{worst:.1e}",
+        t.add_row(r.onnx_path.name, f"{s['nodes']['before_slim']}->{s['nodes']['after_slim']}", f"{worst:.1e}",
                   d1, ar, "reused" if r.reused else f"{r.seconds:.1f}")
     out.print(t)
 
 
 def _maybe_build_engines(results, engine: str) -> None:
-    """Placeholder until the engine stage lands: TensorRT is never importable on this host."""
+    """`export --engine`: build each exported ONNX where TensorRT is importable."""
     if engine == "never":
         return
-    from anydepth_edge.export.targets import installed_tensorrt_version
+    from anydepth_edge.engines import tensorrt_ready
 
-    if installed_tensorrt_version() is None:
+    if tensorrt_ready() is None:
         if engine == "always":
-            raise UserError("--engine always: TensorRT is not installed here")
+            from anydepth_edge.engines.trt_common import TENSORRT_MISSING
+
+            raise HardwareMissing("--engine always: " + TENSORRT_MISSING)
         from anydepth_edge.console import info as info_line
 
-        info_line("TensorRT not importable here: skipping the engine build (run anydepth-edge build on the robot)")
+        info_line("TensorRT is not importable here: ONNX only (build the engine on the robot: anydepth-edge build FILE)")
+        return
+    for r in results:
+        if r.sidecar.get("target", "").startswith("trt"):
+            _build_one(r.onnx_path, device="auto", precision="fp16", workspace=None, builder="python",
+                       out_dir="engines", timing_cache=None, force=False)
+
+
+def _build_one(onnx_file, device, precision, workspace, builder, out_dir, timing_cache, force) -> None:
+    from pathlib import Path
+
+    from anydepth_edge.artifacts import ensure_writable_dir
+    from anydepth_edge.console import progress
+    from anydepth_edge.engines.trt_build import EngineJob, build as build_engine
+    from anydepth_edge.engines.trt_common import device_profile, gpu_tag, import_tensorrt
+
+    onnx_path = Path(onnx_file)
+    if not onnx_path.is_file():
+        raise UserError(f"ONNX file not found: {onnx_path}")
+    profile = device_profile(device)
+    trt = import_tensorrt()
+    from anydepth_edge.engines.cuda_api import load_cuda_api
+
+    cuda = load_cuda_api()
+    engines_dir = ensure_writable_dir(out_dir)
+    cache = Path(timing_cache) if timing_cache else engines_dir / f"timing-trt{trt.__version__}-{gpu_tag(cuda.device_name())}.cache"
+    job = EngineJob(onnx_path, engines_dir, profile, precision=precision, workspace_mib=workspace, builder=builder,
+                    timing_cache=cache, force=force)
+    with progress() as prog:
+        task = prog.add_task(f"{onnx_path.name}: TensorRT {trt.__version__}", total=None)
+        path, side, reused = build_engine(job, trt=trt, cuda=cuda,
+                                          notify=lambda text: prog.update(task, description=f"{onnx_path.name}: {text}"))
+    for w in side.get("warnings", []):
+        warn(w)
+    if reused:
+        out.print(f"up to date: {path}")
+    else:
+        out.print(f"built {path} in {side['build_seconds']} s ({side['precision_constraints']} constraints, "
+                  f"{side['pinned_layers']} FP32 layers, device memory {side['device_memory_bytes']} bytes)")
+
+
+@app.command()
+def build(
+    onnx_file: str = typer.Argument(..., help="An ONNX file from anydepth-edge export (its .json sidecar names the FP32 pins)."),
+    device: str = typer.Option("auto", "--device", help="Device profile: orin-nano (4 GB: capped workspace), generic, auto (detected)."),
+    precision: str = typer.Option("fp16", "--precision", help="fp16 (DySample coordinates and pinned layers stay FP32) or fp32."),
+    workspace: Optional[int] = typer.Option(None, "--workspace", help="Builder workspace cap in MiB (default: the device profile's; 1024 on orin-nano)."),
+    builder: str = typer.Option("python", "--builder", help="python (TensorRT Python API) or trtexec (/usr/src/tensorrt/bin/trtexec, same settings)."),
+    out_dir: str = typer.Option("engines", "--out-dir", "-o", help="Where engines, sidecars, inspector JSON and build logs go."),
+    timing_cache: Optional[str] = typer.Option(None, "--timing-cache", help="Persistent timing cache (default: one per TensorRT version and GPU in --out-dir)."),
+    force: bool = typer.Option(False, "--force", "-f", help="Rebuild even when an up-to-date engine exists."),
+) -> None:
+    """Build a TensorRT engine (FP16 by default) for this GPU from an exported ONNX file.
+
+    Writes engines/<onnx stem>-<precision>-trt<version>-<gpu>.engine with a sidecar (TensorRT version, GPU, JetPack, ONNX sha256, settings, build seconds), the engine inspector JSON and the build log. Engines only run on the TensorRT and GPU that built them.
+    """
+    if precision not in ("fp16", "fp32"):
+        raise UserError(f"unknown precision {precision!r}: fp16 or fp32")
+    if builder not in ("python", "trtexec"):
+        raise UserError(f"unknown builder {builder!r}: python or trtexec")
+    if workspace is not None and workspace <= 0:
+        raise UserError("--workspace must be a positive number of MiB")
+    _build_one(onnx_file, device, precision, workspace, builder, out_dir, timing_cache, force)
 
 
 @app.command("check-onnx")

@@ -86,3 +86,25 @@ def python38():
         if proc.returncode == 0 and proc.stdout.strip() == "(3, 8)":
             return cand
     return None
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    """Tiny SDT exports at 64x64, made once per session: trt8.5, trt10 and the gather form."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from anydepth_edge.export.onnx_export import ExportJob, export_onnx
+    from anydepth_edge.export.targets import TARGETS
+    from anydepth_edge.models import build_model
+    from anydepth_edge.models.anydepth import spread_random_init
+
+    torch.manual_seed(0)
+    model = spread_random_init(build_model("vits", "sdt", **TINY))
+    out = tmp_path_factory.mktemp("export")
+    random = {"path": None, "format": "random", "sha256": "random"}
+    results = {}
+    for target in ("trt8.5", "trt10"):
+        results[target] = export_onnx(ExportJob(model, (64, 64), TARGETS[target], random, out))
+    results["gather"] = export_onnx(ExportJob(model, (64, 64), TARGETS["trt10"], random, out, dysample="gather"))
+    return model, results

@@ -41,6 +41,9 @@ def test_atomic_write_never_leaves_a_half_file(tmp_path):
         tmp.write_bytes(b"whole")
     assert final.read_bytes() == b"whole"
     assert os.listdir(tmp_path) == ["model.onnx"]
+    mask = os.umask(0)
+    os.umask(mask)
+    assert final.stat().st_mode & 0o777 == 0o666 & ~mask
 
 
 def test_json_helpers(tmp_path):

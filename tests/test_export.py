@@ -55,23 +55,6 @@ def test_model_export_form_equals_training_form(tiny_model, decoder):
 
 # ----------------------------------------------------------------------------- the exported graph
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """One tiny SDT export per target (module-scoped: a few seconds each)."""
-    from anydepth_edge.models import build_model
-    from anydepth_edge.models.anydepth import spread_random_init
-    from conftest import TINY
-
-    torch.manual_seed(0)
-    model = spread_random_init(build_model("vits", "sdt", **TINY))
-    out = tmp_path_factory.mktemp("export")
-    results = {}
-    for target in ("trt8.5", "trt10"):
-        results[target] = export_onnx(ExportJob(model, (64, 64), TARGETS[target], RANDOM, out))
-    results["gather"] = export_onnx(ExportJob(model, (64, 64), TARGETS["trt10"], RANDOM, out, dysample="gather"))
-    return model, results
-
-
 def _graph(result):
     return onnx.load(str(result.onnx_path))
 

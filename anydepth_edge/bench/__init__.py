@@ -1,0 +1,1 @@
+"""Benchmark stage: the paper's Orin Nano table (latency, FPS, peak memory; SDT vs DPT)."""

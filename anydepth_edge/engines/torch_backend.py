@@ -1,0 +1,119 @@
+"""PyTorch backend: CPU or CUDA, FP32 or FP16, optional CUDA graph replay.
+
+The model comes from a checkpoint / config (or an ONNX sidecar naming them), not from the ONNX.
+Needs the `export` extra (PyTorch); never imported on the robot's runtime image.
+"""
+
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+import torch
+
+from anydepth_edge.engines.base import Backend
+from anydepth_edge.errors import HardwareMissing, UserError
+
+
+class TorchBackend(Backend):
+    name = "torch"
+
+    def __init__(self, model: torch.nn.Module, res: Tuple[int, int], device: str = "cpu", precision: str = "fp32",
+                 cuda_graph: bool = False, channels_last: bool = False):
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise HardwareMissing("PyTorch sees no CUDA GPU here: use --device cpu")
+        if precision not in ("fp32", "fp16"):
+            raise UserError(f"unknown precision {precision!r}: fp32 or fp16")
+        if precision == "fp16" and not device.startswith("cuda"):
+            raise UserError("FP16 PyTorch inference needs a CUDA device (CPU half kernels are ~500x slower here)")
+        self.device = torch.device(device)
+        self.dtype = torch.float16 if precision == "fp16" else torch.float32
+        self.precision = precision
+        self.model = model.eval().to(self.device, self.dtype)
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.input_shape = (1, 3, res[0], res[1])
+        self.output_shape = (1, 1, res[0], res[1])
+        self.static_in = torch.zeros(self.input_shape, device=self.device, dtype=self.dtype)
+        self.host_in = torch.zeros(self.input_shape, dtype=torch.float32)
+        self.host_out = torch.zeros(self.output_shape, dtype=torch.float32)
+        if self.device.type == "cuda":
+            self.host_in = self.host_in.pin_memory()
+            self.host_out = self.host_out.pin_memory()
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.mem_before = torch.cuda.memory_allocated(self.device)
+        self.graph: Optional[torch.cuda.CUDAGraph] = None
+        self.static_out: Optional[torch.Tensor] = None
+        if cuda_graph:
+            if self.device.type != "cuda":
+                raise UserError("CUDA graphs need --device cuda")
+            self._capture()
+
+    def _run(self) -> torch.Tensor:
+        return self.model(self.static_in)
+
+    def _capture(self) -> None:
+        # Warm-up on a side stream (allocator and cuDNN choices settle), then capture one forward.
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side), torch.inference_mode():
+            for _ in range(3):
+                self._run()
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph), torch.inference_mode():
+            self.static_out = self._run()
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        self.check_input(batch)
+        self.host_in.copy_(torch.from_numpy(batch))
+        with torch.inference_mode():
+            self.static_in.copy_(self.host_in, non_blocking=True)
+            if self.graph is not None:
+                self.graph.replay()
+                out = self.static_out
+            else:
+                out = self._run()
+            self.host_out.copy_(out, non_blocking=True)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return self.host_out.numpy()
+
+    def memory(self) -> Dict[str, Any]:
+        if self.device.type == "cuda":
+            return {
+                "method": "torch.cuda.max_memory_allocated (weights + activations)",
+                "max_allocated_bytes": int(torch.cuda.max_memory_allocated(self.device)),
+                "max_reserved_bytes": int(torch.cuda.max_memory_reserved(self.device)),
+            }
+        from anydepth_edge.bench.memory import process_memory
+
+        return {"method": "process RSS (PyTorch CPU)", **process_memory()}
+
+    def describe(self) -> Dict[str, Any]:
+        d = super().describe()
+        d.update({"device": str(self.device), "precision": self.precision, "cuda_graph": self.graph is not None,
+                  "torch": torch.__version__})
+        if self.device.type == "cuda":
+            d["gpu"] = torch.cuda.get_device_name(self.device)
+        return d
+
+    def close(self) -> None:
+        self.graph = None
+        self.model = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def torch_backend_from_sidecar(sidecar: Dict[str, Any], device: str = "cpu", precision: str = "fp32",
+                               cuda_graph: bool = False, warn=None) -> TorchBackend:
+    """The PyTorch model an ONNX sidecar describes (config + checkpoint), as a backend."""
+    from anydepth_edge.models.anydepth import AnyDepthConfig
+    from anydepth_edge.models.checkpoints import resolve_model
+
+    cfg = AnyDepthConfig.from_dict(sidecar["config"])
+    ckpt = (sidecar.get("checkpoint") or {}).get("path")
+    overrides = {k: v for k, v in cfg.to_dict().items() if k not in ("encoder", "decoder")}
+    if ckpt:
+        overrides = {}
+    model, _ = resolve_model(ckpt, cfg.encoder, cfg.decoder, warn=warn, **overrides)
+    res = tuple(sidecar["resolution"])
+    return TorchBackend(model, res, device=device, precision=precision, cuda_graph=cuda_graph)

@@ -1,0 +1,366 @@
+"""A recording fake of the TensorRT Python API surface we use, per version (8.5 / 8.6 / 10.x).
+
+Version differences it reproduces (from the TensorRT API docs): `builder_optimization_level`
+exists from 8.6 (setting it on 8.5 raises AttributeError), `IProgressMonitor` from 10.0,
+`device_memory_size_v2` from 10.0, EXPLICIT_BATCH matters on 8.x. The ONNX parser makes one layer
+per ONNX node (named after it) and one constant layer per initializer, with float / integer output
+types from ONNX shape inference, so precision pins are checked against the real exported graph.
+Every call that matters is appended to `trt.calls`.
+"""
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+
+ENGINE_MAGIC = b"FAKE-TRT-ENGINE\n"
+
+
+class DType:
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return f"DataType.{self.name.upper()}"
+
+
+def make_fake_tensorrt(version="10.3.0", io_shapes=None, fail_obey=False, oom=False, parse_error=None):
+    major, minor = (int(p) for p in version.split(".")[:2])
+    calls = []
+    io_shapes = io_shapes or {"image": (1, 3, 64, 64), "depth": (1, 1, 64, 64)}
+    trt = SimpleNamespace(__version__=version, calls=calls)
+    trt.float32, trt.float16, trt.int32, trt.int64, trt.bool = (DType(n) for n in ("float32", "float16", "int32", "int64", "bool"))
+    trt.nptype = lambda dt: {"float32": np.float32, "float16": np.float16, "int32": np.int32, "int64": np.int64}[dt.name]
+
+    class Severity:
+        def __init__(self, name):
+            self.name = name
+
+        def __str__(self):
+            return f"Severity.{self.name}"
+
+    class ILogger:
+        ERROR, INTERNAL_ERROR, WARNING, INFO = (Severity(n) for n in ("ERROR", "INTERNAL_ERROR", "WARNING", "INFO"))
+
+        def __init__(self):
+            pass
+
+    trt.ILogger = ILogger
+    trt.NetworkDefinitionCreationFlag = SimpleNamespace(EXPLICIT_BATCH=0)  # deprecated and ignored on 10.x
+    trt.BuilderFlag = SimpleNamespace(FP16="FP16", OBEY_PRECISION_CONSTRAINTS="OBEY", PREFER_PRECISION_CONSTRAINTS="PREFER")
+    trt.MemoryPoolType = SimpleNamespace(WORKSPACE="WORKSPACE")
+    trt.ProfilingVerbosity = SimpleNamespace(DETAILED="DETAILED")
+    trt.LayerInformationFormat = SimpleNamespace(JSON="JSON")
+    trt.LayerType = SimpleNamespace(CONSTANT="CONSTANT", OTHER="OTHER")
+    trt.TensorIOMode = SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT")
+
+    if major >= 10:
+        class IProgressMonitor:
+            def __init__(self):
+                pass
+
+        trt.IProgressMonitor = IProgressMonitor
+
+    class Tensor:
+        def __init__(self, name, dtype):
+            self.name, self.dtype = name, dtype
+
+    class Layer:
+        def __init__(self, name, ltype, inputs, outputs):
+            self.name, self.type = name, ltype
+            self._inputs, self._outputs = inputs, outputs
+            self.precision = None
+            self.output_types = {}
+
+        num_inputs = property(lambda self: len(self._inputs))
+        num_outputs = property(lambda self: len(self._outputs))
+
+        def get_input(self, i):
+            return self._inputs[i]
+
+        def get_output(self, i):
+            return self._outputs[i]
+
+        def set_output_type(self, i, dtype):
+            self.output_types[i] = dtype
+
+    class Network:
+        def __init__(self, flags):
+            self.flags = flags
+            self.layers = []
+
+        num_layers = property(lambda self: len(self.layers))
+
+        def get_layer(self, i):
+            return self.layers[i]
+
+    class OnnxParser:
+        def __init__(self, network, logger):
+            self.network, self.logger = network, logger
+            self.errors = []
+
+        def parse(self, data, path=None):
+            import onnx
+
+            calls.append(("parse", path))
+            if parse_error:
+                self.errors.append(parse_error)
+                return False
+            model = onnx.load_from_string(data)
+            inferred = onnx.shape_inference.infer_shapes(model)
+            kinds = {v.name: v.type.tensor_type.elem_type for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
+            tensors = {}
+
+            def tensor(name, elem=None):
+                if name not in tensors:
+                    elem = elem if elem is not None else kinds.get(name, onnx.TensorProto.FLOAT)
+                    dtype = trt.float32 if elem in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16) else trt.int32
+                    tensors[name] = Tensor(name, dtype)
+                return tensors[name]
+
+            for init in model.graph.initializer:
+                self.network.layers.append(Layer(init.name, trt.LayerType.CONSTANT, [], [tensor(init.name, init.data_type)]))
+            for node in model.graph.node:
+                self.network.layers.append(Layer(node.name, trt.LayerType.OTHER, [tensor(n) for n in node.input if n],
+                                                 [tensor(n) for n in node.output]))
+            return True
+
+        @property
+        def num_errors(self):
+            return len(self.errors)
+
+        def get_error(self, i):
+            return self.errors[i]
+
+    trt.OnnxParser = OnnxParser
+
+    class TimingCache:
+        def __init__(self, data):
+            self.data = data
+
+        def serialize(self):
+            return self.data + b"+tuned"
+
+    base_config_attrs = ["flags", "pools", "profiling_verbosity", "cache", "progress_monitor_set", "_progress"]
+
+    class Config:
+        __slots__ = base_config_attrs + (["builder_optimization_level"] if (major, minor) >= (8, 6) else [])
+
+        def __init__(self):
+            self.flags = set()
+            self.pools = {}
+            self.profiling_verbosity = None
+            self.cache = None
+            self._progress = None
+            if (major, minor) >= (8, 6):
+                self.builder_optimization_level = 3  # TensorRT's default
+
+        def set_memory_pool_limit(self, pool, size):
+            calls.append(("set_memory_pool_limit", pool, size))
+            self.pools[pool] = size
+
+        def set_flag(self, flag):
+            calls.append(("set_flag", flag))
+            self.flags.add(flag)
+
+        def clear_flag(self, flag):
+            calls.append(("clear_flag", flag))
+            self.flags.discard(flag)
+
+        def create_timing_cache(self, data):
+            calls.append(("create_timing_cache", bytes(data)))
+            return TimingCache(bytes(data))
+
+        def set_timing_cache(self, cache, ignore_mismatch):
+            self.cache = cache
+
+        def get_timing_cache(self):
+            return self.cache
+
+        @property
+        def progress_monitor(self):
+            return self._progress
+
+        @progress_monitor.setter
+        def progress_monitor(self, monitor):
+            if major < 10:
+                raise AttributeError("progress_monitor is TensorRT 10+")
+            calls.append(("progress_monitor", monitor))
+            self._progress = monitor
+
+    class Builder:
+        def __init__(self, logger):
+            self.logger = logger
+
+        def create_network(self, flags=0):
+            calls.append(("create_network", flags))
+            return Network(flags)
+
+        def create_builder_config(self):
+            return Config()
+
+        def build_serialized_network(self, network, config):
+            state = {
+                "flags": sorted(config.flags), "pools": config.pools,
+                "opt_level": getattr(config, "builder_optimization_level", None),
+                "fp32_layers": sorted(l.name for l in network.layers if l.precision is trt.float32),
+                "network_flags": network.flags,
+            }
+            calls.append(("build", state))
+            if config._progress is not None:
+                config._progress.phase_start("Building engine", None, 3)
+                config._progress.step_complete("Building engine", 0)
+                config._progress.phase_finish("Building engine")
+            self.logger.log(ILogger.INFO, "[MemUsageChange] Init builder kernel library: CPU +0, GPU +12, now: CPU 200, GPU 900 (MiB)")
+            if oom:
+                self.logger.log(ILogger.ERROR, "1: [defaultAllocator.cpp::allocate::20] Error Code 1: Cuda Runtime (out of memory)")
+                return None
+            if fail_obey and "OBEY" in config.flags:
+                self.logger.log(ILogger.ERROR, "no implementation obeys reformatting-free rules")
+                return None
+            return ENGINE_MAGIC + json.dumps(state).encode()
+
+    trt.Builder = Builder
+
+    class Inspector:
+        def __init__(self, engine):
+            self.engine = engine
+
+        def get_engine_information(self, fmt):
+            return json.dumps({"Layers": [{"Name": n, "Precision": "FP32"} for n in self.engine.state["fp32_layers"]]})
+
+    class Context:
+        def __init__(self, engine):
+            self.engine = engine
+            self.addresses = {}
+
+        def set_tensor_address(self, name, ptr):
+            calls.append(("set_tensor_address", name, ptr))
+            self.addresses[name] = ptr
+
+        def execute_async_v3(self, stream_handle):
+            calls.append(("execute_async_v3", stream_handle))
+            cuda = trt.cuda  # the fake CUDA this test wired in
+            cuda.enqueue(stream_handle, lambda: cuda.kernel(self.addresses["image"], self.addresses["depth"]))
+            return True
+
+    class Engine:
+        def __init__(self, state):
+            self.state = state
+            self.names = list(io_shapes)
+            if major >= 10:
+                self.device_memory_size_v2 = 123 << 20
+            else:
+                self.device_memory_size = 123 << 20
+
+        num_io_tensors = property(lambda self: len(self.names))
+
+        def get_tensor_name(self, i):
+            return self.names[i]
+
+        def get_tensor_mode(self, name):
+            return trt.TensorIOMode.INPUT if name == self.names[0] else trt.TensorIOMode.OUTPUT
+
+        def get_tensor_shape(self, name):
+            return io_shapes[name]
+
+        def get_tensor_dtype(self, name):
+            return trt.float32
+
+        def create_execution_context(self):
+            return Context(self)
+
+        def create_engine_inspector(self):
+            return Inspector(self)
+
+    class Runtime:
+        def __init__(self, logger):
+            self.logger = logger
+
+        def deserialize_cuda_engine(self, data):
+            calls.append(("deserialize", len(data)))
+            if not data.startswith(ENGINE_MAGIC):
+                self.logger.log(ILogger.ERROR, "1: [stdArchiveReader.cpp::StdArchiveReader::32] Error Code 1: Serialization (Magic tag does not match)")
+                return None
+            return Engine(json.loads(data[len(ENGINE_MAGIC):]))
+
+    trt.Runtime = Runtime
+    return trt
+
+
+class FakeCuda:
+    """CudaApi stand-in: device memory is numpy arrays keyed by fake pointers; work queued on a
+    stream runs at synchronize, so a missing synchronize shows up as stale output."""
+
+    def __init__(self, name="cuda-python", supports_graphs=True, gpu="Orin", cc=(8, 7)):
+        self.name, self.supports_graphs = name, supports_graphs
+        self.gpu, self.cc = gpu, cc
+        self.mem = {}
+        self.next_ptr = 0x1000
+        self.queue = []
+        self.capturing = None
+        self.log = []
+        self.total = 4 << 30
+
+    def malloc(self, nbytes):
+        ptr = self.next_ptr
+        self.next_ptr += nbytes + 256
+        self.mem[ptr] = np.zeros(nbytes, dtype=np.uint8)
+        return ptr
+
+    def free(self, ptr):
+        self.mem.pop(ptr, None)
+
+    def host_empty(self, shape, dtype):
+        return np.zeros(shape, dtype=dtype)
+
+    def stream(self):
+        return "stream0"
+
+    def stream_handle(self, stream):
+        return 0xABC
+
+    def enqueue(self, stream, fn):
+        (self.capturing if self.capturing is not None else self.queue).append(fn)
+
+    def htod_async(self, dst, src, stream):
+        self.log.append("htod")
+        self.enqueue(stream, lambda: self.mem[dst].__setitem__(slice(None), np.frombuffer(src.tobytes(), np.uint8)))
+
+    def dtoh_async(self, dst, src, stream):
+        self.log.append("dtoh")
+        self.enqueue(stream, lambda: np.copyto(dst, np.frombuffer(self.mem[src].tobytes(), dst.dtype).reshape(dst.shape)))
+
+    def kernel(self, in_ptr, out_ptr):
+        """The fake network: depth = channel sum of the image (enough to prove the data path)."""
+        x = np.frombuffer(self.mem[in_ptr].tobytes(), np.float32).reshape(1, 3, -1)
+        self.mem[out_ptr][:] = np.frombuffer(x.sum(axis=1).astype(np.float32).tobytes(), np.uint8)
+
+    def synchronize(self, stream):
+        self.log.append("sync")
+        queue, self.queue = self.queue, []
+        for fn in queue:
+            fn()
+
+    def mem_get_info(self):
+        used = sum(a.nbytes for a in self.mem.values())
+        return self.total - used, self.total
+
+    def device_name(self):
+        return self.gpu
+
+    def compute_capability(self):
+        return self.cc
+
+    def begin_capture(self, stream):
+        self.log.append("begin_capture")
+        self.capturing = []
+
+    def end_capture(self, stream):
+        self.log.append("end_capture")
+        graph, self.capturing = self.capturing, None
+        return graph
+
+    def launch_graph(self, graph, stream):
+        self.log.append("launch_graph")
+        self.queue.extend(graph)
