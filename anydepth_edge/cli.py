@@ -305,6 +305,58 @@ def _recorded_target(path: str) -> Optional[str]:
     return t if t in ("trt8.5", "trt8.6", "trt10") else None
 
 
+@app.command()
+def bench(
+    device: str = typer.Option("auto", "--device", help="orin-nano, cuda, cpu or auto (detected). orin-nano on another host is refused unless --allow-mismatch."),
+    res: List[str] = typer.Option(["256", "512"], "--res", "-r", help=RES_HELP + " Repeat for several."),
+    decoder: List[str] = typer.Option(["sdt", "dpt"], "--decoder", "-d", help="Repeat for several (default: both)."),
+    encoder: str = typer.Option("vits", "--encoder", "-e", help=ENCODER_HELP),
+    backend: str = typer.Option("auto", "--backend", "-b", help="auto (TensorRT > ORT-CUDA > PyTorch-CUDA > ORT-CPU), trt, ort or torch."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="fp16 or fp32 (default: fp16 on GPUs, fp32 on CPUs)."),
+    warmup: Optional[int] = typer.Option(None, "--warmup", help="Untimed runs first (default per device: cpu 2, cuda 20, orin-nano 10)."),
+    iters: Optional[int] = typer.Option(None, "--iters", help="Timed runs (default per device: cpu 10, cuda 200, orin-nano 50)."),
+    e2e_iters: Optional[int] = typer.Option(None, "--e2e-iters", help="End-to-end runs with pre/post-processing of a 640x480 frame."),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help=CKPT_HELP),
+    out_dir: str = typer.Option("benchmarks/results", "--out-dir", "-o", help="Where the JSON, Markdown, CSV and PNG go."),
+    cuda_graph: bool = typer.Option(False, "--cuda-graph", help="Replay inference as a CUDA graph (TensorRT with cuda-python, PyTorch CUDA)."),
+    dysample: str = typer.Option("gridsample", "--dysample", help="DySample export form to benchmark: gridsample or gather."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime CPU threads (default: all cores)."),
+    allow_mismatch: bool = typer.Option(False, "--allow-mismatch", help="Run --device orin-nano elsewhere, labelling every figure as not from an Orin Nano."),
+    export_dir: str = typer.Option("export", "--export-dir", help="Where ONNX files are found / exported."),
+    engines_dir: str = typer.Option("engines", "--engines-dir", help="Where TensorRT engines are found / built."),
+) -> None:
+    """Reproduce the paper's Orin Nano table here: latency, FPS and peak memory of SDT vs DPT at 256 and 512.
+
+    Each configuration runs in its own process. Missing ONNX files / engines are exported / built first (cached). Prints the tables with the paper's figures beside ours and writes JSON (with raw latencies), Markdown, CSV and a PNG chart to --out-dir.
+    """
+    from pathlib import Path
+
+    from anydepth_edge.bench.harness import BenchOptions, run_bench
+    from anydepth_edge.bench.report import console_tables, write_outputs
+    from anydepth_edge.console import progress
+    from anydepth_edge.resolution import parse_res_list
+    from anydepth_edge.specs import check_decoder, encoder_spec
+
+    sampler = DYSAMPLE_CHOICES.get(dysample.lower())
+    if sampler is None:
+        raise UserError(f"unknown --dysample {dysample!r}: choose gridsample or gather")
+    opts = BenchOptions(
+        device=device, resolutions=parse_res_list(res), decoders=[check_decoder(d) for d in dict.fromkeys(decoder)],
+        encoder=encoder_spec(encoder).name, backend=backend, precision=precision, warmup=warmup, iters=iters,
+        e2e_iters=e2e_iters, checkpoint=checkpoint, out_dir=Path(out_dir), allow_mismatch=allow_mismatch,
+        cuda_graph=cuda_graph, dysample=sampler, threads=threads, export_dir=Path(export_dir),
+        engines_dir=Path(engines_dir),
+    )
+    with progress(transient=True) as prog:
+        record = run_bench(opts, warn=warn, progress=prog)
+    for table in console_tables(record):
+        out.print(table)
+    paths = write_outputs(record, opts.out_dir)
+    out.print("written: " + ", ".join(str(p) for p in paths.values()))
+    if any("error" in r for r in record["results"]):
+        raise typer.Exit(1)
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     """Console entry point: user errors become one line on stderr and a non-zero exit."""
     try:

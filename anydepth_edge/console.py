@@ -1,9 +1,12 @@
 """One place for user-facing output: rich on stderr for messages, stdout for results."""
 
+import sys
+
 from rich.console import Console
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False)
+# Piped or logged output: wide enough that tables do not wrap (rich assumes 80 columns off a TTY).
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 def info(msg: str) -> None:

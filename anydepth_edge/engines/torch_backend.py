@@ -27,6 +27,8 @@ class TorchBackend(Backend):
         self.device = torch.device(device)
         self.dtype = torch.float16 if precision == "fp16" else torch.float32
         self.precision = precision
+        # Fixed input size: bake RoPE (no per-frame table, and no host work inside a CUDA graph).
+        model.encoder.bake_rope(*res)
         self.model = model.eval().to(self.device, self.dtype)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)

@@ -24,8 +24,7 @@ import torch
 from anydepth_edge import __version__
 from anydepth_edge.artifacts import atomic_path, read_json, sha256_file, write_json_atomic
 from anydepth_edge.errors import UserError
-from anydepth_edge.export.targets import Target
-from anydepth_edge.resolution import res_tag
+from anydepth_edge.export.targets import Target, onnx_stem
 from anydepth_edge.specs import IMAGENET_MEAN, IMAGENET_STD
 
 INPUT_NAME = "image"
@@ -59,8 +58,7 @@ class ExportJob:
     @property
     def stem(self) -> str:
         cfg = self.model.config
-        tag = "" if self.dysample == "grid_sample" else "-gather"
-        return f"anydepth-{cfg.decoder}-{cfg.encoder}-{res_tag(self.res)}-{self.target.name}{tag}"
+        return onnx_stem(cfg.decoder, cfg.encoder, self.res, self.target.name, self.dysample)
 
     @property
     def onnx_path(self) -> Path:
@@ -221,6 +219,7 @@ def export_onnx(job: ExportJob, step: Callable[[str], None] = lambda s: None) ->
 
     from anydepth_edge.export.forms import to_export_form
     from anydepth_edge.export.lint import lint_model
+    from anydepth_edge.models.flops import count_gflops, count_params
 
     if not job.force:
         side = _reusable(job)
@@ -294,6 +293,8 @@ def export_onnx(job: ExportJob, step: Callable[[str], None] = lambda s: None) ->
         "std": list(IMAGENET_STD),
         "checkpoint": job.checkpoint,
         "toolkit_version": __version__,
+        "params": count_params(job.model),
+        "gflops": {k: round(v, 3) for k, v in count_gflops(job.model, job.res).items()},
         "nodes": {"before_slim": nodes_before, "after_slim": nodes_after},
         "op_counts": op_counts(graph),
         "fp32_nodes": fp32_nodes,

@@ -67,3 +67,9 @@ def resolve_target(name: str) -> Target:
     if key not in TARGETS:
         raise UserError(f"unknown target {name!r}: choose one of {', '.join(TARGET_CHOICES)}")
     return TARGETS[key]
+
+
+def onnx_stem(decoder: str, encoder: str, res, target: str, dysample: str = "grid_sample") -> str:
+    """anydepth-<decoder>-<encoder>-<H>x<W>-<target>[-gather]: what the file contains."""
+    tag = "" if dysample == "grid_sample" else "-gather"
+    return f"anydepth-{decoder}-{encoder}-{res[0]}x{res[1]}-{target}{tag}"

@@ -53,7 +53,10 @@ def offsets_to_grid(
     if base is None:
         base = pixel_centre_grid(h, w, offset.dtype, offset.device)
     if normaliser is None:
-        normaliser = torch.tensor([w, h], dtype=offset.dtype, device=offset.device).reshape(1, 2, 1, 1, 1)
+        # Filled on the device (no host copy), so this also runs inside a CUDA graph capture.
+        normaliser = torch.empty(1, 2, 1, 1, 1, dtype=offset.dtype, device=offset.device)
+        normaliser[:, 0] = w
+        normaliser[:, 1] = h
     coords = 2 * (base + offset.reshape(b, 2, -1, h, w)) / normaliser - 1
     coords = F.pixel_shuffle(coords.reshape(b, -1, h, w), scale)  # (B, 2*G, sH, sW)
     coords = coords.reshape(b, 2, -1, scale * h, scale * w)
@@ -111,8 +114,10 @@ class DySample(nn.Module):
         return out.reshape(b, c, self.scale * h, self.scale * w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        grid = offsets_to_grid(self.predict_offsets(x), self.scale)
-        return self.sample(x, grid)
+        # Coordinates and sampling in FP32 even in a half-precision model: FP16 quantises absolute
+        # positions to 0.125-0.25 px at 128-512 px (the FP16 engine pins the same nodes).
+        grid = offsets_to_grid(self.predict_offsets(x).float(), self.scale)
+        return self.sample(x.float(), grid).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"scale={self.scale}, style={self.style!r}, groups={self.groups}, dyscope={self.scope is not None}"

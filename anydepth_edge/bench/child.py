@@ -1,0 +1,237 @@
+"""One benchmark configuration, run in its own process so memory figures do not bleed.
+
+`python -m anydepth_edge.bench.child SPEC.json RESULT.json`: reads the spec, loads the backend,
+warms up, times `iters` inferences and `e2e_iters` camera-frame round trips, measures peak memory
+by the method that fits the backend, writes the result atomically. Progress goes to stderr as
+`ITER <done> <total>` lines for the parent's progress bar. Torch-free unless the PyTorch backend
+is benchmarked.
+"""
+
+import json
+import sys
+import time
+from typing import Any, Dict
+
+import numpy as np
+
+from anydepth_edge.bench.memory import TegrastatsSampler, process_memory, reset_peak_rss
+from anydepth_edge.bench.stats import latency_stats
+from anydepth_edge.engines.base import Backend
+
+
+class SyntheticBackend(Backend):
+    """A backend of known cost, for testing the probes: holds `alloc_mb` of touched memory and
+    sleeps `sleep_ms` per inference."""
+
+    name = "synthetic"
+
+    def __init__(self, res, alloc_mb: float = 0.0, sleep_ms: float = 0.0):
+        self.input_shape = (1, 3, res[0], res[1])
+        self.output_shape = (1, 1, res[0], res[1])
+        self.block = np.ones(int(alloc_mb * (1 << 20)), dtype=np.uint8)  # ones: pages really touched
+        self.sleep_s = sleep_ms / 1000.0
+        self.out = np.ones(self.output_shape, np.float32)
+
+    def infer(self, batch):
+        self.check_input(batch)
+        time.sleep(self.sleep_s)
+        return self.out
+
+    def memory(self):
+        return {"method": "process RSS (synthetic)", **process_memory()}
+
+
+def open_from_spec(spec: Dict[str, Any]) -> Backend:
+    b = spec["backend"]
+    kind = b["kind"]
+    if kind == "synthetic":
+        return SyntheticBackend(spec["res"], b.get("alloc_mb", 0), b.get("sleep_ms", 0))
+    if kind == "tensorrt":
+        from anydepth_edge.engines.trt_backend import TensorRTBackend
+
+        return TensorRTBackend(b["engine"], cuda_graph=b.get("cuda_graph", False))
+    if kind == "onnxruntime":
+        from anydepth_edge.engines.ort_backend import OrtBackend
+
+        return OrtBackend(b["onnx"], device=b.get("device", "cpu"), threads=b.get("threads"))
+    if kind == "torch":
+        from anydepth_edge.engines.torch_backend import TorchBackend
+        from anydepth_edge.models.checkpoints import resolve_model
+
+        model, _ = resolve_model(b.get("checkpoint"), b["encoder"], b["decoder"])
+        return TorchBackend(model, tuple(spec["res"]), device=b.get("device", "cpu"),
+                            precision=b.get("precision", "fp32"), cuda_graph=b.get("cuda_graph", False))
+    raise ValueError(f"unknown backend kind {kind!r}")
+
+
+def _progress(done: int, total: int) -> None:
+    sys.stderr.write(f"ITER {done} {total}\n")
+    sys.stderr.flush()
+
+
+def measure_peak_flops(kind: str, device: str) -> Dict[str, Any]:
+    """The achievable GEMM rate in this process: the denominator of the utilisation figure on
+    hosts without a known device peak."""
+    if device == "cpu":
+        n = 2048
+        a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+        run = _ort_matmul(a) if kind == "onnxruntime" else None
+        method = f"ONNX Runtime MatMul {n}^3 FP32 (the model's own CPU kernels), best of 5"
+        if run is None:
+            run, method = (lambda: a @ a), f"numpy float32 GEMM {n}^3, best of 5"
+        run()  # warm-up (thread pool start)
+        best = min(_timed(run) for _ in range(5))
+        return {"method": method, "flops": 2 * n ** 3 / best}
+    if kind == "torch":
+        import torch
+
+        n = 8192
+        out = {}
+        for dtype in (torch.float16, torch.float32):
+            a = torch.randn(n, n, device="cuda", dtype=dtype)
+            (a @ a).sum().item()
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(5):
+                a @ a
+            end.record()
+            torch.cuda.synchronize()
+            out[str(dtype).split(".")[-1]] = 5 * 2 * n ** 3 / (start.elapsed_time(end) / 1000)
+        return {"method": f"torch GEMM {n}^3 on the GPU (fp16 tensor cores / fp32)", "flops_fp16": out["float16"],
+                "flops_fp32": out["float32"]}
+    return {}
+
+
+def _ort_matmul(a: np.ndarray):
+    """A one-MatMul ONNX Runtime session on `a` x `a`; None without the onnx package."""
+    try:
+        import onnx
+        import onnxruntime as ort
+        from onnx import TensorProto, helper
+    except ImportError:
+        return None
+    n = a.shape[0]
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["c"])], "gemm",
+        [helper.make_tensor_value_info(k, TensorProto.FLOAT, [n, n]) for k in ("a", "b")],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = min(model.ir_version, 8)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return lambda: sess.run(None, {"a": a, "b": a})
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def run(spec: Dict[str, Any]) -> Dict[str, Any]:
+    res = tuple(spec["res"])
+    b = spec["backend"]
+    sampler = None
+    if spec.get("tegrastats"):
+        try:
+            sampler = TegrastatsSampler(interval_ms=spec.get("tegrastats_ms", 100))
+            sampler.wait_for_sample()
+        except FileNotFoundError:
+            sampler = None
+    # Idle baseline: this process with its libraries imported, before the model exists.
+    if b["kind"] == "onnxruntime":
+        import onnxruntime  # noqa: F401
+    elif b["kind"] == "torch":
+        import anydepth_edge.models  # noqa: F401  (torch + timm: library memory, not the model's)
+    reset_peak_rss()
+    baseline = process_memory()
+
+    t0 = time.perf_counter()
+    backend = open_from_spec(spec)
+    load_s = time.perf_counter() - t0
+    x = np.random.default_rng(0).standard_normal(backend.input_shape).astype(np.float32)
+    total = spec["warmup"] + spec["iters"]
+    for i in range(spec["warmup"]):
+        backend.infer(x)
+        _progress(i + 1, total)
+    latencies = []
+    for i in range(spec["iters"]):
+        t = time.perf_counter()
+        backend.infer(x)
+        latencies.append((time.perf_counter() - t) * 1000.0)
+        _progress(spec["warmup"] + i + 1, total)
+
+    e2e = _end_to_end(backend, res, spec)
+    memory = backend.memory()
+    peak = process_memory()
+    memory.update({
+        "rss_baseline_bytes": baseline["rss_bytes"],
+        "rss_peak_bytes": peak["peak_rss_bytes"],
+        "rss_peak_over_baseline_bytes": max(0, peak["peak_rss_bytes"] - baseline["rss_bytes"]),
+    })
+    if sampler is not None:
+        memory["tegrastats"] = sampler.stop()
+    result = {
+        "latencies_ms": latencies,
+        "latency": latency_stats(latencies),
+        "end_to_end": e2e,
+        "memory": memory,
+        "backend": backend.describe(),
+        "load_seconds": load_s,
+        "peak_flops": measure_peak_flops(b["kind"], b.get("device", "cpu")) if spec.get("measure_peak") else {},
+    }
+    backend.close()
+    return result
+
+
+def _end_to_end(backend: Backend, res, spec) -> Dict[str, Any]:
+    """Camera frame (BGR uint8, `frame_hw`) -> preprocess -> infer -> depth at frame size + colour map."""
+    n = spec.get("e2e_iters", 0)
+    if n <= 0:
+        return {}
+    try:
+        from anydepth_edge.runtime.processing import Postprocessor, Preprocessor
+
+        pre, post = Preprocessor(res, spec.get("resize_policy", "stretch")), Postprocessor(spec.get("resize_policy", "stretch"))
+    except Exception as e:  # no OpenCV in this image
+        return {"skipped": str(e)}
+    fh, fw = spec.get("frame_hw", (480, 640))
+    frame = np.random.default_rng(1).integers(0, 255, (fh, fw, 3), dtype=np.uint8)
+    stages = {"preprocess_ms": [], "infer_ms": [], "postprocess_ms": []}
+    totals = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        x = pre(frame)
+        t1 = time.perf_counter()
+        depth = backend.infer(x)
+        t2 = time.perf_counter()
+        post.colourise(post.to_frame(depth, (fh, fw), pre.geometry))
+        t3 = time.perf_counter()
+        stages["preprocess_ms"].append((t1 - t0) * 1e3)
+        stages["infer_ms"].append((t2 - t1) * 1e3)
+        stages["postprocess_ms"].append((t3 - t2) * 1e3)
+        totals.append((t3 - t0) * 1e3)
+    out = latency_stats(totals)
+    out.update({k: sum(v) / len(v) for k, v in stages.items()})
+    out["frame"] = [fh, fw]
+    out["resize_policy"] = spec.get("resize_policy", "stretch")
+    return out
+
+
+def main(argv=None) -> int:
+    from anydepth_edge.artifacts import write_json_atomic
+
+    argv = sys.argv[1:] if argv is None else argv
+    spec_path, result_path = argv
+    with open(spec_path) as fh:
+        spec = json.load(fh)
+    try:
+        result = run(spec)
+    except Exception as e:  # reported by the parent as one line for this configuration
+        write_json_atomic(result_path, {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"})
+        return 1
+    write_json_atomic(result_path, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

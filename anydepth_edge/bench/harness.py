@@ -1,0 +1,386 @@
+"""`anydepth-edge bench`: the paper's Orin Nano table on this machine.
+
+For every (decoder, resolution): make sure the artifact exists (export / build, cached), run one
+child process that loads the backend and times it, collect latency, FPS, end-to-end latency, peak
+memory (method named), GFLOPs and utilisation, and the environment. Torch-free unless the PyTorch
+backend is benchmarked or an export is needed.
+"""
+
+import datetime as _dt
+import json
+import platform as _platform
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from anydepth_edge import __version__
+from anydepth_edge.artifacts import read_json, sha256_file
+from anydepth_edge.bench.stats import paper_figures, ratio
+from anydepth_edge.engines import BackendChoice, choose_backend, tensorrt_ready, torch_cuda
+from anydepth_edge.errors import HardwareMissing, UserError
+from anydepth_edge.platform_info import PlatformInfo, detect
+from anydepth_edge.resolution import res_tag
+
+BENCH_SCHEMA = "anydepth-edge/bench/1"
+DEVICES = ("auto", "orin-nano", "cpu", "cuda")
+# (warm-up, timed iterations): many on GPUs, few on CPUs (a 512 DPT takes seconds per run there).
+DEFAULT_COUNTS = {"cpu": (2, 10), "cuda": (20, 200), "orin-nano": (10, 50)}
+DEFAULT_E2E = {"cpu": 3, "cuda": 50, "orin-nano": 20}
+
+
+@dataclass
+class BenchOptions:
+    device: str = "auto"
+    resolutions: List[Tuple[int, int]] = field(default_factory=lambda: [(256, 256), (512, 512)])
+    decoders: List[str] = field(default_factory=lambda: ["sdt", "dpt"])
+    encoder: str = "vits"
+    backend: str = "auto"
+    precision: Optional[str] = None
+    warmup: Optional[int] = None
+    iters: Optional[int] = None
+    e2e_iters: Optional[int] = None
+    checkpoint: Optional[str] = None
+    out_dir: Path = Path("benchmarks/results")
+    export_dir: Path = Path("export")
+    engines_dir: Path = Path("engines")
+    allow_mismatch: bool = False
+    cuda_graph: bool = False
+    dysample: str = "grid_sample"
+    threads: Optional[int] = None
+    platform_root: str = "/"
+
+
+@dataclass
+class Cell:
+    decoder: str
+    res: Tuple[int, int]
+    spec: Dict[str, Any]
+    gflops: Optional[float] = None
+    params: Optional[Dict[str, int]] = None
+    artifact: Optional[str] = None
+
+
+def resolve_device(requested: str, info: PlatformInfo, allow_mismatch: bool) -> Tuple[str, str, Optional[str]]:
+    """(profile, runtime device 'cuda'|'cpu', mismatch label or None)."""
+    requested = (requested or "auto").lower()
+    if requested not in DEVICES:
+        raise UserError(f"unknown device {requested!r}: choose one of {', '.join(DEVICES)}")
+    has_gpu = bool(tensorrt_ready()) or info.is_jetson or _ort_cuda() or torch_cuda()
+    if requested == "auto":
+        if info.is_orin_nano:
+            return "orin-nano", "cuda", None
+        return ("cuda", "cuda", None) if has_gpu else ("cpu", "cpu", None)
+    if requested == "orin-nano" and not info.is_orin_nano:
+        what = info.device_model or f"{info.machine} {info.cpu_model}".strip()
+        if not allow_mismatch:
+            raise UserError(f"--device orin-nano: this host is not a Jetson Orin Nano ({what}); run it on the robot, "
+                            "or add --allow-mismatch to measure here with every figure labelled as such")
+        return "orin-nano", ("cuda" if has_gpu else "cpu"), f"measured on {what}, not an Orin Nano"
+    if requested == "cuda" and not has_gpu:
+        raise HardwareMissing("--device cuda: no CUDA runtime here (TensorRT, ONNX Runtime CUDA or PyTorch CUDA)")
+    return requested, ("cpu" if requested == "cpu" else "cuda"), None
+
+
+def _ort_cuda() -> bool:
+    from anydepth_edge.engines.ort_backend import ort_has_cuda
+
+    return ort_has_cuda()
+
+
+def default_precision(choice: BackendChoice) -> str:
+    return "fp16" if choice.device == "cuda" else "fp32"
+
+
+# ----------------------------------------------------------------------------- artifacts
+
+def _checkpoint_sha(path: Optional[str]) -> str:
+    if path is None:
+        return "random"
+    if not Path(path).is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    return sha256_file(path)
+
+
+def find_onnx(opts: BenchOptions, decoder: str, res, target: str) -> Optional[Path]:
+    """An existing export for this configuration and checkpoint (no PyTorch needed to find it)."""
+    from anydepth_edge.export.targets import onnx_stem
+
+    path = opts.export_dir / (onnx_stem(decoder, opts.encoder, res, target, opts.dysample) + ".onnx")
+    side = read_json(path.with_suffix(".json"))
+    if not path.is_file() or side is None:
+        return None
+    if (side.get("checkpoint") or {}).get("sha256") != _checkpoint_sha(opts.checkpoint):
+        return None
+    return path
+
+
+def ensure_onnx(opts: BenchOptions, decoder: str, res, target_name: str, warn) -> Path:
+    found = find_onnx(opts, decoder, res, target_name)
+    if found is not None:
+        return found
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        raise UserError(f"no exported model for {decoder} {res_tag(res)} in {opts.export_dir} and no PyTorch here to export it: "
+                        f"run anydepth-edge export --decoder {decoder} --res {res_tag(res)} --target {target_name} "
+                        "(in the export image or on a workstation), then copy export/ over")
+    from anydepth_edge.export.onnx_export import export_models
+    from anydepth_edge.export.targets import TARGETS
+
+    (result,) = export_models(opts.encoder, [decoder], [res], TARGETS[target_name], opts.export_dir,
+                              checkpoint=opts.checkpoint, dysample=opts.dysample, warn=warn)
+    return result.onnx_path
+
+
+def ensure_engine(opts: BenchOptions, onnx_path: Path, precision: str, profile_name: str) -> Path:
+    from anydepth_edge.engines.trt_build import EngineJob, build
+    from anydepth_edge.engines.trt_common import DEVICE_PROFILES
+
+    profile = DEVICE_PROFILES["orin-nano" if profile_name == "orin-nano" else "generic"]
+    job = EngineJob(onnx_path, opts.engines_dir, profile, precision=precision,
+                    timing_cache=opts.engines_dir / "timing.cache")
+    path, _, _ = build(job)
+    return path
+
+
+def prepare(opts: BenchOptions, choice: BackendChoice, precision: str, profile: str, warn) -> List[Cell]:
+    """One Cell per (resolution, decoder), artifacts made where missing."""
+    cells = []
+    warmup, iters = DEFAULT_COUNTS[profile if profile in DEFAULT_COUNTS else "cuda"]
+    warmup = opts.warmup if opts.warmup is not None else warmup
+    iters = opts.iters if opts.iters is not None else iters
+    e2e = opts.e2e_iters if opts.e2e_iters is not None else DEFAULT_E2E.get(profile, 10)
+    if warmup < 0 or iters < 1:
+        raise UserError("--iters must be at least 1 and --warmup not negative")
+    if opts.encoder not in ("vits", "vitb", "vitl"):
+        raise UserError(f"unknown encoder {opts.encoder!r}: choose one of vits, vitb, vitl")
+    for res in opts.resolutions:
+        for decoder in opts.decoders:
+            spec: Dict[str, Any] = {
+                "res": list(res), "warmup": warmup, "iters": iters, "e2e_iters": e2e,
+                "tegrastats": profile == "orin-nano", "measure_peak": True,
+            }
+            cell = Cell(decoder, res, spec)
+            if choice.kind == "torch":
+                spec["backend"] = {"kind": "torch", "device": choice.device, "precision": precision,
+                                   "cuda_graph": opts.cuda_graph, "encoder": opts.encoder, "decoder": decoder,
+                                   "checkpoint": opts.checkpoint}
+                cell.params, cell.gflops = _torch_counts(opts, decoder, res)
+            else:
+                from anydepth_edge.export.targets import resolve_target
+
+                target = resolve_target("auto").name if choice.kind == "tensorrt" else "ort"
+                onnx_path = ensure_onnx(opts, decoder, res, target, warn)
+                side = read_json(onnx_path.with_suffix(".json")) or {}
+                cell.gflops = (side.get("gflops") or {}).get("total")
+                cell.params = side.get("params")
+                if choice.kind == "tensorrt":
+                    engine = ensure_engine(opts, onnx_path, precision, profile)
+                    spec["backend"] = {"kind": "tensorrt", "engine": str(engine), "cuda_graph": opts.cuda_graph}
+                    cell.artifact = str(engine)
+                else:
+                    spec["backend"] = {"kind": "onnxruntime", "onnx": str(onnx_path), "device": choice.device,
+                                       "threads": opts.threads}
+                    cell.artifact = str(onnx_path)
+            cells.append(cell)
+    return cells
+
+
+_COUNT_MODELS: Dict[Tuple[str, str], Any] = {}
+
+
+def _torch_counts(opts: BenchOptions, decoder: str, res):
+    """Parameters and GFLOPs for the PyTorch backend (no ONNX sidecar to read them from)."""
+    from anydepth_edge.models import build_model
+    from anydepth_edge.models.flops import count_gflops, count_params
+
+    key = (opts.encoder, decoder)
+    if key not in _COUNT_MODELS:  # one build per decoder, however many resolutions
+        _COUNT_MODELS[key] = build_model(opts.encoder, decoder)
+    model = _COUNT_MODELS[key]
+    return count_params(model), count_gflops(model, res)["total"]
+
+
+# ----------------------------------------------------------------------------- running
+
+def run_child(spec: Dict[str, Any], on_iter: Callable[[int, int], None] = lambda d, t: None,
+              timeout_s: Optional[float] = None) -> Dict[str, Any]:
+    """Run one configuration in a fresh Python process; returns its result (or {'error': ...})."""
+    with tempfile.TemporaryDirectory(prefix="anydepth-bench-") as tmp:
+        spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
+        spec_path.write_text(json.dumps(spec))
+        proc = subprocess.Popen([sys.executable, "-m", "anydepth_edge.bench.child", str(spec_path), str(result_path)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        tail: List[str] = []
+        try:
+            for line in proc.stderr:
+                if line.startswith("ITER "):
+                    done, total = line.split()[1:3]
+                    on_iter(int(done), int(total))
+                else:
+                    tail = (tail + [line.rstrip()])[-5:]
+            proc.wait(timeout=timeout_s)
+        except BaseException:
+            proc.kill()
+            raise
+        result = read_json(result_path)
+    if result is None:
+        return {"error": f"child exited with {proc.returncode}: " + (" | ".join(t for t in tail if t) or "no output")}
+    return result
+
+
+def peak_memory(result: Dict[str, Any], choice: BackendChoice) -> Dict[str, Any]:
+    """The peak-memory figure for a result, and the method it came from."""
+    mem = result.get("memory") or {}
+    teg = mem.get("tegrastats") or {}
+    if teg.get("peak_mb") is not None:
+        return {"peak_mb": teg["peak_mb"] - teg["baseline_mb"],
+                "method": "tegrastats RAM (CPU+GPU shared), peak minus baseline before load"}
+    if "max_allocated_bytes" in mem:
+        return {"peak_mb": mem["max_allocated_bytes"] / 2 ** 20, "method": "torch.cuda.max_memory_allocated"}
+    if "cuda_meminfo_delta_bytes" in mem:
+        return {"peak_mb": mem["cuda_meminfo_delta_bytes"] / 2 ** 20,
+                "method": "cudaMemGetInfo delta over engine load (weights + context + buffers)",
+                "engine_device_memory_mb": (mem.get("engine_device_memory_bytes") or 0) / 2 ** 20}
+    return {"peak_mb": mem.get("rss_peak_over_baseline_bytes", 0) / 2 ** 20,
+            "method": "peak RSS of the benchmark process over its idle baseline"}
+
+
+def utilisation(gflops: Optional[float], mean_ms: float, peak_flops: Dict[str, Any], profile: str, precision: str):
+    if not gflops or mean_ms <= 0:
+        return None, None, None
+    achieved = gflops / (mean_ms / 1000.0)  # GFLOP/s
+    peak, source = None, None
+    if profile == "orin-nano":
+        from anydepth_edge.engines.trt_common import DEVICE_PROFILES
+
+        p = DEVICE_PROFILES["orin-nano"]
+        peak = p.peak_fp16_flops if precision == "fp16" else p.peak_fp32_flops
+        source = f"Orin Nano 4GB dense {precision.upper()} peak (datasheet)"
+    elif "flops" in peak_flops:
+        peak, source = peak_flops["flops"], peak_flops["method"]
+    elif f"flops_{precision}" in peak_flops:
+        peak, source = peak_flops[f"flops_{precision}"], peak_flops["method"]
+    return achieved, (achieved * 1e9 / peak if peak else None), source
+
+
+def environment(info: PlatformInfo) -> Dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for dist in ("tensorrt", "onnxruntime", "onnxruntime-gpu", "torch", "timm", "numpy", "opencv-python",
+                 "opencv-python-headless", "cuda-python", "pycuda"):
+        try:
+            versions[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    return {
+        "platform": info.to_dict(),
+        "python": _platform.python_version(),
+        "versions": versions,
+        "git_commit": _git_commit(),
+        "hostname": _platform.node(),
+        "toolkit_version": __version__,
+    }
+
+
+def _git_commit() -> Optional[str]:
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def run_bench(opts: BenchOptions, warn: Callable[[str], None], progress=None) -> Dict[str, Any]:
+    info = detect(opts.platform_root)
+    profile, runtime_device, mismatch = resolve_device(opts.device, info, opts.allow_mismatch)
+    choice = choose_backend(opts.backend, runtime_device)
+    precision = opts.precision or default_precision(choice)
+    if precision not in ("fp16", "fp32"):
+        raise UserError(f"unknown precision {precision!r}: fp16 or fp32")
+    if precision == "fp16" and choice.device == "cpu":
+        raise UserError("FP16 on the CPU is not benchmarked (no fast kernels here): use --precision fp32")
+    if choice.kind == "onnxruntime" and precision == "fp16":
+        warn("ONNX Runtime runs the FP32 export; --precision fp16 applies to TensorRT and PyTorch")
+        precision = "fp32"
+    for w in info.warnings:
+        warn(w)
+    if mismatch:
+        warn(f"--allow-mismatch: {mismatch}; every figure is labelled so")
+
+    cells = prepare(opts, choice, precision, profile, warn)
+    matrix = progress.add_task("configurations", total=len(cells)) if progress else None
+    iters_task = progress.add_task("iterations", total=1) if progress else None
+    results = []
+    for cell in cells:
+        label = f"{cell.decoder.upper()} {res_tag(cell.res)}"
+        if progress:
+            progress.update(iters_task, description=f"{label}: iterations", completed=0)
+
+        def on_iter(done, total, label=label):
+            if progress:
+                progress.update(iters_task, total=total, completed=done)
+
+        out = run_child(cell.spec, on_iter)
+        row: Dict[str, Any] = {"decoder": cell.decoder, "res": list(cell.res), "artifact": cell.artifact,
+                               "gflops": cell.gflops, "params": cell.params,
+                               "paper": paper_figures(cell.res, cell.decoder)}
+        if "error" in out:
+            warn(f"{label}: {out['error']}")
+            row["error"] = out["error"]
+        else:
+            row.update(out)
+            row["peak_memory"] = peak_memory(out, choice)
+            achieved, fraction, source = utilisation(cell.gflops, out["latency"]["mean_ms"], out.get("peak_flops") or {},
+                                                     profile, precision)
+            row["achieved_gflops_per_s"], row["peak_fraction"], row["peak_source"] = achieved, fraction, source
+        results.append(row)
+        if progress:
+            progress.advance(matrix)
+
+    record = {
+        "schema": BENCH_SCHEMA,
+        "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "device": profile,
+        "mismatch": mismatch,
+        "backend": {"kind": choice.kind, "device": choice.device, "reason": choice.reason, "label": choice.label},
+        "precision": precision,
+        "settings": {"encoder": opts.encoder, "resolutions": [list(r) for r in opts.resolutions],
+                     "decoders": opts.decoders, "warmup": cells[0].spec["warmup"] if cells else None,
+                     "iters": cells[0].spec["iters"] if cells else None,
+                     "e2e_iters": cells[0].spec["e2e_iters"] if cells else None,
+                     "cuda_graph": opts.cuda_graph, "dysample": opts.dysample},
+        "checkpoint": {"path": opts.checkpoint, "sha256": _checkpoint_sha(opts.checkpoint)} if opts.checkpoint
+        else {"path": None, "sha256": "random", "note": "random weights: latency and memory are valid, depth is not"},
+        "environment": environment(info),
+        "warnings": list(info.warnings),
+        "results": results,
+        "ratios": sdt_dpt_ratios(results),
+    }
+    return record
+
+
+def sdt_dpt_ratios(results: List[Dict[str, Any]]) -> Dict[str, Dict[str, Optional[float]]]:
+    by = {(tuple(r["res"]), r["decoder"]): r for r in results if "error" not in r}
+    out = {}
+    for res in sorted({tuple(r["res"]) for r in results}):
+        sdt, dpt = by.get((res, "sdt")), by.get((res, "dpt"))
+        if not (sdt and dpt):
+            continue
+        p_sdt, p_dpt = paper_figures(res, "sdt"), paper_figures(res, "dpt")
+        out[res_tag(res)] = {
+            "latency_sdt_over_dpt": ratio(sdt["latency"]["mean_ms"], dpt["latency"]["mean_ms"]),
+            "paper_latency_sdt_over_dpt": ratio(p_sdt["latency_ms"], p_dpt["latency_ms"]),
+            "memory_sdt_over_dpt": ratio(sdt["peak_memory"]["peak_mb"], dpt["peak_memory"]["peak_mb"]),
+            "paper_memory_sdt_over_dpt": ratio(p_sdt["memory_mb"], p_dpt["memory_mb"]),
+        }
+    return out

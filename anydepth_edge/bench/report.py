@@ -1,0 +1,186 @@
+"""Benchmark outputs: console tables in the paper's shape, and the files in --out-dir
+(JSON record, Markdown report, CSV, PNG chart when matplotlib is installed). Torch-free."""
+
+import csv
+import io
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from anydepth_edge.artifacts import atomic_path, write_json_atomic, write_text_atomic
+from anydepth_edge.resolution import res_tag
+
+
+def _f(value: Optional[float], fmt: str = "{:.2f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def _rows(record: Dict[str, Any]) -> List[Dict[str, Any]]:
+    rows = []
+    for r in record["results"]:
+        paper = r.get("paper") or {}
+        row = {
+            "resolution": res_tag(r["res"]), "decoder": r["decoder"].upper(),
+            "latency_ms": None, "std_ms": None, "p90_ms": None, "fps": None, "e2e_ms": None,
+            "paper_latency_ms": paper.get("latency_ms"), "paper_fps": paper.get("fps"),
+            "peak_mb": None, "memory_method": None, "paper_memory_mb": paper.get("memory_mb"),
+            "gflops": r.get("gflops"), "achieved_gflops_s": r.get("achieved_gflops_per_s"),
+            "peak_fraction": r.get("peak_fraction"), "error": r.get("error"),
+        }
+        if "latency" in r:
+            lat = r["latency"]
+            row.update(latency_ms=lat["mean_ms"], std_ms=lat["std_ms"], p90_ms=lat["p90_ms"], fps=lat["fps"],
+                       e2e_ms=(r.get("end_to_end") or {}).get("mean_ms"),
+                       peak_mb=r["peak_memory"]["peak_mb"], memory_method=r["peak_memory"]["method"])
+        rows.append(row)
+    return rows
+
+
+def _title(record: Dict[str, Any]) -> str:
+    t = (f"{record['device']} | {record['backend']['label']} | {record['precision'].upper()} | "
+         f"{record['settings']['encoder']} | {record['settings']['iters']} iterations")
+    if record.get("mismatch"):
+        t += f" | MISMATCH: {record['mismatch']}"
+    return t
+
+
+def console_tables(record: Dict[str, Any]):
+    from rich.table import Table
+
+    rows = _rows(record)
+    lat = Table(title=f"Latency (ours vs paper, Jetson Orin Nano 4GB)\n{_title(record)}")
+    for col in ("Resolution", "Decoder", "Latency ms", "FPS", "e2e ms", "Paper ms", "Paper FPS", "GFLOP/s (of peak)"):
+        lat.add_column(col, justify="right" if col not in ("Resolution", "Decoder") else "left")
+    for row in rows:
+        if row["error"]:
+            lat.add_row(row["resolution"], row["decoder"], "failed", "", "", _f(row["paper_latency_ms"]), _f(row["paper_fps"], "{:.1f}"), row["error"][:40])
+            continue
+        frac = f" ({row['peak_fraction'] * 100:.1f}%)" if row["peak_fraction"] else ""
+        lat.add_row(row["resolution"], row["decoder"], f"{row['latency_ms']:.2f} +- {row['std_ms']:.2f}",
+                    f"{row['fps']:.2f}", _f(row["e2e_ms"]), _f(row["paper_latency_ms"]), _f(row["paper_fps"], "{:.1f}"),
+                    _f(row["achieved_gflops_s"], "{:.0f}") + frac)
+    for res, r in record.get("ratios", {}).items():
+        lat.add_row(res, "SDT/DPT", _f(r["latency_sdt_over_dpt"], "{:.3f}"), "", "", _f(r["paper_latency_sdt_over_dpt"], "{:.3f}"), "", "")
+
+    mem = Table(title="Peak memory during inference (ours vs paper, 256x256)")
+    for col in ("Resolution", "Decoder", "Peak MB", "Paper MB", "Method"):
+        mem.add_column(col)
+    for row in rows:
+        if not row["error"]:
+            mem.add_row(row["resolution"], row["decoder"], f"{row['peak_mb']:.1f}", _f(row["paper_memory_mb"], "{:.1f}"),
+                        row["memory_method"])
+    for res, r in record.get("ratios", {}).items():
+        mem.add_row(res, "SDT/DPT", _f(r["memory_sdt_over_dpt"], "{:.3f}"), _f(r["paper_memory_sdt_over_dpt"], "{:.3f}"), "")
+    return lat, mem
+
+
+def markdown(record: Dict[str, Any], chart_name: Optional[str] = None) -> str:
+    rows = _rows(record)
+    env = record["environment"]
+    plat = env["platform"]
+    lines = [
+        f"# anydepth-edge benchmark: {record['device']}, {record['backend']['label']}, {record['precision'].upper()}",
+        "",
+        f"- created: {record['created']}; git {env.get('git_commit') or '?'}; anydepth-edge {env['toolkit_version']}",
+        f"- host: {plat.get('device_model') or plat.get('cpu_model')} ({plat.get('cpu_count')} CPUs, "
+        f"{plat.get('mem_total_mb')} MB RAM); python {env['python']}",
+        f"- backend: {record['backend']['label']} ({record['backend']['reason']})",
+        f"- versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()),
+        f"- model: AnyDepth {record['settings']['encoder']}; weights: "
+        + (record["checkpoint"].get("path") or "random (latency and memory valid, depth not)"),
+        f"- runs: {record['settings']['warmup']} warm-up, {record['settings']['iters']} timed, "
+        f"{record['settings']['e2e_iters']} end-to-end (640x480 frame, pre- and post-processing included)",
+    ]
+    if plat.get("is_jetson"):
+        lines.append(f"- Jetson: L4T {plat.get('l4t')} (JetPack {plat.get('jetpack')}), power mode {plat.get('nvpmodel')}, "
+                     f"clocks locked: {plat.get('clocks_locked')}")
+    if record.get("mismatch"):
+        lines.append(f"- **MISMATCH**: {record['mismatch']}: these are not Orin Nano figures")
+    for w in record.get("warnings", []):
+        lines.append(f"- warning: {w}")
+    lines += ["", "## Latency", "",
+              "| Resolution | Decoder | Latency ms (mean +- std) | p90 ms | FPS | End-to-end ms | Paper ms (Orin Nano) | Paper FPS | GFLOPs | Achieved GFLOP/s | of peak |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        if row["error"]:
+            lines.append(f"| {row['resolution']} | {row['decoder']} | failed: {row['error']} | | | | {_f(row['paper_latency_ms'])} | {_f(row['paper_fps'], '{:.1f}')} | | | |")
+            continue
+        frac = f"{row['peak_fraction'] * 100:.1f}%" if row["peak_fraction"] else "-"
+        lines.append(f"| {row['resolution']} | {row['decoder']} | {row['latency_ms']:.2f} +- {row['std_ms']:.2f} | {row['p90_ms']:.2f} | "
+                     f"{row['fps']:.2f} | {_f(row['e2e_ms'])} | {_f(row['paper_latency_ms'])} | {_f(row['paper_fps'], '{:.1f}')} | "
+                     f"{_f(row['gflops'], '{:.1f}')} | {_f(row['achieved_gflops_s'], '{:.0f}')} | {frac} |")
+    lines += ["", "SDT/DPT latency ratio: " + "; ".join(
+        f"{res}: ours {_f(r['latency_sdt_over_dpt'], '{:.3f}')}, paper {_f(r['paper_latency_sdt_over_dpt'], '{:.3f}')}"
+        for res, r in record.get("ratios", {}).items()), "",
+        "## Peak memory", "", "| Resolution | Decoder | Peak MB | Paper MB | Method |", "|---|---|---|---|---|"]
+    for row in rows:
+        if not row["error"]:
+            lines.append(f"| {row['resolution']} | {row['decoder']} | {row['peak_mb']:.1f} | {_f(row['paper_memory_mb'], '{:.1f}')} | {row['memory_method']} |")
+    lines += ["", "SDT/DPT memory ratio: " + "; ".join(
+        f"{res}: ours {_f(r['memory_sdt_over_dpt'], '{:.3f}')}, paper {_f(r['paper_memory_sdt_over_dpt'], '{:.3f}')}"
+        for res, r in record.get("ratios", {}).items())]
+    if chart_name:
+        lines += ["", f"![latency and memory, ours vs paper]({chart_name})"]
+    lines += ["", "Paper figures: AnyDepth (arXiv 2601.02760), Jetson Orin Nano 4GB; the paper does not state the encoder size, precision or runtime."]
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(record: Dict[str, Any]) -> str:
+    rows = _rows(record)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["device", "backend", "precision"] + list(rows[0].keys()) if rows else ["device"])
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({"device": record["device"], "backend": record["backend"]["label"], "precision": record["precision"], **row})
+    return buf.getvalue()
+
+
+def chart(record: Dict[str, Any], path: Path) -> bool:
+    """Latency and memory bars, SDT vs DPT, ours vs paper. False when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    rows = [r for r in _rows(record) if not r["error"]]
+    if not rows:
+        return False
+    labels = [f"{r['decoder']}\n{r['resolution']}" for r in rows]
+    x = range(len(rows))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    w = 0.38
+    ax1.bar([i - w / 2 for i in x], [r["latency_ms"] for r in rows], w, label=f"ours ({record['device']})")
+    ax1.bar([i + w / 2 for i in x], [r["paper_latency_ms"] or 0 for r in rows], w, label="paper (Orin Nano)")
+    ax1.set_xticks(list(x), labels)
+    ax1.set_ylabel("latency (ms)")
+    ax1.set_title("Latency")
+    ax1.legend()
+    ax2.bar([i - w / 2 for i in x], [r["peak_mb"] for r in rows], w, label="ours")
+    ax2.bar([i + w / 2 for i in x], [r["paper_memory_mb"] or 0 for r in rows], w, label="paper (256 only)")
+    ax2.set_xticks(list(x), labels)
+    ax2.set_ylabel("peak memory (MB)")
+    ax2.set_title("Peak memory")
+    ax2.legend()
+    fig.suptitle(_title(record), fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(str(tmp), format="png", dpi=110)
+    plt.close(fig)
+    return True
+
+
+def write_outputs(record: Dict[str, Any], out_dir: Path) -> Dict[str, Path]:
+    from anydepth_edge.artifacts import ensure_writable_dir
+
+    out_dir = ensure_writable_dir(out_dir)
+    stamp = record["created"].replace(":", "").replace("-", "")[:15]
+    stem = f"bench-{record['device']}-{record['backend']['kind']}-{record['precision']}-{stamp}"
+    paths = {"json": out_dir / f"{stem}.json", "md": out_dir / f"{stem}.md", "csv": out_dir / f"{stem}.csv"}
+    png = out_dir / f"{stem}.png"
+    if chart(record, png):
+        paths["png"] = png
+    write_json_atomic(paths["json"], record)
+    write_text_atomic(paths["md"], markdown(record, png.name if "png" in paths else None))
+    write_text_atomic(paths["csv"], csv_text(record))
+    return paths

@@ -1,0 +1,93 @@
+"""Camera frame -> model input -> depth back on the frame. OpenCV + numpy, torch-free, Python 3.8.
+
+Resize policies (stated in the run summary):
+- stretch: resize the whole frame to the model size (aspect ratio changes; every pixel used);
+- letterbox: keep the aspect ratio, pad with the ImageNet mean (zeros after normalisation), and
+  crop the padding off the prediction before resizing it back.
+"""
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import numpy as np
+
+from anydepth_edge.errors import UserError
+from anydepth_edge.preprocess import normalise
+
+POLICIES = ("stretch", "letterbox")
+
+
+def import_cv2():
+    try:
+        import cv2
+    except ImportError:
+        raise UserError("OpenCV is not installed: pip install 'anydepth-edge[cv]' "
+                        "(on a Jetson use JetPack's python3-opencv, which has GStreamer)") from None
+    return cv2
+
+
+@dataclass
+class Letterbox:
+    scale: float
+    top: int
+    left: int
+    height: int  # content size inside the model input
+    width: int
+
+
+def letterbox_geometry(frame_hw: Tuple[int, int], model_hw: Tuple[int, int]) -> Letterbox:
+    fh, fw = frame_hw
+    mh, mw = model_hw
+    scale = min(mh / fh, mw / fw)
+    h, w = max(1, round(fh * scale)), max(1, round(fw * scale))
+    return Letterbox(scale, (mh - h) // 2, (mw - w) // 2, h, w)
+
+
+class Preprocessor:
+    """BGR uint8 frame -> (1, 3, H, W) float32 ImageNet-normalised RGB, into one reused buffer."""
+
+    def __init__(self, model_hw: Tuple[int, int], policy: str = "stretch"):
+        if policy not in POLICIES:
+            raise UserError(f"unknown resize policy {policy!r}: choose {' or '.join(POLICIES)}")
+        self.cv2 = import_cv2()
+        self.model_hw = tuple(model_hw)
+        self.policy = policy
+        self.buffer = np.zeros((1, 3) + self.model_hw, dtype=np.float32)
+        self.canvas = np.zeros(self.model_hw + (3,), dtype=np.uint8)
+        self.geometry: Optional[Letterbox] = None
+
+    def __call__(self, frame_bgr: np.ndarray) -> np.ndarray:
+        cv2 = self.cv2
+        mh, mw = self.model_hw
+        if self.policy == "stretch":
+            rgb = cv2.cvtColor(cv2.resize(frame_bgr, (mw, mh), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB)
+        else:
+            g = self.geometry = letterbox_geometry(frame_bgr.shape[:2], self.model_hw)
+            # pad with the ImageNet mean colour, so padding normalises to zero
+            self.canvas[:] = (124, 116, 104)
+            inner = cv2.resize(frame_bgr, (g.width, g.height), interpolation=cv2.INTER_LINEAR)
+            self.canvas[g.top:g.top + g.height, g.left:g.left + g.width] = cv2.cvtColor(inner, cv2.COLOR_BGR2RGB)
+            rgb = self.canvas
+        return normalise(rgb, out=self.buffer)
+
+
+class Postprocessor:
+    """Depth (1, 1, H, W) -> depth at the frame size (float32), and a colour-mapped BGR image."""
+
+    def __init__(self, policy: str = "stretch", colormap: Optional[int] = None):
+        self.cv2 = import_cv2()
+        self.policy = policy
+        self.colormap = self.cv2.COLORMAP_INFERNO if colormap is None else colormap
+
+    def to_frame(self, depth: np.ndarray, frame_hw: Tuple[int, int], geometry: Optional[Letterbox] = None) -> np.ndarray:
+        d = depth.reshape(depth.shape[-2:])
+        if self.policy == "letterbox" and geometry is not None:
+            d = d[geometry.top:geometry.top + geometry.height, geometry.left:geometry.left + geometry.width]
+        return self.cv2.resize(d, (frame_hw[1], frame_hw[0]), interpolation=self.cv2.INTER_LINEAR)
+
+    def colourise(self, depth_frame: np.ndarray, lo: Optional[float] = None, hi: Optional[float] = None) -> np.ndarray:
+        """Near = bright. Affine-invariant depth has no absolute scale: stretch min..max per frame."""
+        lo = float(depth_frame.min()) if lo is None else lo
+        hi = float(depth_frame.max()) if hi is None else hi
+        scaled = (hi - depth_frame) * (255.0 / max(hi - lo, 1e-6))
+        return self.cv2.applyColorMap(np.clip(scaled, 0, 255).astype(np.uint8), self.colormap)
