@@ -212,8 +212,13 @@ def _build_one(onnx_file, device, precision, workspace, builder, out_dir, timing
 
     from anydepth_edge.artifacts import ensure_writable_dir
     from anydepth_edge.console import progress
-    from anydepth_edge.engines.trt_build import EngineJob, build as build_engine
-    from anydepth_edge.engines.trt_common import device_profile, gpu_tag, import_tensorrt
+    from anydepth_edge.engines.trt_build import EngineJob
+    from anydepth_edge.engines.trt_build import build as build_engine
+    from anydepth_edge.engines.trt_common import (
+        device_profile,
+        gpu_tag,
+        import_tensorrt,
+    )
 
     onnx_path = Path(onnx_file)
     if not onnx_path.is_file():
@@ -355,6 +360,99 @@ def bench(
     out.print("written: " + ", ".join(str(p) for p in paths.values()))
     if any("error" in r for r in record["results"]):
         raise typer.Exit(1)
+
+
+@app.command()
+def run(
+    source: str = typer.Option(..., "--source", "-s", help="0 or /dev/video0 (USB), csi://0?mode=2&width=1280&height=720&fps=30 (CSI), realsense[:SERIAL][?depth=1] or a .bag recording, a video file, an image folder, rtsp://host/path."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="An .engine or .onnx file (default: the newest matching one in engines/, else export/)."),
+    res: str = typer.Option("256", "--res", "-r", help="Model size to look for when --model is not given. " + RES_HELP),
+    backend: str = typer.Option("auto", "--backend", "-b", help="auto (TensorRT > ORT-CUDA > PyTorch-CUDA > ORT-CPU), trt, ort or torch."),
+    display: bool = typer.Option(False, "--display/--headless", help="Show a window (needs a screen), or run headless (default)."),
+    record: Optional[str] = typer.Option(None, "--record", help="Record camera | depth with the timings overlay to this .mp4."),
+    save_depth: Optional[str] = typer.Option(None, "--save-depth", help="Write each depth as 16-bit PNG (mm with --metric, else normalised) and float .npy to this folder."),
+    serve: Optional[str] = typer.Option(None, "--serve", help="[HOST:]PORT for the browser viewer (MJPEG + timings); binds 127.0.0.1 unless HOST is given."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after this many frames."),
+    metric: bool = typer.Option(False, "--metric", help="RealSense: fit scale and shift to the sensor's depth each frame and output metres."),
+    resize: str = typer.Option("stretch", "--resize", help="stretch (whole frame, aspect changes) or letterbox (aspect kept, padded)."),
+    pace: str = typer.Option("native", "--pace", help="Video files: native (played like a camera at the file's FPS, frames dropped when the model is slower) or none (every frame, as fast as the model goes)."),
+    reconnect_timeout: float = typer.Option(30.0, "--reconnect-timeout", help="Seconds to keep retrying a lost camera before exiting non-zero."),
+    engines_dir: str = typer.Option("engines", "--engines-dir", help="Where to look for engines."),
+    export_dir: str = typer.Option("export", "--export-dir", help="Where to look for ONNX files."),
+) -> None:
+    """Run depth behind a camera: capture, inference and output overlap; latency never builds up (only the newest frame is kept).
+
+    Ctrl-C or SIGTERM stops cleanly (recording finished, camera released) and prints the summary.
+    """
+    import signal
+
+    from anydepth_edge.runtime.app import open_run_backend, print_summary
+    from anydepth_edge.runtime.loop import DepthLoop, RunOptions
+    from anydepth_edge.runtime.processing import POLICIES, import_cv2
+    from anydepth_edge.runtime.sources import open_source, parse_source
+
+    if resize not in POLICIES:
+        raise UserError(f"unknown --resize {resize!r}: stretch or letterbox")
+    if pace not in ("native", "none"):
+        raise UserError(f"unknown --pace {pace!r}: native or none")
+    if max_frames is not None and max_frames < 1:
+        raise UserError("--max-frames must be at least 1")
+    spec = parse_source(source)
+    if metric and not (spec.kind == "realsense"):
+        raise UserError("--metric needs a RealSense source (its depth stream is the reference): --source realsense or a .bag")
+    if metric:
+        spec.options["depth"] = True
+    if serve:
+        from anydepth_edge.runtime.server import parse_serve
+
+        parse_serve(serve)
+    cv2 = import_cv2()
+    from anydepth_edge.console import info as info_line
+
+    be, choice_text = open_run_backend(model, res, backend, engines_dir, export_dir, warn=warn, notify=info_line)
+    src = open_source(spec, cv2=cv2)
+    opts = RunOptions(max_frames=max_frames, resize_policy=resize, pace=pace, display=display, record=record,
+                      save_depth=save_depth, serve=serve, metric=metric, reconnect_timeout=reconnect_timeout)
+    loop = DepthLoop(be, src, spec, opts, notify=info_line, cv2=cv2)
+    info_line(f"{spec.describe()} -> {choice_text}; resize policy: {resize}; Ctrl-C to stop")
+
+    def on_signal(signum, _frame):
+        loop.stop()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    summary = loop.run()
+    be.close()
+    print_summary(summary, out)
+    if summary.error:
+        raise HardwareMissing(summary.error)
+
+
+@app.command()
+def doctor(
+    job: str = typer.Option("run", "--for", help="The job to check for: run, bench or export."),
+    root: str = typer.Option("/", "--root", help="Inspect a file-system root other than / (an image, a fixture)."),
+    export_dir: str = typer.Option("export", "--export-dir", help="Where exports live (relative to the current folder, or --root)."),
+    engines_dir: str = typer.Option("engines", "--engines-dir", help="Where engines live."),
+    as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON."),
+) -> None:
+    """Check this machine: Jetson model, JetPack, power mode, clocks, TensorRT / CUDA / ONNX Runtime / PyTorch, OpenCV GStreamer, cameras, disk and memory, exports and engines. Exit 0 when --for JOB can run."""
+    from anydepth_edge.doctor import JOBS, diagnose, print_report
+
+    if job not in JOBS:
+        raise UserError(f"unknown --for {job!r}: choose one of {', '.join(JOBS)}")
+    if root == "/":  # on this machine, relative folders mean the current folder (under --root otherwise)
+        from pathlib import Path
+
+        export_dir, engines_dir = str(Path(export_dir).resolve()), str(Path(engines_dir).resolve())
+    report = diagnose(root, export_dir, engines_dir)
+    if as_json:
+        from dataclasses import asdict
+
+        sys.stdout.write(json.dumps({"platform": report["platform"], "can": report["can"],
+                                     "checks": [asdict(c) for c in report["checks"]]}) + "\n")
+        raise typer.Exit(0 if report["can"][job] else 1)
+    raise typer.Exit(print_report(report, job, out))
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -1,0 +1,2 @@
+"""On-robot runtime: camera sources, the capture/inference/output loop, sinks, the MJPEG viewer,
+metric depth. Torch-free."""

@@ -1,0 +1,258 @@
+"""The on-robot loop: capture (thread) -> inference (this thread) -> post-processing and sinks
+(thread), so capture, pre- and post-processing overlap inference.
+
+Per-stage timings (capture wait, preprocess, inference, postprocess) and end-to-end latency from
+the frame's capture time to its output are kept in bounded windows (memory stays flat over days),
+drawn on the views, served as JSON and printed as a summary at the end. Torch-free, Python 3.8.
+"""
+
+import collections
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Deque, Dict, List, Optional
+
+import numpy as np
+
+from anydepth_edge.engines.base import Backend
+from anydepth_edge.runtime.capture import CaptureThread, Frame
+from anydepth_edge.runtime.metric import fit_scale_shift
+from anydepth_edge.runtime.processing import Postprocessor, Preprocessor, import_cv2
+from anydepth_edge.runtime.sinks import DepthSaver, Display, VideoRecorder, side_by_side
+from anydepth_edge.runtime.sources import FrameSource, SourceSpec
+
+STAGES = ("capture_wait", "preprocess", "inference", "postprocess", "end_to_end")
+WINDOW = 1000  # per-stage samples kept for percentiles
+
+
+@dataclass
+class RunOptions:
+    max_frames: Optional[int] = None
+    resize_policy: str = "stretch"
+    pace: str = "native"  # files: native (like a camera at the file's FPS) | none (every frame)
+    display: bool = False
+    record: Optional[str] = None
+    save_depth: Optional[str] = None
+    serve: Optional[str] = None
+    metric: bool = False
+    reconnect_timeout: float = 30.0
+    overlay: bool = True
+
+
+class StageStats:
+    """Running mean over everything and percentiles over the last WINDOW samples."""
+
+    def __init__(self):
+        self.count = 0
+        self.total = 0.0
+        self.window: Deque[float] = collections.deque(maxlen=WINDOW)
+
+    def add(self, ms: float) -> None:
+        self.count += 1
+        self.total += ms
+        self.window.append(ms)
+
+    def summary(self) -> Dict[str, Optional[float]]:
+        if not self.count:
+            return {"mean": None, "p50": None, "p90": None}
+        w = sorted(self.window)
+        return {"mean": self.total / self.count, "p50": w[len(w) // 2], "p90": w[min(len(w) - 1, int(0.9 * len(w)))]}
+
+
+@dataclass
+class RunSummary:
+    frames: int = 0
+    captured: int = 0
+    dropped: int = 0
+    reconnects: int = 0
+    wall_s: float = 0.0
+    loop_fps: Optional[float] = None
+    inference_fps: Optional[float] = None
+    stages: Dict[str, Dict[str, Optional[float]]] = field(default_factory=dict)
+    metric: Optional[Dict[str, float]] = None
+    outputs: List[str] = field(default_factory=list)
+    stopped_by: str = ""
+    error: Optional[str] = None
+
+
+class DepthLoop:
+    def __init__(self, backend: Backend, source: FrameSource, spec: SourceSpec, opts: RunOptions,
+                 notify: Callable[[str], None] = lambda s: None, cv2=None):
+        self.backend, self.source, self.spec, self.opts = backend, source, spec, opts
+        self.notify = notify
+        self.cv2 = cv2 or import_cv2()
+        self.stats = {s: StageStats() for s in STAGES}
+        self.done_times: Deque[float] = collections.deque(maxlen=WINDOW)
+        self.stop_event = threading.Event()
+        self.pre = Preprocessor(backend.resolution, opts.resize_policy)
+        self.post = Postprocessor(opts.resize_policy)
+        pace_fps = 0.0
+        if spec.kind == "file" and opts.pace == "native":
+            pace_fps = source.fps or 30.0
+        self.capture = CaptureThread(source, self.pre, live=spec.live, pace_fps=pace_fps,
+                                     reconnect_timeout=opts.reconnect_timeout, notify=notify,
+                                     max_frames=opts.max_frames)
+        self.out_queue: "queue.Queue" = queue.Queue(maxsize=2)
+        self.recorder = VideoRecorder(opts.record, self.cv2, fps=self._record_fps()) if opts.record else None
+        self.saver = DepthSaver(opts.save_depth, self.cv2, opts.metric) if opts.save_depth else None
+        self.display = Display(self.cv2) if opts.display else None
+        self.latest_view: Optional[np.ndarray] = None
+        self.hub = self.server = None
+        if opts.serve:
+            from anydepth_edge.runtime.server import DepthServer, FrameHub, parse_serve
+
+            host, port = parse_serve(opts.serve)
+            self.hub = FrameHub()
+            self.server = DepthServer(self.hub, host, port)
+            notify(f"viewer on {self.server.url}")
+        self.metric_last: Optional[Dict[str, float]] = None
+        self.metric_misses = 0
+        self.output_error: Optional[str] = None
+
+    def _record_fps(self) -> Optional[float]:
+        # Offline, every frame processed: the recording keeps the file's timing.
+        if self.spec.kind == "file" and self.opts.pace == "none":
+            return self.source.fps or None
+        return None  # measured over the first frames
+
+    # -- statistics -----------------------------------------------------------------------------
+    def loop_fps(self) -> Optional[float]:
+        t = self.done_times
+        if len(t) < 2 or t[-1] <= t[0]:
+            return None
+        return (len(t) - 1) / (t[-1] - t[0])
+
+    def live_stats(self) -> Dict[str, Any]:
+        inf = self.stats["inference"].summary()["mean"]
+        return {
+            "source": self.spec.describe(), "backend": self.backend.describe().get("backend"),
+            "frames": self.stats["inference"].count, "dropped": self.capture.dropped,
+            "loop_fps": self.loop_fps(), "inference_fps": 1000.0 / inf if inf else None,
+            "stages": {s: st.summary() for s, st in self.stats.items()}, "metric": self.metric_last,
+            "resize_policy": self.opts.resize_policy,
+        }
+
+    def _overlay(self, frame: Frame) -> List[str]:
+        s = {k: v.summary()["mean"] for k, v in self.stats.items()}
+        fps = self.loop_fps()
+        lines = [f"{fps:.1f} FPS" if fps else "-- FPS",
+                 f"infer {s['inference'] or 0:.1f} ms  pre {s['preprocess'] or 0:.1f}  post {s['postprocess'] or 0:.1f}",
+                 f"e2e {s['end_to_end'] or 0:.1f} ms  dropped {self.capture.dropped}"]
+        if self.metric_last:
+            lines.append(f"metric: x{self.metric_last['scale']:.3f} {self.metric_last['shift']:+.3f} m, "
+                         f"rmse {self.metric_last['rmse_m'] * 100:.1f} cm")
+        return lines
+
+    # -- output thread --------------------------------------------------------------------------
+    def _output_worker(self) -> None:
+        while True:
+            item = self.out_queue.get()
+            if item is None:
+                return
+            frame, depth = item
+            try:
+                self._output(frame, depth)
+            except Exception as e:  # report and stop the loop, never hang it
+                self.output_error = f"{type(e).__name__}: {e}"
+                self.stop_event.set()
+                return
+
+    def _output(self, frame: Frame, depth: np.ndarray) -> None:
+        t0 = time.perf_counter()
+        h, w = frame.image.shape[:2]
+        depth_frame = self.post.to_frame(depth, (h, w), frame.geometry)
+        if self.opts.metric:
+            fit = fit_scale_shift(depth_frame, frame.aux_depth) if frame.aux_depth is not None else None
+            if fit is None:
+                self.metric_misses += 1
+            else:
+                depth_frame = fit.apply(depth_frame)
+                self.metric_last = fit.to_dict()
+        colour = self.post.colourise(depth_frame)
+        view = None
+        if self.recorder or self.display or self.hub:
+            view = side_by_side(frame.image, colour, self._overlay(frame) if self.opts.overlay else [], self.cv2)
+        if self.recorder:
+            self.recorder.write(view)
+        if self.saver:
+            self.saver.save(frame.index, depth_frame)
+        t_done = time.perf_counter()
+        self.stats["postprocess"].add((t_done - t0) * 1000.0)
+        self.stats["end_to_end"].add((t_done - frame.t_capture) * 1000.0)
+        self.done_times.append(t_done)
+        if self.hub:
+            from anydepth_edge.runtime.server import jpeg
+
+            self.hub.publish({"rgb": jpeg(self.cv2, frame.image), "depth": jpeg(self.cv2, colour)}, self.live_stats())
+        if self.display:
+            self.latest_view = view
+
+    # -- main -----------------------------------------------------------------------------------
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.capture.stop()
+
+    def run(self) -> RunSummary:
+        summary = RunSummary()
+        worker = threading.Thread(target=self._output_worker, name="output", daemon=True)
+        start = time.perf_counter()
+        self.capture.start()
+        worker.start()
+        try:
+            while not self.stop_event.is_set():
+                t0 = time.perf_counter()
+                frame = self.capture.get(timeout=0.5)
+                if frame is None:
+                    if self.capture.finished or self.capture.error:
+                        break
+                    continue
+                t1 = time.perf_counter()
+                depth = self.backend.infer(frame.tensor).copy()  # the backend reuses its buffer
+                t2 = time.perf_counter()
+                self.stats["capture_wait"].add((t1 - t0) * 1000.0)
+                self.stats["preprocess"].add(frame.preprocess_ms)
+                self.stats["inference"].add((t2 - t1) * 1000.0)
+                self.out_queue.put((frame, depth))
+                if self.display and self.latest_view is not None and not self.display.show(self.latest_view):
+                    summary.stopped_by = "window closed"
+                    break
+        finally:
+            self.capture.stop()
+            self.out_queue.put(None)
+            worker.join(timeout=30)
+            self.capture.join(timeout=10)
+            summary.wall_s = time.perf_counter() - start
+            self._close(summary)
+        return summary
+
+    def _close(self, summary: RunSummary) -> None:
+        if self.recorder:
+            path = self.recorder.close()
+            if path:
+                summary.outputs.append(f"{path} ({self.recorder.frames} frames at {self.recorder.fps:.1f} FPS)")
+        if self.saver and self.saver.count:
+            summary.outputs.append(f"{self.saver.dir}/ ({self.saver.count} depth PNG + NPY pairs)")
+        if self.display:
+            self.display.close()
+        if self.server:
+            self.server.close()
+        stats = self.live_stats()
+        summary.frames = stats["frames"]
+        summary.captured = self.capture.captured
+        summary.dropped = self.capture.dropped
+        summary.reconnects = self.capture.reconnects
+        summary.loop_fps = stats["loop_fps"]
+        summary.inference_fps = stats["inference_fps"]
+        summary.stages = stats["stages"]
+        summary.metric = self.metric_last
+        summary.error = self.capture.error or self.output_error
+        if not summary.stopped_by:
+            if summary.error:
+                summary.stopped_by = "error"
+            elif self.stop_event.is_set():
+                summary.stopped_by = "signal"
+            elif self.opts.max_frames is not None and summary.captured >= self.opts.max_frames:
+                summary.stopped_by = "max frames"
+            else:
+                summary.stopped_by = "end of source"

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# anydepth-edge container entrypoint.
+#
+# Before `anydepth-edge run` or `anydepth-edge bench`, make sure an engine exists for this board's
+# TensorRT: `anydepth-edge build` is a no-op for an up-to-date engine and rebuilds one that a
+# JetPack upgrade invalidated (with its own progress display). Then run the requested command.
+#
+# Environment: ANYDEPTH_EXPORT_DIR (/data/export), ANYDEPTH_ENGINES_DIR (/data/engines),
+# ANYDEPTH_RES (256), ANYDEPTH_BUILD (res: only that resolution's exports | all | none).
+set -euo pipefail
+
+export_dir=${ANYDEPTH_EXPORT_DIR:-/data/export}
+engines_dir=${ANYDEPTH_ENGINES_DIR:-/data/engines}
+res=${ANYDEPTH_RES:-256}
+mode=${ANYDEPTH_BUILD:-res}
+
+log() { printf 'anydepth-entrypoint: %s\n' "$*" >&2; }
+
+needs_engine() {
+  [ "${1:-}" = "anydepth-edge" ] || return 1
+  case "${2:-}" in run|bench) return 0 ;; *) return 1 ;; esac
+}
+
+build_engines() {
+  if ! python3 -c 'import tensorrt' 2>/dev/null; then
+    log "TensorRT is not importable in this image: no engine build (ONNX Runtime will be used)"
+    return 0
+  fi
+  local onnx
+  shopt -s nullglob
+  if [ "$mode" = "res" ]; then
+    onnx=("$export_dir"/anydepth-*-"${res}x${res}"-trt*.onnx)
+  else
+    onnx=("$export_dir"/anydepth-*-trt*.onnx)
+  fi
+  shopt -u nullglob
+  if [ "${#onnx[@]}" -eq 0 ]; then
+    log "no TensorRT-target ONNX for ${res}x${res} in $export_dir: export first (the export image, or a workstation:"
+    log "  anydepth-edge export --res $res --decoder all), then copy the files into the export volume"
+    return 0
+  fi
+  local f
+  for f in "${onnx[@]}"; do
+    case "$f" in *-gather.onnx) continue ;; esac
+    log "engine for $(basename "$f")"
+    anydepth-edge build "$f" --out-dir "$engines_dir"
+  done
+}
+
+if [ "$#" -eq 0 ]; then
+  set -- anydepth-edge doctor
+fi
+if [ "$mode" != "none" ] && needs_engine "$@"; then
+  mkdir -p "$engines_dir"
+  build_engines
+fi
+exec "$@"
