@@ -25,7 +25,13 @@ def error_line(msg: str) -> None:
 
 def progress(transient: bool = True):
     """A progress display for slow steps (stderr, so JSON on stdout stays clean)."""
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     return Progress(
         SpinnerColumn(),

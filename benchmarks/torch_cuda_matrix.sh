@@ -9,16 +9,17 @@ set -euo pipefail
 out=${1:?usage: $0 OUT_DIR [ENCODER] [RES ...]}
 encoder=${2:-vitl}
 shift $(( $# >= 2 ? 2 : 1 ))
-sizes=("${@:-256 512 1024}")
+if [ "$#" -gt 0 ]; then sizes=("$@"); else sizes=(256 512 1024); fi
 res_args=()
-for r in ${sizes[@]}; do res_args+=(--res "$r"); done
+for r in "${sizes[@]}"; do res_args+=(--res "$r"); done
 py=${PYTHON:-python3}
 for precision in ${PRECISIONS:-fp32 fp16}; do
   for graph in --no-graph --cuda-graph; do
-    flag=(); [ "$graph" = --cuda-graph ] && flag=(--cuda-graph)
+    flag=(); suffix=""
+    if [ "$graph" = --cuda-graph ]; then flag=(--cuda-graph); suffix=-graph; fi
     "$py" -m anydepth_edge bench --device cuda --backend torch --encoder "$encoder" "${res_args[@]}" \
       --precision "$precision" "${flag[@]}" --warmup "${WARMUP:-10}" --iters "${ITERS:-50}" --e2e-iters 0 \
-      --out-dir "$out/$precision${graph#--no-graph}" >/dev/null
+      --out-dir "$out/$precision$suffix" >/dev/null
   done
 done
 "$py" "$(dirname "$0")/summarise.py" "$out"

@@ -4,19 +4,26 @@ detection on fixture file systems, the CLI end to end at a tiny size."""
 import json
 import os
 import stat
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import assert_one_line_error, run_cli
 
-from anydepth_edge.bench.harness import BenchOptions, peak_memory, resolve_device, run_child, sdt_dpt_ratios
-from anydepth_edge.bench.memory import TegrastatsSampler, parse_tegrastats_ram, process_memory
+from anydepth_edge.bench.harness import (
+    peak_memory,
+    resolve_device,
+    run_child,
+    sdt_dpt_ratios,
+)
+from anydepth_edge.bench.memory import (
+    TegrastatsSampler,
+    parse_tegrastats_ram,
+    process_memory,
+)
 from anydepth_edge.bench.stats import latency_stats, paper_figures, percentile
 from anydepth_edge.engines import BackendChoice
 from anydepth_edge.errors import UserError
 from anydepth_edge.platform_info import detect, jetpack_for_l4t, parse_nv_tegra_release
-
-from conftest import assert_one_line_error, run_cli
 
 FIXTURES = Path(__file__).parent / "fixtures" / "platforms"
 

@@ -7,13 +7,22 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from conftest import TINY  # noqa: E402
+
 from anydepth_edge.errors import UserError  # noqa: E402
 from anydepth_edge.models.checkpoints import (  # noqa: E402
-    FORMAT_ANYDEPTH, FORMAT_DINOV3, FORMAT_TOOLKIT, detect_format, dinov3_key_to_timm, load_checkpoint,
-    remap_anydepth_official, remap_dinov3_backbone, resolve_model, save_checkpoint, unwrap_state_dict,
+    FORMAT_ANYDEPTH,
+    FORMAT_DINOV3,
+    FORMAT_TOOLKIT,
+    detect_format,
+    dinov3_key_to_timm,
+    load_checkpoint,
+    remap_anydepth_official,
+    remap_dinov3_backbone,
+    resolve_model,
+    save_checkpoint,
+    unwrap_state_dict,
 )
-
-from conftest import TINY  # noqa: E402
 
 TINY_OVERRIDES = dict(taken_layers=TINY["taken_layers"])
 

@@ -3,10 +3,8 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
 from conftest import REPO, assert_one_line_error, python38, run_cli
 
 SIX = [(e, d) for e in ("vits", "vitb", "vitl") for d in ("sdt", "dpt")]

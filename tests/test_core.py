@@ -4,7 +4,13 @@ import os
 
 import pytest
 
-from anydepth_edge.artifacts import atomic_path, ensure_writable_dir, read_json, sha256_file, write_json_atomic
+from anydepth_edge.artifacts import (
+    atomic_path,
+    ensure_writable_dir,
+    read_json,
+    sha256_file,
+    write_json_atomic,
+)
 from anydepth_edge.errors import UserError
 from anydepth_edge.resolution import nearest_valid, parse_res, parse_res_list, res_tag
 

@@ -8,17 +8,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_one_line_error, have, run_cli
+from fakes.fake_tensorrt import FakeCuda, make_fake_tensorrt
 
 from anydepth_edge.engines import choose_backend
 from anydepth_edge.engines.trt_backend import TensorRTBackend
 from anydepth_edge.engines.trt_build import (
-    EngineJob, build, build_engine_python, network_flags, trtexec_command, BuildSettings,
+    BuildSettings,
+    EngineJob,
+    build,
+    network_flags,
+    trtexec_command,
 )
 from anydepth_edge.engines.trt_common import DEVICE_PROFILES, engine_path, gpu_tag
 from anydepth_edge.errors import HardwareMissing, UserError
-
-from conftest import assert_one_line_error, have, run_cli
-from fakes.fake_tensorrt import FakeCuda, make_fake_tensorrt
 
 VERSIONS = ["8.5.2.2", "8.6.2", "10.3.0"]
 ORIN = DEVICE_PROFILES["orin-nano"]
@@ -77,7 +80,7 @@ def test_builder_sets_what_the_spec_says(onnx_copy, tmp_path, version):
     pinned = set(state["fp32_layers"])
     assert set(onnx_side["fp32_nodes"]) <= pinned
     assert any(not n.startswith(("DySampleFP32/", "LayerNormFP32/")) for n in pinned)  # constants, e.g. base grids
-    unpinned_convs = [l for l in pinned if "/Conv" in l and "FP32" not in l]
+    unpinned_convs = [n for n in pinned if "/Conv" in n and "FP32" not in n]
     assert not unpinned_convs  # convolutions stay FP16
     ln_pins = [n for n in pinned if n.startswith("LayerNormFP32/")]
     assert bool(ln_pins) == version.startswith("8.5")  # decomposed LayerNorm is pinned on 8.5 only

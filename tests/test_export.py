@@ -10,16 +10,23 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from conftest import TINY_RES, assert_one_line_error, run_cli  # noqa: E402
+
 from anydepth_edge.errors import UserError  # noqa: E402
 from anydepth_edge.export.forms import DySampleExport, to_export_form  # noqa: E402
 from anydepth_edge.export.lint import lint_model  # noqa: E402
 from anydepth_edge.export.onnx_export import (  # noqa: E402
-    DYSAMPLE_PREFIX, LAYERNORM_PREFIX, ExportJob, export_onnx,
+    DYSAMPLE_PREFIX,
+    LAYERNORM_PREFIX,
+    ExportJob,
+    export_onnx,
 )
-from anydepth_edge.export.targets import TARGETS, resolve_target, target_for_tensorrt_version  # noqa: E402
+from anydepth_edge.export.targets import (  # noqa: E402
+    TARGETS,
+    resolve_target,
+    target_for_tensorrt_version,
+)
 from anydepth_edge.models.dysample import DySample  # noqa: E402
-
-from conftest import TINY_RES, assert_one_line_error, run_cli  # noqa: E402
 
 RANDOM = {"path": None, "format": "random", "sha256": "random"}
 
@@ -179,7 +186,7 @@ def test_up_to_date_export_is_reused_and_force_rebuilds(exported):
 # ----------------------------------------------------------------------------- lint
 
 def _tiny_graph(opset, nodes, inputs, outputs):
-    from onnx import TensorProto, helper
+    from onnx import helper
 
     graph = helper.make_graph(nodes, "g", inputs, outputs)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])

@@ -19,7 +19,12 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from anydepth_edge import __version__
 from anydepth_edge.artifacts import read_json, sha256_file
 from anydepth_edge.bench.stats import paper_figures, ratio
-from anydepth_edge.engines import BackendChoice, choose_backend, tensorrt_ready, torch_cuda
+from anydepth_edge.engines import (
+    BackendChoice,
+    choose_backend,
+    tensorrt_ready,
+    torch_cuda,
+)
 from anydepth_edge.errors import HardwareMissing, UserError
 from anydepth_edge.platform_info import PlatformInfo, detect
 from anydepth_edge.resolution import res_tag

@@ -48,7 +48,7 @@ def console_tables(record: Dict[str, Any]):
 
     rows = _rows(record)
     lat = Table(title=f"Latency (ours vs paper, Jetson Orin Nano 4GB)\n{_title(record)}")
-    for col in ("Resolution", "Decoder", "Latency ms", "FPS", "e2e ms", "Paper ms", "Paper FPS", "GFLOP/s (of peak)"):
+    for col in ("Resolution", "Decoder", "Latency ms", "FPS", "e2e ms", "Paper ms", "Paper FPS", "GFLOP/s (% of ref.)"):
         lat.add_column(col, justify="right" if col not in ("Resolution", "Decoder") else "left")
     for row in rows:
         if row["error"]:
@@ -84,7 +84,7 @@ def markdown(record: Dict[str, Any], chart_name: Optional[str] = None) -> str:
         f"- host: {plat.get('device_model') or plat.get('cpu_model')} ({plat.get('cpu_count')} CPUs, "
         f"{plat.get('mem_total_mb')} MB RAM); python {env['python']}",
         f"- backend: {record['backend']['label']} ({record['backend']['reason']})",
-        f"- versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()),
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()),
         f"- model: AnyDepth {record['settings']['encoder']}; weights: "
         + (record["checkpoint"].get("path") or "random (latency and memory valid, depth not)"),
         f"- runs: {record['settings']['warmup']} warm-up, {record['settings']['iters']} timed, "
@@ -98,7 +98,7 @@ def markdown(record: Dict[str, Any], chart_name: Optional[str] = None) -> str:
     for w in record.get("warnings", []):
         lines.append(f"- warning: {w}")
     lines += ["", "## Latency", "",
-              "| Resolution | Decoder | Latency ms (mean +- std) | p90 ms | FPS | End-to-end ms | Paper ms (Orin Nano) | Paper FPS | GFLOPs | Achieved GFLOP/s | of peak |",
+              "| Resolution | Decoder | Latency ms (mean +- std) | p90 ms | FPS | End-to-end ms | Paper ms (Orin Nano) | Paper FPS | GFLOPs | Achieved GFLOP/s | of reference peak |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         if row["error"]:
@@ -108,6 +108,11 @@ def markdown(record: Dict[str, Any], chart_name: Optional[str] = None) -> str:
         lines.append(f"| {row['resolution']} | {row['decoder']} | {row['latency_ms']:.2f} +- {row['std_ms']:.2f} | {row['p90_ms']:.2f} | "
                      f"{row['fps']:.2f} | {_f(row['e2e_ms'])} | {_f(row['paper_latency_ms'])} | {_f(row['paper_fps'], '{:.1f}')} | "
                      f"{_f(row['gflops'], '{:.1f}')} | {_f(row['achieved_gflops_s'], '{:.0f}')} | {frac} |")
+    sources = sorted({r.get("peak_source") for r in record["results"] if r.get("peak_source")})
+    if sources:
+        lines += ["", "Reference peak for the last column: " + "; ".join(sources)
+                  + (" (a measured rate: a lower bound of the true peak, so convolutions can exceed it)"
+                     if record["device"] == "cpu" else "")]
     lines += ["", "SDT/DPT latency ratio: " + "; ".join(
         f"{res}: ours {_f(r['latency_sdt_over_dpt'], '{:.3f}')}, paper {_f(r['paper_latency_sdt_over_dpt'], '{:.3f}')}"
         for res, r in record.get("ratios", {}).items()), "",

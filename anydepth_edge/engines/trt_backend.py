@@ -13,8 +13,12 @@ import numpy as np
 
 from anydepth_edge.artifacts import read_json
 from anydepth_edge.engines.base import Backend
-from anydepth_edge.engines.trt_common import check_engine_compatible, engine_sidecar_path, import_tensorrt
 from anydepth_edge.engines.trt_build import engine_device_memory
+from anydepth_edge.engines.trt_common import (
+    check_engine_compatible,
+    engine_sidecar_path,
+    import_tensorrt,
+)
 from anydepth_edge.errors import UserError
 
 

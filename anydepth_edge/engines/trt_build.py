@@ -21,10 +21,23 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from anydepth_edge import __version__
-from anydepth_edge.artifacts import read_json, sha256_file, write_bytes_atomic, write_json_atomic, write_text_atomic
+from anydepth_edge.artifacts import (
+    read_json,
+    sha256_file,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 from anydepth_edge.engines.trt_common import (
-    ENGINE_SIDECAR_SCHEMA, PIN_PREFIXES, TRTEXEC_JETSON, DeviceProfile, engine_path, engine_sidecar_path,
-    import_tensorrt, trt_major, version_tuple,
+    ENGINE_SIDECAR_SCHEMA,
+    PIN_PREFIXES,
+    TRTEXEC_JETSON,
+    DeviceProfile,
+    engine_path,
+    engine_sidecar_path,
+    import_tensorrt,
+    trt_major,
+    version_tuple,
 )
 from anydepth_edge.errors import HardwareMissing, UserError
 

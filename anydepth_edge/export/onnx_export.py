@@ -8,6 +8,7 @@ ONNX (facts in metadata_props) and its JSON sidecar.
 """
 
 import hashlib
+import inspect
 import io
 import json
 import platform
@@ -22,7 +23,12 @@ import numpy as np
 import torch
 
 from anydepth_edge import __version__
-from anydepth_edge.artifacts import atomic_path, read_json, sha256_file, write_json_atomic
+from anydepth_edge.artifacts import (
+    atomic_path,
+    read_json,
+    sha256_file,
+    write_json_atomic,
+)
 from anydepth_edge.errors import UserError
 from anydepth_edge.export.targets import Target, onnx_stem
 from anydepth_edge.specs import IMAGENET_MEAN, IMAGENET_STD
@@ -81,12 +87,13 @@ def trace_to_onnx(export_model: torch.nn.Module, res: Tuple[int, int], opset: in
 
     buf = io.BytesIO()
     dummy = torch.zeros(1, 3, res[0], res[1])
+    kwargs = dict(opset_version=opset, do_constant_folding=True, input_names=[INPUT_NAME],
+                  output_names=[OUTPUT_NAME], dynamic_axes=None)
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+        kwargs["dynamo"] = False  # torch >= 2.9 defaults to dynamo (and opset 20); older torch has no switch
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about Python-level shape checks (static here)
-        torch.onnx.export(
-            export_model, (dummy,), buf, opset_version=opset, dynamo=False, do_constant_folding=True,
-            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=None,
-        )
+        torch.onnx.export(export_model, (dummy,), buf, **kwargs)
     return onnx.load_from_string(buf.getvalue())
 
 

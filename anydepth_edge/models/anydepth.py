@@ -15,7 +15,14 @@ from anydepth_edge.errors import UserError
 from anydepth_edge.models.dinov3 import DinoV3Encoder
 from anydepth_edge.models.dpt import DPTHead
 from anydepth_edge.models.sdt import SDTHead
-from anydepth_edge.specs import DPT_CHANNELS, MIN_DEPTH, PATCH_SIZE, SDT_FUSION_CHANNELS, check_decoder, encoder_spec
+from anydepth_edge.specs import (
+    DPT_CHANNELS,
+    MIN_DEPTH,
+    PATCH_SIZE,
+    SDT_FUSION_CHANNELS,
+    check_decoder,
+    encoder_spec,
+)
 
 
 @dataclass

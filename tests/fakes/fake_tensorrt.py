@@ -203,7 +203,7 @@ def make_fake_tensorrt(version="10.3.0", io_shapes=None, fail_obey=False, oom=Fa
             state = {
                 "flags": sorted(config.flags), "pools": config.pools,
                 "opt_level": getattr(config, "builder_optimization_level", None),
-                "fp32_layers": sorted(l.name for l in network.layers if l.precision is trt.float32),
+                "fp32_layers": sorted(layer.name for layer in network.layers if layer.precision is trt.float32),
                 "network_flags": network.flags,
             }
             calls.append(("build", state))
