@@ -1,8 +1,10 @@
 """On-robot runtime: sources, the capture/inference/output loop, reconnects, sinks, the viewer,
 metric depth, Ctrl-C. Real OpenCV files and an HTTP server on 127.0.0.1; cameras are fakes."""
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -487,14 +489,22 @@ def test_serve_binds_localhost_by_default():
         parse_serve("70000")
 
 
-def test_mjpeg_viewer_over_http(tmp_path):
-    clip = make_video(tmp_path / "viewer.mp4", frames=600)
+@contextlib.contextmanager
+def serving_loop(clip: Path):
+    """A loop on `clip` with the viewer on 127.0.0.1 (any free port), running in a thread."""
     spec = parse_source(str(clip))
     loop = DepthLoop(MeanBackend(), open_source(spec), spec, RunOptions(serve="127.0.0.1:0"))
     t = threading.Thread(target=loop.run, daemon=True)
     t.start()
     try:
-        host, port = loop.server.address
+        yield loop.server.address
+    finally:
+        loop.stop()
+        t.join(timeout=10)
+
+
+def test_mjpeg_viewer_over_http(tmp_path):
+    with serving_loop(make_video(tmp_path / "viewer.mp4", frames=600)) as (host, port):
         assert host == "127.0.0.1"
         base = f"http://{host}:{port}/"
         status, headers, page = _get(base)
@@ -517,9 +527,6 @@ def test_mjpeg_viewer_over_http(tmp_path):
         with pytest.raises(urllib.error.HTTPError) as missing:
             _get(base + "nothing")
         assert missing.value.code == 404
-    finally:
-        loop.stop()
-        t.join(timeout=10)
 
 
 def _chromium():
@@ -534,26 +541,15 @@ def test_viewer_page_in_headless_chromium(tmp_path):
     browser = _chromium()
     if browser is None:
         pytest.skip("no Chromium here (CI installs Debian's chromium)")
-    clip = make_video(tmp_path / "page.mp4", frames=900)
-    spec = parse_source(str(clip))
-    loop = DepthLoop(MeanBackend(), open_source(spec), spec, RunOptions(serve="127.0.0.1:0"))
-    t = threading.Thread(target=loop.run, daemon=True)
-    t.start()
-    try:
-        host, port = loop.server.address
+    with serving_loop(make_video(tmp_path / "page.mp4", frames=900)) as (host, port):
         proc = subprocess.run(
             [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=3000", "--dump-dom",
              f"http://{host}:{port}/"], capture_output=True, text=True, timeout=90)
-    finally:
-        loop.stop()
-        t.join(timeout=10)
     dom = proc.stdout
     assert 'id="depth"' in dom and 'id="rgb"' in dom, proc.stderr[-500:]
     # the page's script fetched /stats.json and filled the numbers in
-    import re
-
     frames = re.search(r'id="frames">(\d+)<', dom)
     assert frames and int(frames.group(1)) > 0, dom[:1500]
     assert re.search(r'id="inference_mean">[\d.]+<', dom)
