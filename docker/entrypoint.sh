@@ -22,26 +22,30 @@ needs_engine() {
 }
 
 build_engines() {
-  if ! python3 -c 'import tensorrt' 2>/dev/null; then
+  # The export target that fits this image's TensorRT (trt8.5 on JetPack 5, trt8.6 / trt10 on 6):
+  # ONNX files exported for another TensorRT are left alone.
+  local target
+  if ! target=$(python3 -c 'import tensorrt
+from anydepth_edge.export.targets import target_for_tensorrt_version
+print(target_for_tensorrt_version(tensorrt.__version__))' 2>/dev/null); then
     log "TensorRT is not importable in this image: no engine build (ONNX Runtime will be used)"
     return 0
   fi
   local onnx
   shopt -s nullglob
   if [ "$mode" = "res" ]; then
-    onnx=("$export_dir"/anydepth-*-"${res}x${res}"-trt*.onnx)
+    onnx=("$export_dir"/anydepth-*-"${res}x${res}-${target}".onnx)
   else
-    onnx=("$export_dir"/anydepth-*-trt*.onnx)
+    onnx=("$export_dir"/anydepth-*-"$target".onnx)
   fi
   shopt -u nullglob
   if [ "${#onnx[@]}" -eq 0 ]; then
-    log "no TensorRT-target ONNX for ${res}x${res} in $export_dir: export first (the export image, or a workstation:"
-    log "  anydepth-edge export --res $res --decoder all), then copy the files into the export volume"
+    log "no ONNX for this TensorRT (target $target) at ${res}x${res} in $export_dir: export first (the export image, or a workstation:"
+    log "  anydepth-edge export --res $res --decoder all --target $target), then copy the files into the export volume"
     return 0
   fi
   local f
   for f in "${onnx[@]}"; do
-    case "$f" in *-gather.onnx) continue ;; esac
     log "engine for $(basename "$f")"
     anydepth-edge build "$f" --out-dir "$engines_dir"
   done

@@ -127,22 +127,23 @@ def test_entrypoint_passes_shellcheck():
     assert proc.returncode == 0, proc.stdout
 
 
-def _fake_bin(tmp_path, tensorrt=True, build_rc=0):
+def _fake_bin(tmp_path, tensorrt="trt10", build_rc=0):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     log = tmp_path / "calls.log"
     (bin_dir / "anydepth-edge").write_text(
         f"#!/bin/sh\necho \"anydepth-edge $*\" >> {log}\n"
         f"if [ \"$1\" = build ]; then exit {build_rc}; fi\nexit 0\n")
-    # `python3 -c 'import tensorrt'` decides whether engines are built
-    (bin_dir / "python3").write_text(f"#!/bin/sh\nexit {0 if tensorrt else 1}\n")
+    # python3 imports tensorrt and names the export target that fits it (or fails: no TensorRT)
+    (bin_dir / "python3").write_text(f"#!/bin/sh\necho {tensorrt}\n" if tensorrt else "#!/bin/sh\nexit 1\n")
     for f in bin_dir.iterdir():
         f.chmod(f.stat().st_mode | stat.S_IEXEC)
     return bin_dir, log
 
 
-def _entry(tmp_path, *args, tensorrt=True, build_rc=0, env=None, onnx=("sdt-vits-256x256-trt10", "dpt-vits-256x256-trt10",
-                                                                        "sdt-vits-512x512-trt10", "sdt-vits-256x256-trt10-gather")):
+def _entry(tmp_path, *args, tensorrt="trt10", build_rc=0, env=None,
+           onnx=("sdt-vits-256x256-trt10", "dpt-vits-256x256-trt10", "sdt-vits-512x512-trt10",
+                 "sdt-vits-256x256-trt10-gather", "sdt-vits-256x256-trt8.5")):
     bin_dir, log = _fake_bin(tmp_path, tensorrt, build_rc)
     export = tmp_path / "export"
     export.mkdir(exist_ok=True)
@@ -159,7 +160,8 @@ def test_entrypoint_builds_missing_engines_then_runs(tmp_path):
     proc, calls = _entry(tmp_path, "anydepth-edge", "run", "--source", "0")
     assert proc.returncode == 0, proc.stderr
     builds = [c for c in calls if c.startswith("anydepth-edge build")]
-    assert len(builds) == 2 and all("256x256-trt10.onnx" in b and "--out-dir" in b for b in builds)  # 256 only, no gather
+    # 256 only, this TensorRT's target only, no gather variant
+    assert len(builds) == 2 and all("256x256-trt10.onnx" in b and "--out-dir" in b for b in builds)
     assert calls[-1] == "anydepth-edge run --source 0"  # then the requested command
     assert (tmp_path / "engines").is_dir()
 
@@ -167,6 +169,18 @@ def test_entrypoint_builds_missing_engines_then_runs(tmp_path):
 def test_entrypoint_all_resolutions_for_bench(tmp_path):
     _, calls = _entry(tmp_path, "anydepth-edge", "bench", env={"ANYDEPTH_BUILD": "all"})
     assert len([c for c in calls if c.startswith("anydepth-edge build")]) == 3
+
+
+def test_entrypoint_builds_the_target_of_this_tensorrt(tmp_path):
+    proc, calls = _entry(tmp_path, "anydepth-edge", "run", "--source", "0", tensorrt="trt8.5")
+    builds = [c for c in calls if c.startswith("anydepth-edge build")]
+    assert proc.returncode == 0 and len(builds) == 1 and builds[0].split()[2].endswith("-256x256-trt8.5.onnx")
+
+
+def test_entrypoint_says_which_target_to_export(tmp_path):
+    proc, calls = _entry(tmp_path, "anydepth-edge", "run", "--source", "0", tensorrt="trt8.6")
+    assert calls == ["anydepth-edge run --source 0"]
+    assert "--target trt8.6" in proc.stderr
 
 
 @pytest.mark.parametrize("case", ["no-tensorrt", "build-none", "no-onnx", "other-command"])
