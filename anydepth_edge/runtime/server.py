@@ -7,7 +7,6 @@ only, Python 3.8.
 
 import json
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
@@ -148,7 +147,3 @@ class DepthServer:
 def jpeg(cv2, image, quality: int = 80) -> bytes:
     ok, buf = cv2.imencode(".jpg", image, [int(cv2.IMWRITE_JPEG_QUALITY), quality])
     return buf.tobytes() if ok else b""
-
-
-def stats_payload(summary: Dict[str, Any]) -> Dict[str, Any]:
-    return {"time": time.time(), **summary}
