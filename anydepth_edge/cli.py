@@ -24,6 +24,7 @@ app = typer.Typer(
         "->  anydepth-edge run --source 0 --serve 8080"
     ),
     no_args_is_help=True,
+    rich_markup_mode="markdown",  # docstring paragraphs reflow to the terminal width
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -133,7 +134,7 @@ def export(
 ) -> None:
     """Export AnyDepth to ONNX for TensorRT (or ONNX Runtime): static shapes, batch 1, checked and linted.
 
-    Writes export/anydepth-<decoder>-<encoder>-<H>x<W>-<target>.onnx plus a .json sidecar (opset, shapes,
+    Writes `export/anydepth-<decoder>-<encoder>-<H>x<W>-<target>.onnx` plus a .json sidecar (opset, shapes,
     mean/std, checkpoint sha256, parity vs PyTorch, FP16 figures, the nodes to keep in FP32).
     """
     from pathlib import Path
@@ -258,7 +259,7 @@ def build(
 ) -> None:
     """Build a TensorRT engine (FP16 by default) for this GPU from an exported ONNX file.
 
-    Writes engines/<onnx stem>-<precision>-trt<version>-<gpu>.engine with a sidecar (TensorRT version, GPU, JetPack, ONNX sha256, settings, build seconds), the engine inspector JSON and the build log. Engines only run on the TensorRT and GPU that built them.
+    Writes `engines/<onnx stem>-<precision>-trt<version>-<gpu>.engine` with a sidecar (TensorRT version, GPU, JetPack, ONNX sha256, settings, build seconds), the engine inspector JSON and the build log. Engines only run on the TensorRT and GPU that built them.
     """
     if precision not in ("fp16", "fp32"):
         raise UserError(f"unknown precision {precision!r}: fp16 or fp32")
