@@ -215,11 +215,7 @@ def _build_one(onnx_file, device, precision, workspace, builder, out_dir, timing
     from anydepth_edge.console import progress
     from anydepth_edge.engines.trt_build import EngineJob
     from anydepth_edge.engines.trt_build import build as build_engine
-    from anydepth_edge.engines.trt_common import (
-        device_profile,
-        gpu_tag,
-        import_tensorrt,
-    )
+    from anydepth_edge.engines.trt_common import device_profile, import_tensorrt
 
     onnx_path = Path(onnx_file)
     if not onnx_path.is_file():
@@ -230,9 +226,8 @@ def _build_one(onnx_file, device, precision, workspace, builder, out_dir, timing
 
     cuda = load_cuda_api()
     engines_dir = ensure_writable_dir(out_dir)
-    cache = Path(timing_cache) if timing_cache else engines_dir / f"timing-trt{trt.__version__}-{gpu_tag(cuda.device_name())}.cache"
     job = EngineJob(onnx_path, engines_dir, profile, precision=precision, workspace_mib=workspace, builder=builder,
-                    timing_cache=cache, force=force)
+                    timing_cache=Path(timing_cache) if timing_cache else None, force=force)
     with progress() as prog:
         task = prog.add_task(f"{onnx_path.name}: TensorRT {trt.__version__}", total=None)
         path, side, reused = build_engine(job, trt=trt, cuda=cuda,

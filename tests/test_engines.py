@@ -17,6 +17,7 @@ from anydepth_edge.engines.trt_build import (
     BuildSettings,
     EngineJob,
     build,
+    default_timing_cache,
     network_flags,
     trtexec_command,
 )
@@ -109,6 +110,19 @@ def test_timing_cache_is_read_back(onnx_copy, tmp_path):
     trt, *_ = _build(onnx_copy["trt10"], "10.3.0", tmp_path)
     assert ("create_timing_cache", b"old") in trt.calls
     assert cache.read_bytes() == b"old+tuned"
+
+
+def test_default_timing_cache_is_shared_so_every_caller_reuses_the_engine(onnx_copy, tmp_path):
+    """`build`, `bench` and `run` pass no timing cache: one default per TensorRT and GPU, so an
+    engine built by one is up to date for the others (the cache path is part of the settings)."""
+    trt, cuda = _fake("10.3.0")
+    job = EngineJob(onnx_copy["trt10"], tmp_path / "engines", ORIN)
+    path, side, reused = build(job, trt=trt, cuda=cuda)
+    expected = default_timing_cache(tmp_path / "engines", "10.3.0", cuda.device_name())
+    assert not reused and side["settings"]["timing_cache"] == str(expected) and expected.exists()
+    assert expected.name.startswith("timing-trt10.3.0-")
+    again, _, reused = build(EngineJob(onnx_copy["trt10"], tmp_path / "engines", ORIN), trt=trt, cuda=cuda)
+    assert reused and again == path and len(_calls(trt, "build")) == 1
 
 
 def test_obey_falls_back_to_prefer_with_a_warning(onnx_copy, tmp_path):

@@ -145,9 +145,7 @@ def ensure_engine(opts: BenchOptions, onnx_path: Path, precision: str, profile_n
     from anydepth_edge.engines.trt_common import DEVICE_PROFILES
 
     profile = DEVICE_PROFILES["orin-nano" if profile_name == "orin-nano" else "generic"]
-    job = EngineJob(onnx_path, opts.engines_dir, profile, precision=precision,
-                    timing_cache=opts.engines_dir / "timing.cache")
-    path, _, _ = build(job)
+    path, _, _ = build(EngineJob(onnx_path, opts.engines_dir, profile, precision=precision))
     return path
 
 

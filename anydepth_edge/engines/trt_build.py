@@ -35,6 +35,7 @@ from anydepth_edge.engines.trt_common import (
     DeviceProfile,
     engine_path,
     engine_sidecar_path,
+    gpu_tag,
     import_tensorrt,
     trt_major,
     version_tuple,
@@ -298,9 +299,15 @@ class EngineJob:
     precision: str = "fp16"
     workspace_mib: Optional[int] = None
     builder: str = "python"  # python | trtexec
-    timing_cache: Optional[Path] = None
+    timing_cache: Optional[Path] = None  # None: default_timing_cache() in out_dir
     force: bool = False
     trtexec: str = TRTEXEC_JETSON
+
+
+def default_timing_cache(out_dir: Path, trt_version: str, gpu_name: str) -> Path:
+    """One timing cache per TensorRT version and GPU (a cache from another one is rejected), shared
+    by every build in `out_dir`: `build`, `bench` and `run` all reuse each other's engines."""
+    return Path(out_dir) / f"timing-trt{trt_version}-{gpu_tag(gpu_name)}.cache"
 
 
 def _onnx_sidecar(onnx_path: Path) -> Dict[str, Any]:
@@ -344,7 +351,7 @@ def build(job: EngineJob, trt=None, cuda=None, notify: Notify = lambda s: None, 
         workspace_mib=job.workspace_mib or job.profile.workspace_mib,
         builder_optimization_level=job.profile.builder_optimization_level,
         fp32_pins=onnx_side.get("fp32_nodes", []),
-        timing_cache=job.timing_cache,
+        timing_cache=job.timing_cache or default_timing_cache(job.out_dir, trt.__version__, gpu_name),
     )
     old = read_json(engine_sidecar_path(path))
     if not job.force and old and path.exists() and old.get("onnx_sha256") == onnx_sha \
@@ -391,7 +398,7 @@ def build(job: EngineJob, trt=None, cuda=None, notify: Notify = lambda s: None, 
     if result.inspector_json:
         write_text_atomic(path.with_suffix(".inspector.json"), result.inspector_json)
     write_text_atomic(path.with_suffix(".build.log"), "\n".join(result.log) + "\n")
-    if result.timing_cache is not None and job.timing_cache is not None:
-        write_bytes_atomic(job.timing_cache, result.timing_cache)
+    if result.timing_cache is not None and settings.timing_cache is not None:
+        write_bytes_atomic(settings.timing_cache, result.timing_cache)
     write_json_atomic(engine_sidecar_path(path), sidecar)
     return path, sidecar, False

@@ -4,23 +4,18 @@ Torch-free unless the PyTorch backend is asked for."""
 from pathlib import Path
 from typing import Callable, Optional
 
-from anydepth_edge.artifacts import read_json, sha256_file
 from anydepth_edge.engines import choose_backend, open_backend
 from anydepth_edge.errors import UserError
 
 
 def _engine_for_onnx(onnx: Path, engines_dir: Path, notify: Callable[[str], None]) -> Path:
-    """An engine built from exactly this ONNX (by sha256), or build one now (cached afterwards)."""
+    """The engine for exactly this ONNX on this TensorRT and GPU: `build` reuses an up-to-date one
+    (from `anydepth-edge build`, `bench` or an earlier run) and builds it otherwise (once)."""
     from anydepth_edge.engines.trt_build import EngineJob, build
     from anydepth_edge.engines.trt_common import device_profile
 
-    sha = sha256_file(onnx)
-    for p in sorted(Path(engines_dir).glob(f"{onnx.stem}-*.engine")):
-        if (read_json(p.with_suffix(".json")) or {}).get("onnx_sha256") == sha:
-            return p
-    notify(f"no engine for {onnx.name} yet: building it once (minutes on an Orin Nano)")
-    path, _, _ = build(EngineJob(onnx, Path(engines_dir), device_profile("auto"),
-                                 timing_cache=Path(engines_dir) / "timing.cache"), notify=notify)
+    notify(f"engine for {onnx.name}: reused when up to date, else built once (minutes on an Orin Nano)")
+    path, _, _ = build(EngineJob(onnx, Path(engines_dir), device_profile("auto")), notify=notify)
     return path
 
 
