@@ -9,7 +9,6 @@ holds the RealSense depth (metres) aligned to the colour frame, or None. Torch-f
 import glob
 import os
 import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -278,7 +277,7 @@ def import_realsense():
     return rs
 
 
-def open_source(spec: SourceSpec, cv2=None, rs=None, retries: int = 0) -> FrameSource:
+def open_source(spec: SourceSpec, cv2=None, rs=None) -> FrameSource:
     """Open `spec`; a source that cannot open is one clear UserError."""
     if spec.kind == "realsense":
         source: FrameSource = RealSenseSource(spec, rs or import_realsense())
@@ -291,12 +290,8 @@ def open_source(spec: SourceSpec, cv2=None, rs=None, retries: int = 0) -> FrameS
             raise HardwareMissing("CSI cameras need an OpenCV built with GStreamer: this one has none "
                                   "(pip's opencv-python); use JetPack's python3-opencv or the anydepth-edge image")
         source = FolderSource(spec, cv2) if spec.kind == "folder" else OpenCVSource(spec, cv2)
-    for attempt in range(retries + 1):
-        try:
-            source.open()
-            return source
-        except SourceLost as e:
-            if attempt == retries:
-                raise UserError(f"--source {spec.describe()}: {e}") from None
-            time.sleep(0.5)
+    try:
+        source.open()
+    except SourceLost as e:
+        raise UserError(f"--source {spec.describe()}: {e}") from None
     return source
