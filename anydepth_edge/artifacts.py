@@ -99,7 +99,3 @@ def read_json(path: PathLike) -> Optional[Dict[str, Any]]:
         return None
     return obj if isinstance(obj, dict) else None
 
-
-def sidecar_path(artifact: PathLike) -> Path:
-    p = Path(artifact)
-    return p.with_suffix(".json")

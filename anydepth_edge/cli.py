@@ -1,4 +1,5 @@
-"""The `anydepth-edge` command line: one verb per job.
+"""The `anydepth-edge` command line: one verb per job. Verbs parse options (choices are enums, so
+`--help` lists them) and call the stage packages, which do the work.
 
 Heavy imports (torch, onnx, tensorrt, cv2) happen inside the verbs that need them, so
 `anydepth-edge --help` and the on-robot verbs start without PyTorch. Python 3.8 compatible
@@ -7,13 +8,16 @@ Heavy imports (torch, onnx, tensorrt, cv2) happen inside the verbs that need the
 
 import json
 import sys
+from enum import Enum
+from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 from anydepth_edge import __version__
-from anydepth_edge.console import error_line, out, warn
+from anydepth_edge.console import error_line, info, out, warn
 from anydepth_edge.errors import HardwareMissing, UserError
+from anydepth_edge.targets import TARGET_CHOICES
 
 app = typer.Typer(
     name="anydepth-edge",
@@ -30,12 +34,36 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+
+def _choices(name: str, values) -> type:
+    """A str Enum of `values` (names may hold dots: 'trt8.5'), so typer validates and lists them."""
+    return Enum(name, {v: v for v in values}, type=str)
+
+
+Encoder = _choices("Encoder", ("vits", "vitb", "vitl"))
+Decoder = _choices("Decoder", ("sdt", "dpt"))
+DecoderOrAll = _choices("DecoderOrAll", ("sdt", "dpt", "all"))
+Target = _choices("Target", TARGET_CHOICES)
+TrtTarget = _choices("TrtTarget", ("auto", "trt8.5", "trt8.6", "trt10"))
+Sampler = _choices("Sampler", ("gridsample", "gather"))
+EngineMode = _choices("EngineMode", ("auto", "never", "always"))
+Precision = _choices("Precision", ("fp16", "fp32"))
+Builder = _choices("Builder", ("python", "trtexec"))
+Profile = _choices("Profile", ("auto", "orin-nano", "generic"))
+BenchDevice = _choices("BenchDevice", ("auto", "orin-nano", "cpu", "cuda"))
+BackendName = _choices("BackendName", ("auto", "trt", "ort", "torch"))
+Resize = _choices("Resize", ("stretch", "letterbox"))
+Pace = _choices("Pace", ("native", "none"))
+Job = _choices("Job", ("run", "bench", "export"))
+SAMPLERS = {"gridsample": "grid_sample", "gather": "gather"}
+
 ENCODER_HELP = "DINOv3 encoder size: vits (ViT-S, 21.6M), vitb (ViT-B), vitl (ViT-L)."
 RES_HELP = "Input size: one side (256) or HEIGHTxWIDTH (256x320); multiples of 16."
 CKPT_HELP = (
     "Weights: an official AnyDepth checkpoint, a Meta DINOv3 backbone (decoder stays random) or an "
     "anydepth-edge .safetensors. Without one, random weights (timings valid, depth not)."
 )
+BACKEND_HELP = "auto (TensorRT > ORT-CUDA > PyTorch-CUDA > ORT-CPU), trt, ort or torch."
 
 
 def _version_callback(value: bool) -> None:
@@ -51,118 +79,6 @@ def _root(
     pass
 
 
-@app.command()
-def info(
-    encoder: str = typer.Option("vits", "--encoder", "-e", help=ENCODER_HELP),
-    decoder: str = typer.Option("sdt", "--decoder", "-d", help="Decoder: sdt (AnyDepth) or dpt (baseline)."),
-    res: str = typer.Option("256", "--res", "-r", help=RES_HELP),
-    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help=CKPT_HELP),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
-) -> None:
-    """Parameter counts, GFLOPs at a resolution, taken encoder layers and input rules of one model."""
-    from anydepth_edge.resolution import parse_res
-    from anydepth_edge.specs import check_decoder, encoder_spec
-
-    spec = encoder_spec(encoder)
-    decoder = check_decoder(decoder)
-    resolution = parse_res(res)
-
-    from anydepth_edge.models.checkpoints import resolve_model
-    from anydepth_edge.models.flops import count_gflops, count_params
-
-    model, report = resolve_model(checkpoint, spec.name, decoder, warn=warn)
-    params = count_params(model)
-    gflops = count_gflops(model, resolution)
-    record = {
-        "encoder": model.config.encoder,
-        "decoder": model.config.decoder,
-        "res": list(resolution),
-        "params": params,
-        "gflops": {k: round(v, 3) for k, v in gflops.items()},
-        "taken_layers": list(model.config.layers),
-        "input": {
-            "layout": "NCHW float32, RGB, ImageNet-normalised",
-            "mean": [0.485, 0.456, 0.406],
-            "std": [0.229, 0.224, 0.225],
-            "multiple_of": 16,
-        },
-        "output": "affine-invariant depth (1, 1, H, W) = relu(x) + 0.001",
-        "checkpoint": report.describe(),
-    }
-    if as_json:
-        sys.stdout.write(json.dumps(record) + "\n")
-        return
-    from rich.table import Table
-
-    t = Table(title=f"AnyDepth {spec.label} + {decoder.upper()} at {resolution[0]}x{resolution[1]}")
-    t.add_column("part")
-    t.add_column("parameters", justify="right")
-    t.add_column("GFLOPs", justify="right")
-    for part in ("encoder", "decoder", "total"):
-        t.add_row(part, f"{params[part] / 1e6:.3f} M ({params[part]:,})", f"{gflops[part]:.2f}")
-    out.print(t)
-    out.print(f"taken encoder layers (0-based blocks): {list(model.config.layers)}")
-    out.print("input: RGB, ImageNet mean/std, (1, 3, H, W), H and W multiples of 16")
-    out.print("GFLOPs = 2 x multiply-accumulates of matmuls, convolutions and attention")
-
-
-DYSAMPLE_CHOICES = {"gridsample": "grid_sample", "grid_sample": "grid_sample", "gather": "gather"}
-
-
-@app.command()
-def export(
-    res: List[str] = typer.Option(["256"], "--res", "-r", help=RES_HELP + " Repeat for several."),
-    decoder: str = typer.Option("sdt", "--decoder", "-d", help="sdt, dpt or all."),
-    encoder: str = typer.Option("vits", "--encoder", "-e", help=ENCODER_HELP),
-    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help=CKPT_HELP),
-    target: str = typer.Option(
-        "auto", "--target", "-t",
-        help="trt8.5 (JetPack 5.1: opset 16, LayerNorm decomposed), trt8.6 (JetPack 6.0), trt10 (JetPack 6.1/6.2), "
-             "ort (ONNX Runtime); auto = the TensorRT installed here, else trt10. All opset 16/17, never 20.",
-    ),
-    out_dir: str = typer.Option("export", "--out-dir", "-o", help="Where the ONNX files and sidecars go."),
-    dysample: str = typer.Option(
-        "gridsample", "--dysample",
-        help="gridsample: ONNX GridSample (TensorRT >= 8.5); gather: an equivalent Gather-based bilinear sampler "
-             "for runtimes without GridSample.",
-    ),
-    fp16_check: bool = typer.Option(True, "--fp16-check/--no-fp16-check",
-                                    help="Measure FP16-vs-FP32 depth agreement (emulated) with and without FP32 pins."),
-    engine: str = typer.Option("auto", "--engine",
-                               help="Also build the TensorRT engine: auto (when TensorRT is importable), never, always."),
-    force: bool = typer.Option(False, "--force", "-f", help="Re-export even when an up-to-date file exists."),
-) -> None:
-    """Export AnyDepth to ONNX for TensorRT (or ONNX Runtime): static shapes, batch 1, checked and linted.
-
-    Writes `export/anydepth-<decoder>-<encoder>-<H>x<W>-<target>.onnx` plus a .json sidecar (opset, shapes,
-    mean/std, checkpoint sha256, parity vs PyTorch, FP16 figures, the nodes to keep in FP32).
-    """
-    from pathlib import Path
-
-    from anydepth_edge.console import progress
-    from anydepth_edge.export.targets import resolve_target
-    from anydepth_edge.resolution import parse_res_list
-    from anydepth_edge.specs import DECODERS, check_decoder, encoder_spec
-
-    resolutions = parse_res_list(res)
-    spec = encoder_spec(encoder)
-    decoders = list(DECODERS) if decoder.lower() == "all" else [check_decoder(decoder)]
-    tgt = resolve_target(target)
-    sampler = DYSAMPLE_CHOICES.get(dysample.lower())
-    if sampler is None:
-        raise UserError(f"unknown --dysample {dysample!r}: choose gridsample or gather")
-    if engine not in ("auto", "never", "always"):
-        raise UserError(f"unknown --engine {engine!r}: choose auto, never or always")
-    _require("torch", "export")
-    from anydepth_edge.export.onnx_export import export_models
-
-    with progress() as prog:
-        results = export_models(spec.name, decoders, resolutions, tgt, Path(out_dir), checkpoint=checkpoint,
-                                dysample=sampler, force=force, fp16_check=fp16_check, warn=warn, progress=prog)
-    _print_exports(results)
-    _maybe_build_engines(results, engine)
-
-
 def _require(module: str, extra: str) -> None:
     import importlib.util
 
@@ -170,157 +86,153 @@ def _require(module: str, extra: str) -> None:
         raise UserError(f"this needs {module}: pip install 'anydepth-edge[{extra}]'")
 
 
-def _print_exports(results) -> None:
-    from rich.table import Table
+@app.command("info")
+def info_verb(
+    encoder: Encoder = typer.Option("vits", "--encoder", "-e", case_sensitive=False, help=ENCODER_HELP),
+    decoder: Decoder = typer.Option("sdt", "--decoder", "-d", case_sensitive=False,
+                                    help="sdt (AnyDepth) or dpt (baseline)."),
+    res: str = typer.Option("256", "--res", "-r", help=RES_HELP),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help=CKPT_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+) -> None:
+    """Parameter counts, GFLOPs at a resolution, taken encoder layers and input rules of one model."""
+    from anydepth_edge.resolution import parse_res
 
-    t = Table(title="ONNX exports (FP16: emulated, with / without FP32 pins)")
-    for col in ("file", "nodes", "parity", "FP16 d1", "FP16 AbsRel", "s"):
-        t.add_column(col, overflow="fold")
-    for r in results:
-        s = r.sidecar
-        fp = s.get("fp16") or {}
-        d1 = f"{fp['with_pins']['delta1']:.4f} / {fp['without_pins']['delta1']:.4f}" if fp else "-"
-        ar = f"{fp['with_pins']['abs_rel']:.2e} / {fp['without_pins']['abs_rel']:.2e}" if fp else "-"
-        worst = max(v["rel"] for k, v in s["parity"].items() if isinstance(v, dict))
-        t.add_row(r.onnx_path.name, f"{s['nodes']['before_slim']}->{s['nodes']['after_slim']}", f"{worst:.1e}",
-                  d1, ar, "reused" if r.reused else f"{r.seconds:.1f}")
-    out.print(t)
+    resolution = parse_res(res)
+    _require("torch", "export")
+    from anydepth_edge.models.report import info_tables, model_info
 
-
-def _maybe_build_engines(results, engine: str) -> None:
-    """`export --engine`: build each exported ONNX where TensorRT is importable."""
-    if engine == "never":
+    record = model_info(checkpoint, encoder.value, decoder.value, resolution, warn=warn)
+    if as_json:
+        sys.stdout.write(json.dumps(record) + "\n")
         return
-    from anydepth_edge.engines import tensorrt_ready
-
-    if tensorrt_ready() is None:
-        if engine == "always":
-            from anydepth_edge.engines.trt_common import TENSORRT_MISSING
-
-            raise HardwareMissing("--engine always: " + TENSORRT_MISSING)
-        from anydepth_edge.console import info as info_line
-
-        info_line("TensorRT is not importable here: ONNX only (build the engine on the robot: anydepth-edge build FILE)")
-        return
-    for r in results:
-        if r.sidecar.get("target", "").startswith("trt"):
-            _build_one(r.onnx_path, device="auto", precision="fp16", workspace=None, builder="python",
-                       out_dir="engines", timing_cache=None, force=False)
+    for item in info_tables(record):
+        out.print(item)
 
 
-def _build_one(onnx_file, device, precision, workspace, builder, out_dir, timing_cache, force) -> None:
-    from pathlib import Path
+@app.command()
+def export(
+    res: List[str] = typer.Option(["256"], "--res", "-r", help=RES_HELP + " Repeat for several."),
+    decoder: DecoderOrAll = typer.Option("sdt", "--decoder", "-d", case_sensitive=False, help="sdt, dpt or all."),
+    encoder: Encoder = typer.Option("vits", "--encoder", "-e", case_sensitive=False, help=ENCODER_HELP),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help=CKPT_HELP),
+    target: Target = typer.Option(
+        "auto", "--target", "-t", case_sensitive=False,
+        help="trt8.5 (JetPack 5.1: opset 16, LayerNorm decomposed), trt8.6 (JetPack 6.0), trt10 (JetPack 6.1/6.2), "
+             "ort (ONNX Runtime); auto = the TensorRT installed here, else trt10. All opset 16/17, never 20.",
+    ),
+    out_dir: str = typer.Option("export", "--out-dir", "-o", help="Where the ONNX files and sidecars go."),
+    dysample: Sampler = typer.Option(
+        "gridsample", "--dysample", case_sensitive=False,
+        help="gridsample: ONNX GridSample (TensorRT >= 8.5); gather: an equivalent Gather-based bilinear sampler "
+             "for runtimes without GridSample.",
+    ),
+    fp16_check: bool = typer.Option(True, "--fp16-check/--no-fp16-check",
+                                    help="Measure FP16-vs-FP32 depth agreement (emulated) with and without FP32 pins."),
+    engine: EngineMode = typer.Option("auto", "--engine", case_sensitive=False,
+                                      help="Also build the TensorRT engine: auto (when TensorRT is importable), never, always."),
+    engines_dir: str = typer.Option("engines", "--engines-dir", help="Where engines go with --engine."),
+    force: bool = typer.Option(False, "--force", "-f", help="Re-export even when an up-to-date file exists."),
+) -> None:
+    """Export AnyDepth to ONNX for TensorRT (or ONNX Runtime): static shapes, batch 1, checked and linted.
 
-    from anydepth_edge.artifacts import ensure_writable_dir
+    Writes `export/anydepth-<decoder>-<encoder>-<H>x<W>-<target>.onnx` plus a .json sidecar (opset, shapes,
+    mean/std, checkpoint sha256, parity vs PyTorch, FP16 figures, the nodes to keep in FP32).
+    """
     from anydepth_edge.console import progress
-    from anydepth_edge.engines.trt_build import EngineJob
-    from anydepth_edge.engines.trt_build import build as build_engine
-    from anydepth_edge.engines.trt_common import device_profile, import_tensorrt
+    from anydepth_edge.resolution import parse_res_list
+    from anydepth_edge.targets import resolve_target
 
-    onnx_path = Path(onnx_file)
-    if not onnx_path.is_file():
-        raise UserError(f"ONNX file not found: {onnx_path}")
-    profile = device_profile(device)
-    trt = import_tensorrt()
-    from anydepth_edge.engines.cuda_api import load_cuda_api
+    resolutions = parse_res_list(res)
+    decoders = ["sdt", "dpt"] if decoder.value == "all" else [decoder.value]
+    tgt = resolve_target(target.value)
+    _require("torch", "export")
+    from anydepth_edge.engines.ensure import check_engine_mode, engines_after_export
+    from anydepth_edge.export.onnx_export import export_models, results_table
 
-    cuda = load_cuda_api()
-    engines_dir = ensure_writable_dir(out_dir)
-    job = EngineJob(onnx_path, engines_dir, profile, precision=precision, workspace_mib=workspace, builder=builder,
-                    timing_cache=Path(timing_cache) if timing_cache else None, force=force)
+    if tgt.tensorrt:
+        check_engine_mode(engine.value)
+
     with progress() as prog:
-        task = prog.add_task(f"{onnx_path.name}: TensorRT {trt.__version__}", total=None)
-        path, side, reused = build_engine(job, trt=trt, cuda=cuda,
-                                          notify=lambda text: prog.update(task, description=f"{onnx_path.name}: {text}"))
-    for w in side.get("warnings", []):
-        warn(w)
-    if reused:
-        out.print(f"up to date: {path}")
-    else:
-        out.print(f"built {path} in {side['build_seconds']} s ({side['precision_constraints']} constraints, "
-                  f"{side['pinned_layers']} FP32 layers, device memory {side['device_memory_bytes']} bytes)")
+        results = export_models(encoder.value, decoders, resolutions, tgt, Path(out_dir), checkpoint=checkpoint,
+                                dysample=SAMPLERS[dysample.value], force=force, fp16_check=fp16_check, warn=warn,
+                                progress=prog)
+    out.print(results_table(results))
+    if tgt.tensorrt:
+        for line in engines_after_export([r.onnx_path for r in results], engine.value, Path(engines_dir), notify=info):
+            out.print(line, markup=False)
 
 
 @app.command()
 def build(
-    onnx_file: str = typer.Argument(..., help="An ONNX file from anydepth-edge export (its .json sidecar names the FP32 pins)."),
-    device: str = typer.Option("auto", "--device", help="Device profile: orin-nano (4 GB: capped workspace), generic, auto (detected)."),
-    precision: str = typer.Option("fp16", "--precision", help="fp16 (DySample coordinates and pinned layers stay FP32) or fp32."),
-    workspace: Optional[int] = typer.Option(None, "--workspace", help="Builder workspace cap in MiB (default: the device profile's; 1024 on orin-nano)."),
-    builder: str = typer.Option("python", "--builder", help="python (TensorRT Python API) or trtexec (/usr/src/tensorrt/bin/trtexec, same settings)."),
+    onnx: str = typer.Argument(..., help="An ONNX file from anydepth-edge export, or a folder of them (every export "
+                                         "made for this TensorRT's target)."),
+    device: Profile = typer.Option("auto", "--device", case_sensitive=False,
+                                   help="Device profile: orin-nano (4 GB: capped workspace), generic, auto (detected)."),
+    precision: Precision = typer.Option("fp16", "--precision", case_sensitive=False,
+                                        help="fp16 (DySample coordinates and pinned layers stay FP32) or fp32."),
+    workspace: Optional[int] = typer.Option(None, "--workspace", min=1,
+                                            help="Builder workspace cap in MiB (default: the device profile's; 1024 on orin-nano)."),
+    builder: Builder = typer.Option("python", "--builder", case_sensitive=False,
+                                    help="python (TensorRT Python API) or trtexec (/usr/src/tensorrt/bin/trtexec, same settings)."),
+    res: List[str] = typer.Option([], "--res", "-r", help="With a folder: only these sizes. " + RES_HELP),
     out_dir: str = typer.Option("engines", "--out-dir", "-o", help="Where engines, sidecars, inspector JSON and build logs go."),
     timing_cache: Optional[str] = typer.Option(None, "--timing-cache", help="Persistent timing cache (default: one per TensorRT version and GPU in --out-dir)."),
     force: bool = typer.Option(False, "--force", "-f", help="Rebuild even when an up-to-date engine exists."),
 ) -> None:
-    """Build a TensorRT engine (FP16 by default) for this GPU from an exported ONNX file.
+    """Build TensorRT engines (FP16 by default) for this GPU from exported ONNX files; up-to-date engines are reused.
 
     Writes `engines/<onnx stem>-<precision>-trt<version>-<gpu>.engine` with a sidecar (TensorRT version, GPU, JetPack, ONNX sha256, settings, build seconds), the engine inspector JSON and the build log. Engines only run on the TensorRT and GPU that built them.
     """
-    if precision not in ("fp16", "fp32"):
-        raise UserError(f"unknown precision {precision!r}: fp16 or fp32")
-    if builder not in ("python", "trtexec"):
-        raise UserError(f"unknown builder {builder!r}: python or trtexec")
-    if workspace is not None and workspace <= 0:
-        raise UserError("--workspace must be a positive number of MiB")
-    _build_one(onnx_file, device, precision, workspace, builder, out_dir, timing_cache, force)
+    from anydepth_edge.engines.ensure import build_engines
+    from anydepth_edge.resolution import parse_res_list
+
+    for line in build_engines(Path(onnx), Path(out_dir), device.value, precision=precision.value, builder=builder.value,
+                              workspace_mib=workspace, timing_cache=Path(timing_cache) if timing_cache else None,
+                              force=force, resolutions=parse_res_list(res), notify=info):
+        out.print(line, markup=False)
 
 
 @app.command("check-onnx")
 def check_onnx(
     onnx_file: str = typer.Argument(..., help="The ONNX file to check."),
-    target: str = typer.Option("auto", "--target", "-t",
-                               help="trt8.5, trt8.6 or trt10; auto = the target recorded in the file, else trt10."),
+    target: TrtTarget = typer.Option("auto", "--target", "-t", case_sensitive=False,
+                                     help="trt8.5, trt8.6 or trt10; auto = the target recorded in the file, else trt10."),
 ) -> None:
     """Lint an ONNX file for a TensorRT version: unsupported ops, opset range, GridSample mode and
     rank, If/Loop, dynamic shapes. Exit 1 when anything would not import as needed."""
     _require("onnx", "export")
-    from anydepth_edge.export.lint import TRT_TARGETS, lint_file
+    from anydepth_edge.export.lint import lint_file, problems_table, recorded_target
 
-    tgt = target.lower()
-    if tgt == "auto":
-        tgt = _recorded_target(onnx_file) or "trt10"
-    if tgt not in TRT_TARGETS:
-        raise UserError(f"unknown target {target!r}: choose one of {', '.join(TRT_TARGETS)}")
+    tgt = recorded_target(onnx_file) if target.value == "auto" else target.value
     problems = lint_file(onnx_file, tgt)
     if not problems:
-        out.print(f"[green]ok[/]: {onnx_file} imports into {tgt} (ops, opset, GridSample, static shapes)")
+        out.print("[green]ok[/]: ", end="")
+        out.print(f"{onnx_file} imports into {tgt} (ops, opset, GridSample, static shapes)", markup=False)
         return
-    from rich.table import Table
-
-    t = Table(title=f"{onnx_file}: {len(problems)} problems for {tgt}")
-    for col in ("kind", "node", "problem"):
-        t.add_column(col)
-    for p in problems:
-        t.add_row(p.kind, p.node, p.message)
-    out.print(t)
+    out.print(problems_table(onnx_file, tgt, problems))
     raise typer.Exit(1)
-
-
-def _recorded_target(path: str) -> Optional[str]:
-    from pathlib import Path
-
-    from anydepth_edge.artifacts import read_json
-
-    side = read_json(Path(path).with_suffix(".json"))
-    t = (side or {}).get("target")
-    return t if t in ("trt8.5", "trt8.6", "trt10") else None
 
 
 @app.command()
 def bench(
-    device: str = typer.Option("auto", "--device", help="orin-nano, cuda, cpu or auto (detected). orin-nano on another host is refused unless --allow-mismatch."),
+    device: BenchDevice = typer.Option("auto", "--device", case_sensitive=False,
+                                       help="orin-nano, cuda, cpu or auto (detected). orin-nano on another host is refused unless --allow-mismatch."),
     res: List[str] = typer.Option(["256", "512"], "--res", "-r", help=RES_HELP + " Repeat for several."),
-    decoder: List[str] = typer.Option(["sdt", "dpt"], "--decoder", "-d", help="Repeat for several (default: both)."),
-    encoder: str = typer.Option("vits", "--encoder", "-e", help=ENCODER_HELP),
-    backend: str = typer.Option("auto", "--backend", "-b", help="auto (TensorRT > ORT-CUDA > PyTorch-CUDA > ORT-CPU), trt, ort or torch."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="fp16 or fp32 (default: fp16 on GPUs, fp32 on CPUs)."),
+    decoder: List[Decoder] = typer.Option(["sdt", "dpt"], "--decoder", "-d", case_sensitive=False,
+                                          help="sdt or dpt; repeat for several (default: both)."),
+    encoder: Encoder = typer.Option("vits", "--encoder", "-e", case_sensitive=False, help=ENCODER_HELP),
+    backend: BackendName = typer.Option("auto", "--backend", "-b", case_sensitive=False, help=BACKEND_HELP),
+    precision: Optional[Precision] = typer.Option(None, "--precision", case_sensitive=False,
+                                                  help="fp16 or fp32 (default: fp16 on GPUs, fp32 on CPUs)."),
     warmup: Optional[int] = typer.Option(None, "--warmup", help="Untimed runs first (default per device: cpu 2, cuda 20, orin-nano 10)."),
     iters: Optional[int] = typer.Option(None, "--iters", help="Timed runs (default per device: cpu 10, cuda 200, orin-nano 50)."),
     e2e_iters: Optional[int] = typer.Option(None, "--e2e-iters", help="End-to-end runs with pre/post-processing of a 640x480 frame."),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help=CKPT_HELP),
     out_dir: str = typer.Option("benchmarks/results", "--out-dir", "-o", help="Where the JSON, Markdown, CSV and PNG go."),
     cuda_graph: bool = typer.Option(False, "--cuda-graph", help="Replay inference as a CUDA graph (TensorRT with cuda-python, PyTorch CUDA)."),
-    dysample: str = typer.Option("gridsample", "--dysample", help="DySample export form to benchmark: gridsample or gather."),
+    dysample: Sampler = typer.Option("gridsample", "--dysample", case_sensitive=False,
+                                     help="DySample export form to benchmark: gridsample or gather."),
     threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime CPU threads (default: all cores)."),
     allow_mismatch: bool = typer.Option(False, "--allow-mismatch", help="Run --device orin-nano elsewhere, labelling every figure as not from an Orin Nano."),
     export_dir: str = typer.Option("export", "--export-dir", help="Where ONNX files are found / exported."),
@@ -330,22 +242,16 @@ def bench(
 
     Each configuration runs in its own process. Missing ONNX files / engines are exported / built first (cached). Prints the tables with the paper's figures beside ours and writes JSON (with raw latencies), Markdown, CSV and a PNG chart to --out-dir.
     """
-    from pathlib import Path
-
     from anydepth_edge.bench.harness import BenchOptions, run_bench
     from anydepth_edge.bench.report import console_tables, write_outputs
     from anydepth_edge.console import progress
     from anydepth_edge.resolution import parse_res_list
-    from anydepth_edge.specs import check_decoder, encoder_spec
 
-    sampler = DYSAMPLE_CHOICES.get(dysample.lower())
-    if sampler is None:
-        raise UserError(f"unknown --dysample {dysample!r}: choose gridsample or gather")
     opts = BenchOptions(
-        device=device, resolutions=parse_res_list(res), decoders=[check_decoder(d) for d in dict.fromkeys(decoder)],
-        encoder=encoder_spec(encoder).name, backend=backend, precision=precision, warmup=warmup, iters=iters,
-        e2e_iters=e2e_iters, checkpoint=checkpoint, out_dir=Path(out_dir), allow_mismatch=allow_mismatch,
-        cuda_graph=cuda_graph, dysample=sampler, threads=threads, export_dir=Path(export_dir),
+        device=device.value, resolutions=parse_res_list(res), decoders=list(dict.fromkeys(d.value for d in decoder)),
+        encoder=encoder.value, backend=backend.value, precision=precision.value if precision else None, warmup=warmup,
+        iters=iters, e2e_iters=e2e_iters, checkpoint=checkpoint, out_dir=Path(out_dir), allow_mismatch=allow_mismatch,
+        cuda_graph=cuda_graph, dysample=SAMPLERS[dysample.value], threads=threads, export_dir=Path(export_dir),
         engines_dir=Path(engines_dir),
     )
     with progress(transient=True) as prog:
@@ -353,7 +259,7 @@ def bench(
     for table in console_tables(record):
         out.print(table)
     paths = write_outputs(record, opts.out_dir)
-    out.print("written: " + ", ".join(str(p) for p in paths.values()))
+    out.print("written: " + ", ".join(str(p) for p in paths.values()), markup=False)
     if any("error" in r for r in record["results"]):
         raise typer.Exit(1)
 
@@ -363,15 +269,17 @@ def run(
     source: str = typer.Option(..., "--source", "-s", help="0 or /dev/video0 (USB), csi://0?mode=2&width=1280&height=720&fps=30 (CSI), realsense[:SERIAL][?depth=1] or a .bag recording, a video file, an image folder, rtsp://host/path."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="An .engine or .onnx file (default: the newest matching one in engines/, else export/)."),
     res: str = typer.Option("256", "--res", "-r", help="Model size to look for when --model is not given. " + RES_HELP),
-    backend: str = typer.Option("auto", "--backend", "-b", help="auto (TensorRT > ORT-CUDA > PyTorch-CUDA > ORT-CPU), trt, ort or torch."),
+    backend: BackendName = typer.Option("auto", "--backend", "-b", case_sensitive=False, help=BACKEND_HELP),
     display: bool = typer.Option(False, "--display/--headless", help="Show a window (needs a screen), or run headless (default)."),
     record: Optional[str] = typer.Option(None, "--record", help="Record camera | depth with the timings overlay to this .mp4."),
     save_depth: Optional[str] = typer.Option(None, "--save-depth", help="Write each depth as 16-bit PNG (mm with --metric, else normalised) and float .npy to this folder."),
     serve: Optional[str] = typer.Option(None, "--serve", help="[HOST:]PORT for the browser viewer (MJPEG + timings); binds 127.0.0.1 unless HOST is given."),
-    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after this many frames."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Stop after this many frames."),
     metric: bool = typer.Option(False, "--metric", help="RealSense: fit scale and shift to the sensor's depth each frame and output metres."),
-    resize: str = typer.Option("stretch", "--resize", help="stretch (whole frame, aspect changes) or letterbox (aspect kept, padded)."),
-    pace: str = typer.Option("native", "--pace", help="Video files: native (played like a camera at the file's FPS, frames dropped when the model is slower) or none (every frame, as fast as the model goes)."),
+    resize: Resize = typer.Option("stretch", "--resize", case_sensitive=False,
+                                  help="stretch (whole frame, aspect changes) or letterbox (aspect kept, padded)."),
+    pace: Pace = typer.Option("native", "--pace", case_sensitive=False,
+                              help="Video files: native (played like a camera at the file's FPS, frames dropped when the model is slower) or none (every frame, as fast as the model goes)."),
     reconnect_timeout: float = typer.Option(30.0, "--reconnect-timeout", help="Seconds to keep retrying a lost camera before exiting non-zero."),
     engines_dir: str = typer.Option("engines", "--engines-dir", help="Where to look for engines."),
     export_dir: str = typer.Option("export", "--export-dir", help="Where to look for ONNX files."),
@@ -380,87 +288,67 @@ def run(
 
     Ctrl-C or SIGTERM stops cleanly (recording finished, camera released) and prints the summary.
     """
-    import signal
+    from anydepth_edge.runtime.app import run_depth
+    from anydepth_edge.runtime.loop import RunOptions
 
-    from anydepth_edge.runtime.app import open_run_backend, print_summary
-    from anydepth_edge.runtime.loop import DepthLoop, RunOptions
-    from anydepth_edge.runtime.processing import POLICIES, import_cv2
-    from anydepth_edge.runtime.sources import open_source, parse_source
-
-    if resize not in POLICIES:
-        raise UserError(f"unknown --resize {resize!r}: stretch or letterbox")
-    if pace not in ("native", "none"):
-        raise UserError(f"unknown --pace {pace!r}: native or none")
-    if max_frames is not None and max_frames < 1:
-        raise UserError("--max-frames must be at least 1")
-    spec = parse_source(source)
-    if metric and not (spec.kind == "realsense"):
-        raise UserError("--metric needs a RealSense source (its depth stream is the reference): --source realsense or a .bag")
-    if metric:
-        spec.options["depth"] = True
-    if serve:
-        from anydepth_edge.runtime.server import parse_serve
-
-        parse_serve(serve)
-    cv2 = import_cv2()
-    from anydepth_edge.console import info as info_line
-
-    be, choice_text = open_run_backend(model, res, backend, engines_dir, export_dir, warn=warn, notify=info_line)
-    src = open_source(spec, cv2=cv2)
-    opts = RunOptions(max_frames=max_frames, resize_policy=resize, pace=pace, display=display, record=record,
-                      save_depth=save_depth, serve=serve, metric=metric, reconnect_timeout=reconnect_timeout)
-    loop = DepthLoop(be, src, spec, opts, notify=info_line, cv2=cv2)
-    info_line(f"{spec.describe()} -> {choice_text}; resize policy: {resize}; Ctrl-C to stop")
-
-    def on_signal(signum, _frame):
-        loop.stop()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    summary = loop.run()
-    be.close()
-    print_summary(summary, out)
+    opts = RunOptions(max_frames=max_frames, resize_policy=resize.value, pace=pace.value, display=display,
+                      record=record, save_depth=save_depth, serve=serve, metric=metric,
+                      reconnect_timeout=reconnect_timeout)
+    summary = run_depth(source, model, res, backend.value, opts, engines_dir, export_dir, console=out, warn=warn,
+                        notify=info)
     if summary.error:
         raise HardwareMissing(summary.error)
 
 
 @app.command()
 def doctor(
-    job: str = typer.Option("run", "--for", help="The job to check for: run, bench or export."),
-    root: str = typer.Option("/", "--root", help="Inspect a file-system root other than / (an image, a fixture)."),
+    job: Job = typer.Option("run", "--for", case_sensitive=False, help="The job to check for: run, bench or export."),
+    root: str = typer.Option("/", "--root", help="Inspect a file-system root other than / (an image, a copied tree)."),
     export_dir: str = typer.Option("export", "--export-dir", help="Where exports live (relative to the current folder, or --root)."),
     engines_dir: str = typer.Option("engines", "--engines-dir", help="Where engines live."),
     as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON."),
 ) -> None:
     """Check this machine: Jetson model, JetPack, power mode, clocks, TensorRT / CUDA / ONNX Runtime / PyTorch, OpenCV GStreamer, cameras, disk and memory, exports and engines. Exit 0 when --for JOB can run."""
-    from anydepth_edge.doctor import JOBS, diagnose, print_report
+    from anydepth_edge.doctor import diagnose, print_report, report_json
 
-    if job not in JOBS:
-        raise UserError(f"unknown --for {job!r}: choose one of {', '.join(JOBS)}")
     if root == "/":  # on this machine, relative folders mean the current folder (under --root otherwise)
-        from pathlib import Path
-
         export_dir, engines_dir = str(Path(export_dir).resolve()), str(Path(engines_dir).resolve())
     report = diagnose(root, export_dir, engines_dir)
     if as_json:
-        from dataclasses import asdict
+        sys.stdout.write(report_json(report) + "\n")
+        raise typer.Exit(0 if report["can"][job.value] else 1)
+    raise typer.Exit(print_report(report, job.value, out))
 
-        sys.stdout.write(json.dumps({"platform": report["platform"], "can": report["can"],
-                                     "checks": [asdict(c) for c in report["checks"]]}) + "\n")
-        raise typer.Exit(0 if report["can"][job] else 1)
-    raise typer.Exit(print_report(report, job, out))
+
+def _click_exceptions():
+    """(UsageError, ClickException, Abort) of the click typer runs on (newer typer vendors its own)."""
+    mro = typer.BadParameter.__mro__
+    usage = next(c for c in mro if c.__name__ == "UsageError")
+    return usage, next(c for c in mro if c.__name__ == "ClickException"), typer.Abort
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    """Console entry point: user errors become one line on stderr and a non-zero exit."""
+    """Console entry point: user errors and bad options become one line on stderr and a non-zero exit."""
+    usage_error, click_exception, abort = _click_exceptions()
     try:
-        app(args=argv, prog_name="anydepth-edge")
+        code = app(args=argv, prog_name="anydepth-edge", standalone_mode=False)
     except UserError as e:
         error_line(str(e))
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
+    except usage_error as e:
+        if type(e).__name__ == "NoArgsIsHelpError":
+            sys.exit(0)  # the help was printed
+        verb = e.ctx.command_path if getattr(e, "ctx", None) is not None else "anydepth-edge"
+        error_line(f"{e.format_message().replace('Value error, ', '')} (see {verb} --help)")
+        sys.exit(2)
+    except click_exception as e:
+        error_line(e.format_message())
+        sys.exit(e.exit_code)
+    except (KeyboardInterrupt, abort):
         error_line("interrupted")
         sys.exit(130)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

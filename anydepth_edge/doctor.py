@@ -1,20 +1,22 @@
 """`anydepth-edge doctor`: can this machine do the job? One line per check: ok / missing / wrong
 (and info), each with the fix. Exit 0 when the requested job (--for run|bench|export) can run.
 
-Reads the platform under a root folder ("/" by default) and asks a probe which Python modules
-import here, so tests describe a JetPack 5 or 6 image with fixture trees. Torch-free, Python 3.8.
+Reads the platform under a root folder ("/" by default) and asks a `Probe` which Python modules
+import here and which GPU there is; tests inject a probe and tools that describe a JetPack 5 or 6
+image (fixture trees). Engines are judged by the same rule `run` uses (`engines.compat`).
+Torch-free, Python 3.8.
 """
 
 import glob
-import json
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
-from anydepth_edge.artifacts import read_json
-from anydepth_edge.platform_info import PlatformInfo, detect
+from anydepth_edge.engines.compat import TrtHost, engine_problem
+from anydepth_edge.platform_info import PlatformInfo, Tools, detect
+from anydepth_edge.records import EngineArtifact, OnnxArtifact
 
 JOBS = ("run", "bench", "export")
 MIN_FREE_DISK_MB = 2048  # an engine build writes ~0.1-0.5 GB, the timing cache and logs; keep room
@@ -77,12 +79,16 @@ class Probe:
         except Exception:
             return None
 
-    def gpu(self) -> Optional[str]:
+    def gpu(self) -> Optional[Tuple[str, Tuple[int, int]]]:
+        """(name, compute capability) of the GPU, or None."""
         try:
             from anydepth_edge.engines.cuda_api import load_cuda_api
 
             api = load_cuda_api()
-            return f"{api.device_name()} (sm_{''.join(map(str, api.compute_capability()))})"
+            try:
+                return api.device_name(), tuple(api.compute_capability())
+            finally:
+                api.close()
         except Exception:
             return None
 
@@ -93,28 +99,6 @@ class Probe:
             return [d.get_info(rs.camera_info.serial_number) for d in rs.context().query_devices()]
         except Exception:
             return []
-
-
-class FixtureProbe(Probe):
-    """A probe read from `<root>/fixture-modules.json` (tests: a JetPack 5 or 6 image)."""
-
-    def __init__(self, path: Path):
-        self.data = json.loads(Path(path).read_text())
-
-    def version(self, module):
-        return self.data.get("modules", {}).get(module)
-
-    def ort_providers(self):
-        return self.data.get("ort_providers", [])
-
-    def cv2_gstreamer(self):
-        return self.data.get("cv2_gstreamer")
-
-    def gpu(self):
-        return self.data.get("gpu")
-
-    def realsense_serials(self):
-        return self.data.get("realsense_serials", [])
 
 
 def _mem_available_mb(root: Path) -> int:
@@ -138,34 +122,31 @@ def _free_disk_mb(path: Path) -> int:
         return 0
 
 
-def diagnose(root="/", export_dir="export", engines_dir="engines", probe: Optional[Probe] = None) -> Dict:
-    root = Path(root)
-    fixture = root / "fixture-modules.json"
-    probe = probe or (FixtureProbe(fixture) if str(root) != "/" and fixture.exists() else Probe())
-    info: PlatformInfo = detect(root)
-    checks: List[Check] = []
+def _platform_checks(info: PlatformInfo) -> List[Check]:
+    if not info.is_jetson:
+        return [Check("platform", "info", f"{info.machine or '?'} {info.cpu_model} ({info.cpu_count} CPUs, "
+                                          f"{info.mem_total_mb} MB): not a Jetson")]
+    checks = [Check("platform", "ok" if info.is_orin_nano else "info",
+                    f"{info.device_model} ({info.module or 'module unknown'}), {info.mem_total_mb} MB")]
+    if info.l4t:
+        old = info.jetpack.startswith("5.0") or not info.jetpack
+        checks.append(Check("JetPack", "wrong" if old else "ok", f"L4T {info.l4t} = JetPack {info.jetpack or '?'}",
+                            "Orin Nano needs JetPack >= 5.1.1" if old else ""))
+    if info.nvpmodel:
+        checks.append(Check("power mode", "ok" if info.nvpmodel_is_max else "wrong", info.nvpmodel,
+                            "" if info.nvpmodel_is_max else "sudo nvpmodel -m 0 (the maximum mode) for paper-like figures"))
+    if info.clocks_locked is not None:
+        checks.append(Check("clocks", "ok" if info.clocks_locked else "wrong",
+                            "GPU clocks locked" if info.clocks_locked else "GPU clocks float",
+                            "" if info.clocks_locked else "sudo jetson_clocks (stable benchmark timings)"))
+    return checks
+
+
+def _runtime_checks(info: PlatformInfo, probe: Probe, found: Dict) -> List[Check]:
+    """TensorRT, CUDA buffers, GPU, ONNX Runtime, PyTorch, OpenCV; what was found goes into `found`."""
+    checks = []
     add = checks.append
-
-    # platform
-    if info.is_jetson:
-        add(Check("platform", "ok" if info.is_orin_nano else "info",
-                  f"{info.device_model} ({info.module or 'module unknown'}), {info.mem_total_mb} MB"))
-        if info.l4t:
-            old = info.jetpack.startswith("5.0") or not info.jetpack
-            add(Check("JetPack", "wrong" if old else "ok", f"L4T {info.l4t} = JetPack {info.jetpack or '?'}",
-                      "Orin Nano needs JetPack >= 5.1.1" if old else ""))
-        if info.nvpmodel:
-            add(Check("power mode", "ok" if info.nvpmodel_is_max else "wrong", info.nvpmodel,
-                      "" if info.nvpmodel_is_max else "sudo nvpmodel -m 0 (the maximum mode) for paper-like figures"))
-        if info.clocks_locked is not None:
-            add(Check("clocks", "ok" if info.clocks_locked else "wrong",
-                      "GPU clocks locked" if info.clocks_locked else "GPU clocks float",
-                      "" if info.clocks_locked else "sudo jetson_clocks (stable benchmark timings)"))
-    else:
-        add(Check("platform", "info", f"{info.machine or '?'} {info.cpu_model} ({info.cpu_count} CPUs, {info.mem_total_mb} MB): not a Jetson"))
-
-    # runtimes
-    trt = probe.version("tensorrt")
+    trt = found["tensorrt"] = probe.version("tensorrt")
     if trt:
         expected = info.expected_tensorrt
         mismatch = bool(expected) and not trt.startswith(expected)
@@ -174,19 +155,19 @@ def diagnose(root="/", export_dir="export", engines_dir="engines", probe: Option
     else:
         add(Check("TensorRT", "missing", "not importable",
                   "Jetson: sudo apt install python3-libnvinfer (or the anydepth-edge image); x86: pip install 'anydepth-edge[trt]'"))
-    cuda_api = probe.version("cuda") and "cuda-python" or (probe.version("pycuda") and "pycuda")
+    cuda_api = found["cuda_api"] = probe.version("cuda") and "cuda-python" or (probe.version("pycuda") and "pycuda")
     add(Check("CUDA buffers", "ok" if cuda_api else "missing", cuda_api or "neither cuda-python nor pycuda",
               "" if cuda_api else "pip install cuda-python (JetPack 6) or pycuda (JetPack 5)"))
-    gpu = probe.gpu() if (trt or cuda_api) else None
+    gpu = found["gpu"] = probe.gpu() if (trt or cuda_api) else None
     if gpu:
-        add(Check("GPU", "ok", gpu))
-    ort = probe.version("onnxruntime")
+        add(Check("GPU", "ok", f"{gpu[0]} (sm_{''.join(map(str, gpu[1]))})"))
+    ort = found["onnxruntime"] = probe.version("onnxruntime")
     providers = probe.ort_providers() if ort else []
     add(Check("ONNX Runtime", "ok" if ort else "missing", f"{ort} ({', '.join(providers)})" if ort else "not installed",
               "" if ort else "pip install onnxruntime (CPU) or the onnxruntime-gpu wheel for your JetPack"))
-    torch = probe.version("torch")
+    torch = found["torch"] = probe.version("torch")
     add(Check("PyTorch", "ok" if torch else "info", torch or "not installed (only `export` needs it)"))
-    cv = probe.version("cv2")
+    cv = found["cv2"] = probe.version("cv2")
     gst = probe.cv2_gstreamer() if cv else None
     if not cv:
         add(Check("OpenCV", "missing", "not importable", "Jetson: JetPack's python3-opencv (GStreamer); else pip install 'anydepth-edge[cv]'"))
@@ -194,49 +175,83 @@ def diagnose(root="/", export_dir="export", engines_dir="engines", probe: Option
         add(Check("OpenCV", "ok" if gst or not info.is_jetson else "wrong",
                   f"{cv}, GStreamer {'yes' if gst else 'no'}",
                   "" if gst or not info.is_jetson else "CSI cameras need JetPack's python3-opencv: pip uninstall opencv-python"))
+    return checks
 
-    # cameras
+
+def _resource_checks(root: Path, probe: Probe, engines: Path) -> List[Check]:
+    """Cameras, and the disk and memory an engine build needs."""
     videos = sorted(glob.glob(str(root / "dev" / "video*")))
-    serials = probe.realsense_serials()
-    cams = [os.path.basename(v) for v in videos] + [f"RealSense {s}" for s in serials]
-    add(Check("cameras", "ok" if cams else "info", ", ".join(cams) if cams else "none found (files and RTSP still work)"))
-
-    # resources for an engine build
-    engines = Path(engines_dir) if Path(engines_dir).is_absolute() else root / engines_dir
-    exports = Path(export_dir) if Path(export_dir).is_absolute() else root / export_dir
+    cams = [os.path.basename(v) for v in videos] + [f"RealSense {s}" for s in probe.realsense_serials()]
+    checks = [Check("cameras", "ok" if cams else "info", ", ".join(cams) if cams else "none found (files and RTSP still work)")]
     free_mb = _free_disk_mb(engines)
-    add(Check("disk", "ok" if free_mb >= MIN_FREE_DISK_MB else "wrong", f"{free_mb} MB free for {engines}",
-              "" if free_mb >= MIN_FREE_DISK_MB else f"free at least {MIN_FREE_DISK_MB} MB"))
+    checks.append(Check("disk", "ok" if free_mb >= MIN_FREE_DISK_MB else "wrong", f"{free_mb} MB free for {engines}",
+                        "" if free_mb >= MIN_FREE_DISK_MB else f"free at least {MIN_FREE_DISK_MB} MB"))
     avail = _mem_available_mb(root)
     if avail:
-        add(Check("memory", "ok" if avail >= MIN_AVAILABLE_MEM_MB else "wrong", f"{avail} MB available",
-                  "" if avail >= MIN_AVAILABLE_MEM_MB else "close the desktop / other programs, add swap, lower --workspace"))
+        checks.append(Check("memory", "ok" if avail >= MIN_AVAILABLE_MEM_MB else "wrong", f"{avail} MB available",
+                            "" if avail >= MIN_AVAILABLE_MEM_MB else "close the desktop / other programs, add swap, lower --workspace"))
+    return checks
 
-    # artifacts
-    onnx = sorted(exports.glob("*.onnx")) if exports.is_dir() else []
-    add(Check("exports", "ok" if onnx else "missing", f"{len(onnx)} ONNX in {exports}",
-              "" if onnx else "anydepth-edge export --res 256 (the export image or a workstation)"))
-    usable_engines = 0
-    for e in sorted(engines.glob("*.engine")) if engines.is_dir() else []:
-        side = read_json(e.with_suffix(".json")) or {}
-        built = side.get("tensorrt_version")
-        if trt and built and built.split(".")[:3] == trt.split(".")[:3]:
-            usable_engines += 1
-            add(Check(f"engine {e.name}", "ok", f"TensorRT {built} on {side.get('gpu_name', '?')}"))
+
+def _artifact_checks(exports: Path, engines: Path, info: PlatformInfo, found: Dict) -> List[Check]:
+    """Exports with readable records, and engines judged by the rule `run` uses (engines.compat)."""
+    checks = []
+    onnx = found["exports"] = []
+    for p in sorted(exports.glob("*.onnx")) if exports.is_dir() else []:
+        if OnnxArtifact.find(p) is None:
+            checks.append(Check(f"export {p.name}", "wrong", "no readable sidecar beside it", OnnxArtifact._generic_rebuild(p)))
         else:
-            add(Check(f"engine {e.name}", "wrong", f"built with TensorRT {built or '?'}; this is {trt or 'none'}",
-                      f"anydepth-edge build {side.get('onnx_path', '<onnx>')} --force"))
-    if not usable_engines:
-        add(Check("engines", "missing" if trt else "info", f"no engine for this TensorRT in {engines}",
-                  "anydepth-edge build export/<model>.onnx" if trt else ""))
+            onnx.append(p)
+    checks.append(Check("exports", "ok" if onnx else "missing", f"{len(onnx)} usable ONNX in {exports}",
+                        "" if onnx else "anydepth-edge export --res 256 (the export image or a workstation)"))
+    trt, gpu = found["tensorrt"], found["gpu"]
+    usable = found["engines"] = []
+    for e in sorted(engines.glob("*.engine")) if engines.is_dir() else []:
+        record = EngineArtifact.find(e)
+        if record is None:
+            checks.append(Check(f"engine {e.name}", "wrong", "no readable sidecar beside it", EngineArtifact._generic_rebuild(e)))
+            continue
+        if not trt:
+            checks.append(Check(f"engine {e.name}", "wrong", f"built with TensorRT {record.tensorrt_version}; no TensorRT here",
+                                "install TensorRT (JetPack's python3-libnvinfer)"))
+            continue
+        problem = engine_problem(record, TrtHost(trt, gpu[0] if gpu else record.gpu_name, gpu[1] if gpu else None, info.l4t))
+        if problem:
+            checks.append(Check(f"engine {e.name}", "wrong", problem, record.rebuild_command()))
+        else:
+            usable.append(e)
+            checks.append(Check(f"engine {e.name}", "ok", f"TensorRT {record.tensorrt_version} on {record.gpu_name}"))
+    if not usable:
+        checks.append(Check("engines", "missing" if trt else "info", f"no engine for this TensorRT in {engines}",
+                            "anydepth-edge build export/<model>.onnx" if trt else ""))
+    return checks
 
-    runtime_ok = bool((trt and cuda_api) or ort)
+
+def diagnose(root="/", export_dir="export", engines_dir="engines", probe: Optional[Probe] = None,
+             tools: Optional[Tools] = None) -> Dict:
+    root = Path(root)
+    probe = probe or Probe()
+    info: PlatformInfo = detect(root, tools)
+    engines = Path(engines_dir) if Path(engines_dir).is_absolute() else root / engines_dir
+    exports = Path(export_dir) if Path(export_dir).is_absolute() else root / export_dir
+    found: Dict = {}
+    checks = (_platform_checks(info) + _runtime_checks(info, probe, found) + _resource_checks(root, probe, engines)
+              + _artifact_checks(exports, engines, info, found))
+    runtime_ok = bool((found["tensorrt"] and found["cuda_api"]) or found["onnxruntime"])
     can = {
-        "export": bool(torch and probe.version("timm") and probe.version("onnx") and probe.version("onnxslim")),
-        "run": bool(cv and runtime_ok and (usable_engines or (onnx and (ort or trt)))),
-        "bench": bool((runtime_ok or torch) and (onnx or usable_engines or torch)),
+        "export": bool(found["torch"] and probe.version("timm") and probe.version("onnx") and probe.version("onnxslim")),
+        "run": bool(found["cv2"] and runtime_ok and (found["engines"] or (found["exports"] and (found["onnxruntime"] or found["tensorrt"])))),
+        "bench": bool((runtime_ok or found["torch"]) and (found["exports"] or found["engines"] or found["torch"])),
     }
     return {"platform": info.to_dict(), "checks": checks, "can": can}
+
+
+def report_json(report: Dict) -> str:
+    import json
+    from dataclasses import asdict
+
+    return json.dumps({"platform": report["platform"], "can": report["can"],
+                       "checks": [asdict(c) for c in report["checks"]]})
 
 
 def print_report(report: Dict, job: str, console) -> int:

@@ -11,3 +11,10 @@ class HardwareMissing(UserError):
     """The job needs hardware or a runtime this host does not have (TensorRT, a GPU, a camera)."""
 
     exit_code = 3
+
+
+class NothingToDo(UserError):
+    """No artifact matches the request (no export for this TensorRT, say): distinct from a failure,
+    so the container entrypoint can go on without an engine."""
+
+    exit_code = 4

@@ -1,8 +1,8 @@
 """What machine is this: Jetson model, L4T / JetPack, power mode, clocks, CPU, memory.
 
-Everything reads files (and two Jetson tools) under a `root` folder, "/" by default, so tests and
-`doctor` can point it at fixture file-system trees of an Orin Nano on JetPack 5 or 6.
-Torch-free, Python 3.8.
+Everything reads files under a `root` folder, "/" by default, and asks a `Tools` object for the
+output of the Jetson tools (`nvpmodel -q`) and the CPU architecture, so tests and `doctor` can
+describe another machine (fixture trees of an Orin Nano on JetPack 5 or 6). Torch-free, Python 3.8.
 """
 
 import re
@@ -12,13 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-# L4T release -> JetPack (NVIDIA's release tables). Orin Nano needs JetPack >= 5.1.1 (L4T 35.3.1).
-L4T_TO_JETPACK = {
-    "35.3.1": "5.1.1", "35.4.1": "5.1.2", "35.5.0": "5.1.3", "35.6.0": "5.1.4", "35.6.1": "5.1.5",
-    "35.6.2": "5.1.5",
-    "36.2.0": "6.0 DP", "36.3.0": "6.0", "36.4.0": "6.1", "36.4.3": "6.2", "36.4.4": "6.2.1",
-}
-JETPACK_TENSORRT = {"5.1": "8.5.2", "6.0": "8.6.2", "6.1": "10.3", "6.2": "10.3"}
+from anydepth_edge.targets import jetpack_for_l4t, jetpack_name, version_tuple
 
 # Orin module part numbers (P3767 family) in /proc/device-tree/compatible.
 ORIN_NANO_PARTS = {"p3767-0003": "Orin Nano 8GB", "p3767-0004": "Orin Nano 4GB", "p3767-0005": "Orin Nano 8GB (devkit)"}
@@ -73,20 +67,6 @@ def parse_nv_tegra_release(text: str) -> str:
     return f"{m.group(1)}.{m.group(2)}" if m else ""
 
 
-def jetpack_for_l4t(l4t: str) -> str:
-    if l4t in L4T_TO_JETPACK:
-        return L4T_TO_JETPACK[l4t]
-    major = l4t.split(".")[0]
-    return {"35": "5.1.x", "36": "6.x"}.get(major, "")
-
-
-def expected_tensorrt(jetpack: str) -> str:
-    for prefix, version in JETPACK_TENSORRT.items():
-        if jetpack.startswith(prefix):
-            return version
-    return ""
-
-
 def parse_meminfo(text: str) -> int:
     m = re.search(r"MemTotal:\s*(\d+)\s*kB", text)
     return int(m.group(1)) // 1024 if m else 0
@@ -110,15 +90,30 @@ def parse_nvpmodel(text: str) -> Tuple[str, Optional[int]]:
     return (name.group(1) if name else ""), (int(mode.group(1)) if mode else None)
 
 
-def _nvpmodel(root: Path) -> str:
-    fixture = root / "nvpmodel-q.txt"  # fixture roots carry the tool's output
-    if str(root) != "/":
-        return fixture.read_text() if fixture.exists() else ""
-    if shutil.which("nvpmodel") is None:
+class Tools:
+    """This machine's tools: the CPU architecture and `nvpmodel -q` (empty when absent)."""
+
+    def machine(self) -> str:
+        import platform as _platform
+
+        return _platform.machine()
+
+    def nvpmodel(self) -> str:
+        if shutil.which("nvpmodel") is None:
+            return ""
+        try:
+            return subprocess.run(["nvpmodel", "-q"], capture_output=True, text=True, timeout=5).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+
+
+class NoTools(Tools):
+    """For a root that is not this machine (an image, a copied tree): no tool runs."""
+
+    def machine(self) -> str:
         return ""
-    try:
-        return subprocess.run(["nvpmodel", "-q"], capture_output=True, text=True, timeout=5).stdout
-    except (OSError, subprocess.TimeoutExpired):
+
+    def nvpmodel(self) -> str:
         return ""
 
 
@@ -135,16 +130,11 @@ def gpu_clocks_locked(root: Path) -> Optional[bool]:
     return None
 
 
-def _version_tuple(text: str) -> Tuple[int, ...]:
-    return tuple(int(p) for p in re.findall(r"\d+", text))
-
-
-def detect(root="/") -> PlatformInfo:
-    import platform as _platform
-
+def detect(root="/", tools: Optional[Tools] = None) -> PlatformInfo:
     root = Path(root)
+    tools = tools or (Tools() if str(root) == "/" else NoTools())
     info = PlatformInfo()
-    info.machine = _read(root, "fixture-machine.txt") or (_platform.machine() if str(root) == "/" else "")
+    info.machine = tools.machine()
     info.cpu_model, info.cpu_count = parse_cpuinfo(_read(root, "proc/cpuinfo"))
     info.mem_total_mb = parse_meminfo(_read(root, "proc/meminfo"))
     info.device_model = _read(root, "proc/device-tree/model")
@@ -159,9 +149,10 @@ def detect(root="/") -> PlatformInfo:
     if "orin nano" in info.device_model.lower() and not info.module:
         info.module = "Orin Nano 4GB" if 0 < info.mem_total_mb < 5000 else "Orin Nano"
     info.l4t = parse_nv_tegra_release(tegra)
-    info.jetpack = jetpack_for_l4t(info.l4t)
-    info.expected_tensorrt = expected_tensorrt(info.jetpack)
-    name, mode = parse_nvpmodel(_nvpmodel(root))
+    info.jetpack = jetpack_name(info.l4t)
+    line = jetpack_for_l4t(info.l4t)
+    info.expected_tensorrt = line.tensorrt if line else ""
+    name, mode = parse_nvpmodel(tools.nvpmodel())
     if name:
         info.nvpmodel = f"{name} (mode {mode})" if mode is not None else name
         # Mode 0 is the top mode on Orin (15W Orin Nano, MAXN elsewhere); 'MAXN' names say so too.
@@ -171,6 +162,6 @@ def detect(root="/") -> PlatformInfo:
     info.clocks_locked = gpu_clocks_locked(root)
     if info.clocks_locked is False:
         info.warnings.append("clocks are not locked: `sudo jetson_clocks` for stable timings")
-    if info.l4t and _version_tuple(info.l4t) < (35, 3, 1):
+    if info.l4t and version_tuple(info.l4t) < (35, 3, 1):
         info.warnings.append(f"L4T {info.l4t} is older than JetPack 5.1.1, the first to support Orin Nano")
     return info

@@ -38,7 +38,7 @@ def default_model() -> Path:
     path = REPO / "export" / "anydepth-sdt-vits-256x256-ort.onnx"
     if not path.exists():
         from anydepth_edge.export.onnx_export import export_models
-        from anydepth_edge.export.targets import TARGETS
+        from anydepth_edge.targets import TARGETS
 
         export_models("vits", ["sdt"], [(256, 256)], TARGETS["ort"], REPO / "export")
     return path

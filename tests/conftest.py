@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+FAKE_SITE = Path(__file__).resolve().parent / "fakes" / "site"  # importable fake tensorrt / pycuda
 
 # A 4-block ViT-S encoder reading all four blocks, and decoders a fraction of their real width.
 TINY = dict(encoder_depth=4, taken_layers=(0, 1, 2, 3), fusion_channels=32, dpt_channels=32)
@@ -47,11 +48,15 @@ def randomise_norms(model, seed=0):
     return spread_random_init(model, seed)
 
 
-def run_cli(*args, env=None, timeout=600, cwd=None):
-    """Run `anydepth-edge ARGS` in a subprocess; returns CompletedProcess (text)."""
+def run_cli(*args, env=None, timeout=600, cwd=None, fake_tensorrt=None):
+    """Run `anydepth-edge ARGS` in a subprocess; returns CompletedProcess (text). `fake_tensorrt`
+    (a version) puts the fake tensorrt / pycuda packages on its path."""
     full_env = dict(os.environ)
     full_env.update(env or {})
     full_env.setdefault("COLUMNS", "200")
+    if fake_tensorrt:
+        full_env["PYTHONPATH"] = os.pathsep.join([str(FAKE_SITE), str(REPO)] + [p for p in [full_env.get("PYTHONPATH")] if p])
+        full_env["FAKE_TENSORRT_VERSION"] = fake_tensorrt
     return subprocess.run(
         [sys.executable, "-m", "anydepth_edge", *map(str, args)],
         capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd or str(REPO),
@@ -90,21 +95,22 @@ def python38():
 
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory):
-    """Tiny SDT exports at 64x64, made once per session: trt8.5, trt10 and the gather form."""
+    """Tiny SDT exports made once per session: trt8.5, trt10 and the gather form at 64x64, trt10 at 32x32."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     from anydepth_edge.export.onnx_export import ExportJob, export_onnx
-    from anydepth_edge.export.targets import TARGETS
     from anydepth_edge.models import build_model
     from anydepth_edge.models.anydepth import spread_random_init
+    from anydepth_edge.records import RANDOM_CHECKPOINT as random
+    from anydepth_edge.targets import TARGETS
 
     torch.manual_seed(0)
     model = spread_random_init(build_model("vits", "sdt", **TINY))
     out = tmp_path_factory.mktemp("export")
-    random = {"path": None, "format": "random", "sha256": "random"}
     results = {}
     for target in ("trt8.5", "trt10"):
         results[target] = export_onnx(ExportJob(model, (64, 64), TARGETS[target], random, out))
     results["gather"] = export_onnx(ExportJob(model, (64, 64), TARGETS["trt10"], random, out, dysample="gather"))
+    results["trt10-32"] = export_onnx(ExportJob(model, (32, 32), TARGETS["trt10"], random, out, fp16_check=False))
     return model, results

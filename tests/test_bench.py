@@ -7,7 +7,8 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error, run_cli
+from conftest import REPO, assert_one_line_error, run_cli
+from fakes.platforms import FixtureTools
 
 from anydepth_edge.bench.harness import (
     peak_memory,
@@ -15,17 +16,31 @@ from anydepth_edge.bench.harness import (
     run_child,
     sdt_dpt_ratios,
 )
-from anydepth_edge.bench.memory import (
-    TegrastatsSampler,
-    parse_tegrastats_ram,
-    process_memory,
-)
+from anydepth_edge.bench.memory import TegrastatsSampler, parse_tegrastats_ram
 from anydepth_edge.bench.stats import latency_stats, paper_figures, percentile
 from anydepth_edge.engines import BackendChoice
 from anydepth_edge.errors import UserError
-from anydepth_edge.platform_info import detect, jetpack_for_l4t, parse_nv_tegra_release
+from anydepth_edge.memory import process_memory
+from anydepth_edge.platform_info import detect as detect_root
+from anydepth_edge.platform_info import parse_nv_tegra_release
+from anydepth_edge.targets import jetpack_name
 
 FIXTURES = Path(__file__).parent / "fixtures" / "platforms"
+SYNTHETIC = "fakes.synthetic:SyntheticBackend"
+
+
+def detect(root):
+    return detect_root(root, FixtureTools(root))
+
+
+def _synthetic(res=(32, 32), **options):
+    return {"kind": "custom", "factory": SYNTHETIC, "options": {"res": list(res), **options}}
+
+
+@pytest.fixture(autouse=True)
+def _tests_on_the_childs_path(monkeypatch):
+    """The benchmark child imports the synthetic backend from tests/ (`fakes.synthetic`)."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]))
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -66,7 +81,7 @@ def test_paper_figures_and_ratios():
 
 def test_child_of_known_size_is_measured_within_tolerance():
     spec = {"res": [32, 32], "warmup": 1, "iters": 5, "e2e_iters": 0, "measure_peak": False,
-            "backend": {"kind": "synthetic", "alloc_mb": 200, "sleep_ms": 20}}
+            "backend": _synthetic(alloc_mb=200, sleep_ms=20)}
     seen = []
     result = run_child(spec, on_iter=lambda d, t: seen.append((d, t)))
     assert seen[-1] == (6, 6)  # progress reported for warm-up + timed runs
@@ -80,7 +95,7 @@ def test_child_of_known_size_is_measured_within_tolerance():
 
 
 def test_child_errors_come_back_as_one_record():
-    result = run_child({"res": [32, 32], "warmup": 0, "iters": 1, "backend": {"kind": "onnxruntime", "onnx": "/nope.onnx"}})
+    result = run_child({"res": [32, 32], "warmup": 0, "iters": 1, "backend": {"kind": "onnxruntime", "artifact": "/nope.onnx"}})
     assert "error" in result and "not found" in result["error"]
 
 
@@ -143,7 +158,7 @@ def test_x86_fixture():
 
 def test_l4t_parsing():
     assert parse_nv_tegra_release("# R36 (release), REVISION: 3.0, GCID: 1") == "36.3.0"
-    assert jetpack_for_l4t("35.3.1") == "5.1.1" and jetpack_for_l4t("35.9.9") == "5.1.x"
+    assert jetpack_name("35.3.1") == "5.1.1" and jetpack_name("35.9.9") == "5.1.x" and jetpack_name("36.9.0") == "6.x"
 
 
 def test_device_resolution_against_fixtures():
@@ -186,10 +201,31 @@ def test_bench_orin_nano_on_this_host_is_one_line():
 
 @pytest.mark.parametrize("args,needle", [
     (["--res", "250"], "use 240 or 256"),
-    (["--decoder", "unet"], "unknown decoder"),
-    (["--backend", "tflite"], "unknown backend"),
+    (["--decoder", "unet"], "'unet' is not one of 'sdt', 'dpt'"),
+    (["--backend", "tflite"], "'tflite' is not one of 'auto', 'trt', 'ort', 'torch'"),
     (["--device", "cpu", "--precision", "fp16"], "FP16 on the CPU"),
     (["--device", "cpu", "--iters", "0"], "--iters"),
 ])
 def test_bench_bad_inputs(args, needle):
     assert_one_line_error(run_cli("bench", *args), needle)
+
+
+def test_bench_cli_through_tensorrt(exported, tmp_path):
+    """`bench --backend trt`: the engine is built through the fake TensorRT, the child times it."""
+    import shutil
+
+    _, res = exported
+    export = tmp_path / "export"
+    export.mkdir()
+    for suffix in (".onnx", ".json"):
+        shutil.copy(res["trt10"].onnx_path.with_suffix(suffix), export)
+    out = tmp_path / "results"
+    proc = run_cli("bench", "--device", "cuda", "--backend", "trt", "--decoder", "sdt", "--res", "64", "--iters", "3",
+                   "--warmup", "1", "--e2e-iters", "1", "--export-dir", export, "--engines-dir", tmp_path / "engines",
+                   "--out-dir", out, fake_tensorrt="10.3.0", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = json.loads(next(out.glob("*.json")).read_text())
+    assert record["backend"]["kind"] == "tensorrt" and record["precision"] == "fp16"
+    (row,) = record["results"]
+    assert row["artifact"].endswith("-fp16-trt10.3.0-orin.engine") and len(row["latencies_ms"]) == 3
+    assert "cudaMemGetInfo" in row["peak_memory"]["method"] and row["backend"]["tensorrt"] == "10.3.0"

@@ -10,19 +10,20 @@ torch = pytest.importorskip("torch")
 from conftest import TINY  # noqa: E402
 
 from anydepth_edge.errors import UserError  # noqa: E402
-from anydepth_edge.models.checkpoints import (  # noqa: E402
+from anydepth_edge.models.checkpoint_keys import (  # noqa: E402
     FORMAT_ANYDEPTH,
     FORMAT_DINOV3,
     FORMAT_TOOLKIT,
     detect_format,
-    dinov3_key_to_timm,
-    load_checkpoint,
-    remap_anydepth_official,
-    remap_dinov3_backbone,
-    resolve_model,
-    save_checkpoint,
+    split_official,
     unwrap_state_dict,
 )
+from anydepth_edge.models.checkpoints import (  # noqa: E402
+    load_checkpoint,
+    save_checkpoint,
+    timm_backbone_keys,
+)
+from anydepth_edge.models.factory import resolve_model  # noqa: E402
 
 TINY_OVERRIDES = dict(taken_layers=TINY["taken_layers"])
 
@@ -73,43 +74,48 @@ def outputs_equal(a, b, shape=(1, 3, 32, 48)):
 
 # ----------------------------------------------------------------------------- pure functions
 
-def test_dinov3_key_mapping_examples():
-    assert dinov3_key_to_timm("storage_tokens") == "reg_token"
-    assert dinov3_key_to_timm("blocks.7.ls1.gamma") == "blocks.7.gamma_1"
-    assert dinov3_key_to_timm("blocks.7.ls2.gamma") == "blocks.7.gamma_2"
-    assert dinov3_key_to_timm("blocks.0.attn.qkv.weight") == "blocks.0.attn.qkv.weight"
-    assert dinov3_key_to_timm("blocks.0.mlp.fc1.bias") == "blocks.0.mlp.fc1.bias"
-    assert dinov3_key_to_timm("patch_embed.proj.weight") == "patch_embed.proj.weight"
-    for dropped in ("rope_embed.periods", "blocks.3.attn.qkv.bias_mask", "mask_token", "local_cls_norm.weight"):
-        assert dinov3_key_to_timm(dropped) is None
+def _eva(qkv_bias=False):
+    from anydepth_edge.models.dinov3 import create_backbone
+    from anydepth_edge.specs import ENCODERS
+
+    return create_backbone(ENCODERS["vits"], qkv_bias=qkv_bias, depth=2)
+
+
+def test_dinov3_keys_map_to_timm():
+    """Meta's names -> timm's (through timm's own checkpoint_filter_fn), extras dropped."""
+    eva = _eva()
+    meta = to_dinov3_layout(eva.state_dict())
+    mapped = timm_backbone_keys(meta, eva)
+    assert set(mapped) == {"encoder.backbone." + k for k in eva.state_dict() if "rope" not in k}
+    assert torch.equal(mapped["encoder.backbone.reg_token"], meta["storage_tokens"])
+    assert torch.equal(mapped["encoder.backbone.blocks.1.gamma_2"], meta["blocks.1.ls2.gamma"])
+    assert not any(k.endswith(("periods", "bias_mask", "mask_token", "qkv.bias")) for k in mapped)
 
 
 def test_qkv_bias_split_drops_the_k_part():
-    bias = torch.arange(9.0)
-    mapped, dropped = remap_dinov3_backbone({"blocks.0.attn.qkv.bias": bias}, qkv_bias=True, prefix="p.")
-    assert torch.equal(mapped["p.blocks.0.attn.q_bias"], torch.tensor([0.0, 1, 2]))
-    assert torch.equal(mapped["p.blocks.0.attn.v_bias"], torch.tensor([6.0, 7, 8]))
-    mapped, dropped = remap_dinov3_backbone({"blocks.0.attn.qkv.bias": bias}, qkv_bias=False)
-    assert mapped == {} and dropped == ["blocks.0.attn.qkv.bias"]
+    eva = _eva(qkv_bias=True)
+    meta = to_dinov3_layout(eva.state_dict())
+    dim = meta["cls_token"].shape[-1]
+    meta["blocks.0.attn.qkv.bias"] = torch.arange(3.0 * dim)
+    mapped = timm_backbone_keys(meta, eva)
+    assert torch.equal(mapped["encoder.backbone.blocks.0.attn.q_bias"], torch.arange(0.0, dim))
+    assert torch.equal(mapped["encoder.backbone.blocks.0.attn.v_bias"], torch.arange(2.0 * dim, 3.0 * dim))
 
 
-def test_official_remap_examples():
+def test_official_split_examples():
     t = torch.zeros(1)
     sd = {
         "0.encoder.backbone.storage_tokens": t,
         "0.encoder.backbone.blocks.2.ls1.gamma": t,
-        "0.encoder.backbone.rope_embed.periods": t,
         "0.decoder.weighted_fusion.readout_projects.2.0.weight": t,
         "0.decoder.upsample_1.dysample2.0.scope.weight": t,
-        "0.decoder.output_conv.4.bias": t,
+        "1.something.else": t,
     }
-    mapped, dropped = remap_anydepth_official(sd, qkv_bias=False)
-    assert set(mapped) == {
-        "encoder.backbone.reg_token", "encoder.backbone.blocks.2.gamma_1",
-        "decoder.weighted_fusion.readout_projects.2.0.weight", "decoder.upsample_1.dysample2.0.scope.weight",
-        "decoder.output_conv.4.bias",
-    }
-    assert dropped == ["0.encoder.backbone.rope_embed.periods"]
+    backbone, decoder, foreign = split_official(sd)
+    assert set(backbone) == {"storage_tokens", "blocks.2.ls1.gamma"}
+    assert set(decoder) == {"decoder.weighted_fusion.readout_projects.2.0.weight",
+                            "decoder.upsample_1.dysample2.0.scope.weight"}
+    assert foreign == ["1.something.else"]
 
 
 def test_unwrap_and_detect():
@@ -269,5 +275,5 @@ def test_encoder_or_decoder_mismatch_is_clear(tmp_path, tiny_model):
 def test_no_checkpoint_warns_loudly_once():
     notes = []
     model, report = resolve_model(None, "vits", "sdt", warn=notes.append, **TINY)
-    assert report.format == "random" and report.describe()["sha256"] == "random"
+    assert report.format == "random" and report.ref.sha256 == "random" and report.ref.random
     assert notes == ["no checkpoint: random weights (latency and memory figures are valid; depth is not)"]

@@ -14,8 +14,9 @@ DECODER_M = {("vits", "sdt"): 5.517, ("vitb", "sdt"): 9.451, ("vitl", "sdt"): 13
 # The modules that run on the robot (JetPack 5 = Python 3.8, no PyTorch), and among them the ones
 # that are PyTorch features (imported only when that feature is used).
 PYTORCH_FEATURES = {"torch_backend.py"}
-ROBOT_SIDE = ["__init__.py", "__main__.py", "cli.py", "errors.py", "specs.py", "resolution.py",
-              "artifacts.py", "console.py", "engines", "runtime", "bench", "doctor.py", "platform_info.py"]
+ROBOT_SIDE = ["__init__.py", "__main__.py", "cli.py", "errors.py", "specs.py", "resolution.py", "targets.py",
+              "records.py", "pins.py", "memory.py", "preprocess.py", "artifacts.py", "console.py", "engines", "runtime",
+              "bench", "doctor.py", "platform_info.py"]
 
 
 @pytest.mark.integration
@@ -79,34 +80,36 @@ def _robot_files():
     return files
 
 
-def test_robot_side_compiles_with_python38(tmp_path):
+COMPILE_CHECK = (
+    "import sys\n"
+    "bad = []\n"
+    "for f in sys.argv[1:]:\n"
+    "    try:\n        compile(open(f, encoding='utf-8').read(), f, 'exec')\n"
+    "    except SyntaxError as e:\n        bad.append(f'{f}:{e.lineno}: {e.msg}')\n"
+    "print('\\n'.join(bad)); sys.exit(1 if bad else 0)\n"
+)
+
+
+def _compiles_on_python38(files):
     py38 = python38()
     if py38 is None:
         pytest.skip("no Python 3.8 interpreter here")
+    return subprocess.run([py38, "-c", COMPILE_CHECK, *map(str, files)], capture_output=True, text=True)
+
+
+def test_robot_side_compiles_with_python38():
     files = _robot_files()
     assert len(files) >= 6
-    script = (
-        "import sys\n"
-        "bad = []\n"
-        "for f in sys.argv[1:]:\n"
-        "    try:\n        compile(open(f, encoding='utf-8').read(), f, 'exec')\n"
-        "    except SyntaxError as e:\n        bad.append(f'{f}:{e.lineno}: {e.msg}')\n"
-        "print('\\n'.join(bad)); sys.exit(1 if bad else 0)\n"
-    )
-    proc = subprocess.run([py38, "-c", script, *map(str, files)], capture_output=True, text=True)
+    proc = _compiles_on_python38(files)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_python38_check_catches_new_syntax(tmp_path):
-    """The 3.8 check itself can fail: a 3.10 `match` statement does not compile on 3.8."""
-    py38 = python38()
-    if py38 is None:
-        pytest.skip("no Python 3.8 interpreter here")
+    """The same check fails on 3.10+ syntax: a `match` statement among the robot files."""
     f = tmp_path / "new.py"
     f.write_text("match 1:\n    case 1:\n        pass\n")
-    proc = subprocess.run([py38, "-c", f"compile(open({str(f)!r}).read(), 'x', 'exec')"],
-                          capture_output=True, text=True)
-    assert proc.returncode != 0
+    proc = _compiles_on_python38(_robot_files() + [f])
+    assert proc.returncode == 1 and "new.py:1" in proc.stdout
 
 
 def test_version():

@@ -6,12 +6,13 @@ import json
 import os
 import re
 import shutil
-import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli
+from conftest import FAKE_SITE, REPO
+from fakes.platforms import fixture
 
 from anydepth_edge.doctor import diagnose
 
@@ -127,83 +128,78 @@ def test_entrypoint_passes_shellcheck():
     assert proc.returncode == 0, proc.stdout
 
 
-def _fake_bin(tmp_path, tensorrt="trt10", build_rc=0):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    log = tmp_path / "calls.log"
-    (bin_dir / "anydepth-edge").write_text(
-        f"#!/bin/sh\necho \"anydepth-edge $*\" >> {log}\n"
-        f"if [ \"$1\" = build ]; then exit {build_rc}; fi\nexit 0\n")
-    # python3 imports tensorrt and names the export target that fits it (or fails: no TensorRT)
-    (bin_dir / "python3").write_text(f"#!/bin/sh\necho {tensorrt}\n" if tensorrt else "#!/bin/sh\nexit 1\n")
-    for f in bin_dir.iterdir():
-        f.chmod(f.stat().st_mode | stat.S_IEXEC)
-    return bin_dir, log
-
-
-def _entry(tmp_path, *args, tensorrt="trt10", build_rc=0, env=None,
-           onnx=("sdt-vits-256x256-trt10", "dpt-vits-256x256-trt10", "sdt-vits-512x512-trt10",
-                 "sdt-vits-256x256-trt10-gather", "sdt-vits-256x256-trt8.5")):
-    bin_dir, log = _fake_bin(tmp_path, tensorrt, build_rc)
+def _entry(tmp_path, exported, *args, tensorrt="10.3.0", env=None, exports=("trt10", "trt10-32", "gather", "trt8.5")):
+    """The real entrypoint running the real `anydepth-edge` (this venv) with the fake TensorRT /
+    pycuda packages (no fakes when `tensorrt` is None) over copies of the tiny exports."""
+    _, res = exported
     export = tmp_path / "export"
     export.mkdir(exist_ok=True)
-    for stem in onnx:
-        (export / f"anydepth-{stem}.onnx").write_bytes(b"onnx")
-    full_env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "ANYDEPTH_EXPORT_DIR": str(export),
-                "ANYDEPTH_ENGINES_DIR": str(tmp_path / "engines"), **(env or {})}
-    proc = subprocess.run(["bash", str(DOCKER / "entrypoint.sh"), *args], capture_output=True, text=True, env=full_env)
-    calls = log.read_text().splitlines() if log.exists() else []
-    return proc, calls
+    for key in exports:
+        for suffix in (".onnx", ".json"):
+            shutil.copy(res[key].onnx_path.with_suffix(suffix), export)
+    engines = tmp_path / "engines"
+    full_env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "ANYDEPTH_EXPORT_DIR": str(export),
+                "ANYDEPTH_ENGINES_DIR": str(engines), "ANYDEPTH_RES": "64", "COLUMNS": "200", "HOME": str(tmp_path)}
+    if tensorrt:
+        full_env.update(PYTHONPATH=str(FAKE_SITE), FAKE_TENSORRT_VERSION=tensorrt)
+    full_env.update(env or {})
+    proc = subprocess.run(["bash", str(DOCKER / "entrypoint.sh"), *args], capture_output=True, text=True,
+                          env=full_env, timeout=300)
+    built = sorted(p.name for p in engines.glob("*.engine")) if engines.is_dir() else []
+    return proc, built
 
 
-def test_entrypoint_builds_missing_engines_then_runs(tmp_path):
-    proc, calls = _entry(tmp_path, "anydepth-edge", "run", "--source", "0")
+def test_entrypoint_builds_missing_engines_then_runs(tmp_path, exported):
+    proc, built = _entry(tmp_path, exported, "anydepth-edge", "run", "--help")
     assert proc.returncode == 0, proc.stderr
-    builds = [c for c in calls if c.startswith("anydepth-edge build")]
-    # 256 only, this TensorRT's target only, no gather variant
-    assert len(builds) == 2 and all("256x256-trt10.onnx" in b and "--out-dir" in b for b in builds)
-    assert calls[-1] == "anydepth-edge run --source 0"  # then the requested command
-    assert (tmp_path / "engines").is_dir()
+    # this resolution only, this TensorRT's target only, no gather variant
+    assert built == ["anydepth-sdt-vits-64x64-trt10-fp16-trt10.3.0-orin.engine"]
+    assert "built" in proc.stdout and "Run depth behind a camera" in proc.stdout  # then the requested command
+    again, built_again = _entry(tmp_path, exported, "anydepth-edge", "run", "--help")
+    assert again.returncode == 0 and "up to date" in again.stdout and built_again == built
 
 
-def test_entrypoint_all_resolutions_for_bench(tmp_path):
-    _, calls = _entry(tmp_path, "anydepth-edge", "bench", env={"ANYDEPTH_BUILD": "all"})
-    assert len([c for c in calls if c.startswith("anydepth-edge build")]) == 3
+def test_entrypoint_all_resolutions_for_bench(tmp_path, exported):
+    proc, built = _entry(tmp_path, exported, "anydepth-edge", "bench", "--help", env={"ANYDEPTH_BUILD": "all"})
+    assert proc.returncode == 0, proc.stderr
+    assert built == ["anydepth-sdt-vits-32x32-trt10-fp16-trt10.3.0-orin.engine",
+                     "anydepth-sdt-vits-64x64-trt10-fp16-trt10.3.0-orin.engine"]
 
 
-def test_entrypoint_builds_the_target_of_this_tensorrt(tmp_path):
-    proc, calls = _entry(tmp_path, "anydepth-edge", "run", "--source", "0", tensorrt="trt8.5")
-    builds = [c for c in calls if c.startswith("anydepth-edge build")]
-    assert proc.returncode == 0 and len(builds) == 1 and builds[0].split()[2].endswith("-256x256-trt8.5.onnx")
+@pytest.mark.parametrize("tensorrt,engine", [("8.5.2.2", "anydepth-sdt-vits-64x64-trt8.5-fp16-trt8.5.2-orin.engine"),
+                                             ("8.6.2", "anydepth-sdt-vits-64x64-trt10-fp16-trt8.6.2-orin.engine")])
+def test_entrypoint_builds_the_exports_this_tensorrt_takes(tmp_path, exported, tensorrt, engine):
+    """JetPack 5's TensorRT 8.5 takes the trt8.5 export; 8.6 takes trt10's graph (the same as trt8.6)."""
+    proc, built = _entry(tmp_path, exported, "anydepth-edge", "run", "--help", tensorrt=tensorrt)
+    assert proc.returncode == 0 and built == [engine], proc.stderr
 
 
-def test_entrypoint_says_which_target_to_export(tmp_path):
-    proc, calls = _entry(tmp_path, "anydepth-edge", "run", "--source", "0", tensorrt="trt8.6")
-    assert calls == ["anydepth-edge run --source 0"]
-    assert "--target trt8.6" in proc.stderr
+def test_entrypoint_says_which_target_to_export(tmp_path, exported):
+    proc, built = _entry(tmp_path, exported, "anydepth-edge", "run", "--help", tensorrt="8.5.2.2", exports=("trt10",))
+    assert proc.returncode == 0 and built == [] and "Run depth" in proc.stdout
+    assert "--target trt8.5" in proc.stderr and "continuing without an engine" in proc.stderr
 
 
-@pytest.mark.parametrize("case", ["no-tensorrt", "build-none", "no-onnx", "other-command"])
-def test_entrypoint_runs_without_building(tmp_path, case):
-    kwargs = {"no-tensorrt": dict(tensorrt=False), "build-none": dict(env={"ANYDEPTH_BUILD": "none"}),
-              "no-onnx": dict(onnx=()), "other-command": {}}[case]
-    args = ("anydepth-edge", "doctor") if case == "other-command" else ("anydepth-edge", "run", "--source", "0")
-    proc, calls = _entry(tmp_path, *args, **kwargs)
-    assert proc.returncode == 0 and calls == [" ".join(args)]
-    if case == "no-onnx":
-        assert "export first" in proc.stderr
+@pytest.mark.parametrize("case", ["no-tensorrt", "build-none", "other-command"])
+def test_entrypoint_runs_without_building(tmp_path, exported, case):
+    kwargs = {"no-tensorrt": dict(tensorrt=None), "build-none": dict(env={"ANYDEPTH_BUILD": "none"}),
+              "other-command": {}}[case]
+    args = ("anydepth-edge", "--version") if case == "other-command" else ("anydepth-edge", "run", "--help")
+    proc, built = _entry(tmp_path, exported, *args, **kwargs)
+    assert proc.returncode == 0 and built == [], proc.stderr
     if case == "no-tensorrt":
-        assert "TensorRT is not importable" in proc.stderr
+        assert "TensorRT is not usable" in proc.stderr and "Run depth" in proc.stdout
 
 
-def test_entrypoint_stops_when_the_build_fails(tmp_path):
-    proc, calls = _entry(tmp_path, "anydepth-edge", "run", "--source", "0", build_rc=3)
-    assert proc.returncode == 3 and not any(c.startswith("anydepth-edge run") for c in calls)
+def test_entrypoint_stops_when_the_build_fails(tmp_path, exported):
+    proc, built = _entry(tmp_path, exported, "anydepth-edge", "run", "--help", env={"FAKE_TRT_FAIL": "oom"})
+    assert proc.returncode == 2 and built == [] and "Run depth" not in proc.stdout
+    assert "out of memory" in proc.stderr and "engine build failed" in proc.stderr
 
 
-def test_entrypoint_default_command_is_doctor(tmp_path):
-    _, calls = _entry(tmp_path)
-    assert calls == ["anydepth-edge doctor"]
+def test_entrypoint_default_command_is_doctor(tmp_path, exported):
+    proc, _ = _entry(tmp_path, exported, env={"ANYDEPTH_BUILD": "none"})
+    assert "ready for `anydepth-edge run`" in proc.stdout
 
 
 # ----------------------------------------------------------------------------- doctor
@@ -214,7 +210,7 @@ def _by_name(report):
 
 def test_doctor_orin_nano_jetpack5():
     root = FIXTURES / "orin-nano-4gb-jp5"
-    r = diagnose(root)
+    r = diagnose(root, **fixture(root))
     c = _by_name(r)
     assert c["platform"].status == "ok" and "Orin Nano 4GB" in c["platform"].detail
     assert c["JetPack"].status == "ok" and "JetPack 5.1.2" in c["JetPack"].detail
@@ -225,13 +221,13 @@ def test_doctor_orin_nano_jetpack5():
     assert c["OpenCV"].status == "ok" and "GStreamer yes" in c["OpenCV"].detail
     assert c["cameras"].detail == "video0, RealSense 123622270882"
     engine = c["engine anydepth-sdt-vits-256x256-trt8.5-fp16-trt8.6.2-orin.engine"]
-    assert engine.status == "wrong" and "8.6.2" in engine.detail and "--force" in engine.fix
+    assert engine.status == "wrong" and "built with TensorRT 8.6.2" in engine.detail and "--force" in engine.fix
     assert c["memory"].status == "ok" and c["exports"].status == "ok"
     assert r["can"] == {"run": True, "bench": True, "export": False}  # no PyTorch in the runtime image
 
 
 def test_doctor_orin_nano_jetpack6():
-    r = diagnose(FIXTURES / "orin-nano-4gb-jp6")
+    r = diagnose(FIXTURES / "orin-nano-4gb-jp6", **fixture(FIXTURES / "orin-nano-4gb-jp6"))
     c = _by_name(r)
     assert c["JetPack"].detail == "L4T 36.4.3 = JetPack 6.2" and c["TensorRT"].status == "ok"
     assert c["CUDA buffers"].detail == "cuda-python" and c["power mode"].status == "ok" and c["clocks"].status == "ok"
@@ -247,13 +243,13 @@ def test_doctor_pip_opencv_on_jetson_is_wrong(tmp_path):
     data["cv2_gstreamer"] = False
     data["modules"]["tensorrt"] = "10.7.0"  # a pip wheel, not JetPack's 10.3
     (root / "fixture-modules.json").write_text(json.dumps(data))
-    c = _by_name(diagnose(root))
+    c = _by_name(diagnose(root, **fixture(root)))
     assert c["OpenCV"].status == "wrong" and "pip uninstall opencv-python" in c["OpenCV"].fix
     assert c["TensorRT"].status == "wrong" and "ships 10.3" in c["TensorRT"].detail
 
 
 def test_doctor_x86_host():
-    r = diagnose(FIXTURES / "x86-host")
+    r = diagnose(FIXTURES / "x86-host", **fixture(FIXTURES / "x86-host"))
     c = _by_name(r)
     assert c["platform"].status == "info" and "not a Jetson" in c["platform"].detail
     assert c["TensorRT"].status == "missing" and "anydepth-edge[trt]" in c["TensorRT"].fix
@@ -262,16 +258,47 @@ def test_doctor_x86_host():
     assert r["can"] == {"run": True, "bench": True, "export": True}
 
 
-def test_doctor_cli_exit_codes(tmp_path):
-    jp5 = str(FIXTURES / "orin-nano-4gb-jp5")
-    ok = run_cli("doctor", "--root", jp5, "--for", "run")
-    assert ok.returncode == 0 and "ready for `anydepth-edge run`" in ok.stdout
-    assert "wrong    power mode" in ok.stdout
-    no = run_cli("doctor", "--root", jp5, "--for", "export")
-    assert no.returncode == 1 and "not ready" in no.stdout
-    js = run_cli("doctor", "--root", jp5, "--json")
-    assert json.loads(js.stdout)["platform"]["jetpack"] == "5.1.2"
+def test_doctor_judges_engines_by_the_run_rule(tmp_path):
+    """An engine from this TensorRT but another L4T family (a JetPack re-flash) is not ok: the same
+    rule as `run` (engines.compat), not a version-string comparison."""
+    root = tmp_path / "jp6"
+    shutil.copytree(FIXTURES / "orin-nano-4gb-jp6", root)
+    side = next((root / "engines").glob("*.json"))
+    side.write_text(json.dumps({**json.loads(side.read_text()), "jetson": {"l4t": "36.3.0"}}))
+    c = _by_name(diagnose(root, **fixture(root)))
+    engine = c["engine anydepth-sdt-vits-256x256-trt10-fp16-trt10.3.0-orin.engine"]
+    assert engine.status == "wrong" and "L4T 36.3.0" in engine.detail and "anydepth-edge build" in engine.fix
+    (root / "export" / "anydepth-sdt-vits-256x256-trt10.json").write_text("{not json")
+    c = _by_name(diagnose(root, **fixture(root)))
+    assert c["export anydepth-sdt-vits-256x256-trt10.onnx"].status == "wrong" and c["exports"].status == "missing"
+
+
+def _doctor_cli(monkeypatch, capsys, root, *args):
+    """`anydepth-edge doctor --root ROOT ...` in this process, with the fixture tree's probe and tools."""
+    import anydepth_edge.doctor as doctor_mod
+    from anydepth_edge.cli import main
+
+    fx = fixture(root)
+    real = diagnose  # the original (a previous call may have patched the module)
+    monkeypatch.setattr(doctor_mod, "diagnose", lambda r, e, g: real(r, e, g, **fx))
+    try:
+        main(["doctor", "--root", str(root), *args])
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    return code, capsys.readouterr()
+
+
+def test_doctor_cli_exit_codes(tmp_path, monkeypatch, capsys):
+    jp5 = FIXTURES / "orin-nano-4gb-jp5"
+    code, out = _doctor_cli(monkeypatch, capsys, jp5, "--for", "run")
+    assert code == 0 and "ready for `anydepth-edge run`" in out.out
+    assert "wrong    power mode" in out.out
+    code, out = _doctor_cli(monkeypatch, capsys, jp5, "--for", "export")
+    assert code == 1 and "not ready" in out.out
+    code, out = _doctor_cli(monkeypatch, capsys, jp5, "--json")
+    assert json.loads(out.out)["platform"]["jetpack"] == "5.1.2"
     empty = tmp_path / "bare"
     (empty / "proc").mkdir(parents=True)
-    bare = run_cli("doctor", "--root", empty, "--for", "run")
-    assert bare.returncode == 1 and "exports" in bare.stdout
+    code, out = _doctor_cli(monkeypatch, capsys, empty, "--for", "run")
+    assert code == 1 and "exports" in out.out

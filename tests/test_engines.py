@@ -4,28 +4,31 @@ recording fake of the TensorRT 8.5 / 8.6 / 10.x API surface; real-hardware tests
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, have, run_cli
-from fakes.fake_tensorrt import FakeCuda, make_fake_tensorrt
+from conftest import FAKE_SITE, assert_one_line_error, have, run_cli
+from fakes.fake_device import FakeCuda
+from fakes.fake_tensorrt import FAKE_DEFAULT_OPT_LEVEL, make_fake_tensorrt
 
 from anydepth_edge.engines import choose_backend
+from anydepth_edge.engines.ensure import default_timing_cache, ensure_engine
 from anydepth_edge.engines.trt_backend import TensorRTBackend
 from anydepth_edge.engines.trt_build import (
     BuildSettings,
-    EngineJob,
-    build,
-    default_timing_cache,
     network_flags,
     trtexec_command,
 )
-from anydepth_edge.engines.trt_common import DEVICE_PROFILES, engine_path, gpu_tag
+from anydepth_edge.engines.trt_common import DEVICE_PROFILES, numpy_dtype
 from anydepth_edge.errors import HardwareMissing, UserError
+from anydepth_edge.platform_info import PlatformInfo
+from anydepth_edge.records import engine_path, gpu_tag
 
 VERSIONS = ["8.5.2.2", "8.6.2", "10.3.0"]
 ORIN = DEVICE_PROFILES["orin-nano"]
+X86 = PlatformInfo(machine="x86_64")
 
 
 @pytest.fixture
@@ -40,20 +43,19 @@ def onnx_copy(exported, tmp_path):
     return out
 
 
-def _fake(version, **kw):
-    trt = make_fake_tensorrt(version, **kw)
-    cuda = FakeCuda()
-    trt.cuda = cuda
-    return trt, cuda
+def _fake(version, gpu="Orin", cc=(8, 7), **kw):
+    cuda = FakeCuda(gpu=gpu, cc=cc)
+    return make_fake_tensorrt(version, device=cuda.device, **kw), cuda
 
 
-def _build(onnx, version, tmp_path, **kw):
+def _build(onnx, version, tmp_path, platform=X86, **kw):
     fake_kw = {k: kw.pop(k) for k in ("fail_obey", "oom", "parse_error") if k in kw}
     trt, cuda = _fake(version, **fake_kw)
-    job = EngineJob(onnx, tmp_path / "engines", ORIN, timing_cache=tmp_path / "engines" / "timing.cache", **kw)
+    kw.setdefault("timing_cache", tmp_path / "engines" / "timing.cache")
     notes = []
-    path, side, reused = build(job, trt=trt, cuda=cuda, notify=notes.append)
-    return trt, cuda, path, side, reused, notes
+    record, reused = ensure_engine(onnx, tmp_path / "engines", ORIN, trt=trt, cuda=cuda, platform=platform,
+                                   notify=notes.append, **kw)
+    return trt, cuda, record.path, record.to_dict(), reused, notes
 
 
 def _calls(trt, name):
@@ -72,7 +74,8 @@ def test_builder_sets_what_the_spec_says(onnx_copy, tmp_path, version):
     (_, state), = _calls(trt, "build")
     assert state["pools"] == {"WORKSPACE": 1024 << 20}  # orin-nano cap
     assert "FP16" in state["flags"] and "OBEY" in state["flags"]
-    assert state["opt_level"] == (None if major_minor == (8, 5) else 3)  # no optimisation level on 8.5
+    # set explicitly (the fake's default is not TensorRT's 3); absent on 8.5
+    assert state["opt_level"] == (None if major_minor == (8, 5) else 3) and FAKE_DEFAULT_OPT_LEVEL != 3
     # progress: IProgressMonitor on 10.x, a phase message on 8.x
     assert bool(_calls(trt, "progress_monitor")) == (major_minor >= (10, 0))
     assert any("reports no progress" in n for n in notes) == (major_minor < (10, 0))
@@ -85,6 +88,7 @@ def test_builder_sets_what_the_spec_says(onnx_copy, tmp_path, version):
     assert not unpinned_convs  # convolutions stay FP16
     ln_pins = [n for n in pinned if n.startswith("LayerNormFP32/")]
     assert bool(ln_pins) == version.startswith("8.5")  # decomposed LayerNorm is pinned on 8.5 only
+    assert not [n for n in pinned if n.startswith(("AttentionFP32/", "ResidualFP32/"))]  # the wide set is not default
     # artifacts: engine, sidecar, inspector JSON, build log, timing cache
     assert path.name == f"{onnx.stem}-fp16-trt{'.'.join(version.split('.')[:3])}-orin.engine"
     assert side["tensorrt_version"] == version and side["gpu_name"] == "Orin" and side["compute_capability"] == [8, 7]
@@ -116,13 +120,12 @@ def test_default_timing_cache_is_shared_so_every_caller_reuses_the_engine(onnx_c
     """`build`, `bench` and `run` pass no timing cache: one default per TensorRT and GPU, so an
     engine built by one is up to date for the others (the cache path is part of the settings)."""
     trt, cuda = _fake("10.3.0")
-    job = EngineJob(onnx_copy["trt10"], tmp_path / "engines", ORIN)
-    path, side, reused = build(job, trt=trt, cuda=cuda)
+    record, reused = ensure_engine(onnx_copy["trt10"], tmp_path / "engines", ORIN, trt=trt, cuda=cuda, platform=X86)
     expected = default_timing_cache(tmp_path / "engines", "10.3.0", cuda.device_name())
-    assert not reused and side["settings"]["timing_cache"] == str(expected) and expected.exists()
+    assert not reused and record.settings["timing_cache"] == str(expected) and expected.exists()
     assert expected.name.startswith("timing-trt10.3.0-")
-    again, _, reused = build(EngineJob(onnx_copy["trt10"], tmp_path / "engines", ORIN), trt=trt, cuda=cuda)
-    assert reused and again == path and len(_calls(trt, "build")) == 1
+    again, reused = ensure_engine(onnx_copy["trt10"], tmp_path / "engines", ORIN, trt=trt, cuda=cuda, platform=X86)
+    assert reused and again.path == record.path and len(_calls(trt, "build")) == 1
 
 
 def test_obey_falls_back_to_prefer_with_a_warning(onnx_copy, tmp_path):
@@ -160,8 +163,26 @@ def test_onnx_for_trt10_is_refused_by_trt85(onnx_copy, tmp_path):
 
 def test_missing_onnx_sidecar(onnx_copy, tmp_path):
     onnx_copy["trt10"].with_suffix(".json").unlink()
-    with pytest.raises(UserError, match="names the FP32 pins"):
+    with pytest.raises(UserError, match="is missing beside.*re-export it: anydepth-edge export --decoder sdt"):
         _build(onnx_copy["trt10"], "10.3.0", tmp_path)
+
+
+def test_foreign_sidecar_schema_names_the_export_command(onnx_copy, tmp_path):
+    side = onnx_copy["trt10"].with_suffix(".json")
+    side.write_text(json.dumps({**json.loads(side.read_text()), "schema": "anydepth-edge/onnx/99"}))
+    with pytest.raises(UserError, match="schema 'anydepth-edge/onnx/99'.*--res 64x64 --target trt10"):
+        _build(onnx_copy["trt10"], "10.3.0", tmp_path)
+
+
+def test_engine_rebuilt_after_a_jetpack_upgrade(onnx_copy, tmp_path):
+    """The same TensorRT version on another L4T release family is not the same platform."""
+    jp6 = PlatformInfo(machine="aarch64", is_jetson=True, l4t="36.3.0", jetpack="6.0")
+    _build(onnx_copy["trt10"], "10.3.0", tmp_path, platform=jp6)
+    trt, _, path, side, reused, _ = _build(onnx_copy["trt10"], "10.3.0", tmp_path, platform=jp6)
+    assert reused and side["jetson"]["l4t"] == "36.3.0"
+    newer = PlatformInfo(machine="aarch64", is_jetson=True, l4t="36.4.3", jetpack="6.2")
+    trt, _, _, side, reused, _ = _build(onnx_copy["trt10"], "10.3.0", tmp_path, platform=newer)
+    assert not reused and _calls(trt, "build") and side["jetson"]["l4t"] == "36.4.3"
 
 
 def test_network_flags_helper():
@@ -174,7 +195,7 @@ def test_network_flags_helper():
 @pytest.mark.parametrize("version", ["8.5.2.2", "10.3.0"])
 def test_trtexec_command_mirrors_the_python_builder(version, tmp_path):
     s = BuildSettings(precision="fp16", workspace_mib=768, builder_optimization_level=3,
-                      fp32_pins=["DySampleFP32/a/coords/Add", "DySampleFP32/a/sampler/GridSample"],
+                      pin_regions=("dysample",), pin_names=["DySampleFP32/a/coords/Add", "DySampleFP32/a/sampler/GridSample"],
                       timing_cache=tmp_path / "t.cache")
     cmd = trtexec_command("/usr/src/tensorrt/bin/trtexec", Path("m.onnx"), Path("m.engine"), s, version)
     assert cmd[0] == "/usr/src/tensorrt/bin/trtexec"
@@ -184,23 +205,49 @@ def test_trtexec_command_mirrors_the_python_builder(version, tmp_path):
     assert any(c.startswith("--builderOptimizationLevel") for c in cmd) == (not version.startswith("8.5"))
 
 
-def test_trtexec_build_records_its_command(onnx_copy, tmp_path):
+def _trtexec(tmp_path, returncode=0, stdout="[I] [MemUsageChange] GPU +5\n", write_engine=True):
+    """A fake `subprocess.run` for trtexec, and the (existing) trtexec path it checks."""
     trtexec = tmp_path / "trtexec"
     trtexec.write_text("#!/bin/sh\n")
     seen = {}
 
     def fake_run(cmd, capture_output, text):
         seen["cmd"] = cmd
-        out = next(c.split("=", 1)[1] for c in cmd if c.startswith("--saveEngine="))
-        Path(out).write_bytes(b"ENGINE")
-        return type("P", (), {"returncode": 0, "stdout": "[I] [MemUsageChange] GPU +5\n", "stderr": ""})()
+        if write_engine:
+            out = next(c.split("=", 1)[1] for c in cmd if c.startswith("--saveEngine="))
+            Path(out).write_bytes(b"ENGINE")
+        return type("P", (), {"returncode": returncode, "stdout": stdout, "stderr": ""})()
 
+    return str(trtexec), fake_run, seen
+
+
+def test_trtexec_build_records_its_command(onnx_copy, tmp_path):
+    trtexec, fake_run, seen = _trtexec(tmp_path)
     trt, cuda = _fake("10.3.0")
-    job = EngineJob(onnx_copy["trt10"], tmp_path / "engines", ORIN, builder="trtexec", trtexec=str(trtexec))
-    path, side, _ = build(job, trt=trt, cuda=cuda, run=fake_run)
-    assert path.read_bytes() == b"ENGINE"
-    assert side["builder"] == "trtexec" and "--fp16" in side["trtexec_command"]
+    record, _ = ensure_engine(onnx_copy["trt10"], tmp_path / "engines", ORIN, builder="trtexec", trtexec=trtexec,
+                              trt=trt, cuda=cuda, platform=X86, run=fake_run)
+    assert record.path.read_bytes() == b"ENGINE"
+    assert record.builder == "trtexec" and "--fp16" in record.trtexec_command
     assert "--precisionConstraints=obey" in seen["cmd"]
+    assert any(c.startswith("--layerPrecisions=DySampleFP32/") for c in seen["cmd"])
+
+
+@pytest.mark.parametrize("case,needle", [
+    ("failure", "trtexec failed \\(exit 1\\): \\[E\\] Error\\[4\\]: bad network"),
+    ("oom", "out of memory while building.*swap"),
+    ("missing", "trtexec not found"),
+])
+def test_trtexec_failures_are_one_clear_error(onnx_copy, tmp_path, case, needle):
+    stdout = {"failure": "[I] parsing\n[E] Error[4]: bad network\n", "oom": "[E] [defaultAllocator.cpp] out of memory\n",
+              "missing": ""}[case]
+    trtexec, fake_run, _ = _trtexec(tmp_path, returncode=1, stdout=stdout, write_engine=False)
+    if case == "missing":
+        trtexec = str(tmp_path / "nowhere" / "trtexec")
+    trt, cuda = _fake("10.3.0")
+    with pytest.raises((UserError, HardwareMissing), match=needle):
+        ensure_engine(onnx_copy["trt10"], tmp_path / "engines", ORIN, builder="trtexec", trtexec=trtexec, trt=trt,
+                      cuda=cuda, platform=X86, run=fake_run)
+    assert not list((tmp_path / "engines").glob("*.engine"))  # nothing half-written
 
 
 # ----------------------------------------------------------------------------- loading and running
@@ -210,11 +257,16 @@ def _engine(onnx_copy, tmp_path, version="10.3.0"):
     return path
 
 
+def _backend(path, version="10.3.0", graph=False, cuda=None):
+    cuda = cuda or FakeCuda()
+    trt = make_fake_tensorrt(version, device=cuda.device)
+    return trt, cuda, TensorRTBackend(path, cuda_graph=graph, trt=trt, cuda=cuda, platform=X86)
+
+
 @pytest.mark.parametrize("graph", [False, True])
 def test_runtime_data_path(onnx_copy, tmp_path, graph):
     path = _engine(onnx_copy, tmp_path)
-    trt, cuda = _fake("10.3.0")
-    be = TensorRTBackend(path, cuda_graph=graph, trt=trt, cuda=cuda)
+    trt, cuda, be = _backend(path, graph=graph)
     assert be.input_name == "image" and be.input_shape == (1, 3, 64, 64) and be.output_shape == (1, 1, 64, 64)
     addresses = {c[1]: c[2] for c in _calls(trt, "set_tensor_address")}
     assert set(addresses) == {"image", "depth"} and addresses["image"] != addresses["depth"]
@@ -228,7 +280,10 @@ def test_runtime_data_path(onnx_copy, tmp_path, graph):
         assert "launch_graph" in cuda.log and len(_calls(trt, "execute_async_v3")) == executes_before
     else:
         assert len(_calls(trt, "execute_async_v3")) == executes_before + 2
-    assert all(c[1] == 0xABC for c in _calls(trt, "execute_async_v3"))  # one stream for copies and inference
+    # one stream, the backend's own, for copies and inference (the fake hands out a new handle per stream)
+    streams = {h for kind, h in cuda.device.log if kind in ("htod", "dtoh", "sync")}
+    assert streams == {be.handle} and {c[1] for c in _calls(trt, "execute_async_v3")} == {be.handle}
+    assert be.handle in cuda.device.queues
     mem = be.memory()
     assert mem["engine_device_memory_bytes"] == 123 << 20 and mem["cuda_meminfo_delta_bytes"] > 0
     with pytest.raises(UserError, match="does not match"):
@@ -236,31 +291,70 @@ def test_runtime_data_path(onnx_copy, tmp_path, graph):
     be.close()
 
 
-def test_graphs_without_cuda_python_fall_back(onnx_copy, tmp_path):
+@pytest.mark.parametrize("graph", [False, True])
+def test_close_frees_everything_it_allocated(onnx_copy, tmp_path, graph):
     path = _engine(onnx_copy, tmp_path)
-    trt, _ = _fake("10.3.0")
-    cuda = FakeCuda(name="pycuda", supports_graphs=False)
-    trt.cuda = cuda
-    be = TensorRTBackend(path, cuda_graph=True, trt=trt, cuda=cuda)
-    assert be.graph is None and "cuda-python" in be.describe()["note"]
+    _, cuda, be = _backend(path, graph=graph)
+    device_buffers, handle = set(be.device.values()), be.handle
+    host_buffers = {a.ctypes.data for a in be.host.values()}
+    assert len(device_buffers) == 2 and device_buffers <= set(cuda.device.mem)
+    be.close()
+    assert device_buffers <= set(cuda.device.freed) and not device_buffers & set(cuda.device.mem)
+    assert set(cuda.host_freed) == host_buffers  # pinned host memory too
+    assert handle in cuda.device.destroyed_streams
+    assert len(cuda.graphs_destroyed) == (1 if graph else 0)
+    assert not cuda.closed  # the caller's CUDA API stays open: the backend did not create it
+
+
+def test_pycuda_path_runs_and_frees(onnx_copy, tmp_path, monkeypatch):
+    """The real PyCudaApi (the runtime image's CUDA library) against a fake pycuda package."""
+    monkeypatch.syspath_prepend(str(FAKE_SITE))
+    for name in [m for m in sys.modules if m == "pycuda" or m.startswith("pycuda.")]:
+        monkeypatch.delitem(sys.modules, name)
+    from fakes.fake_device import DEVICE
+
+    from anydepth_edge.engines.cuda_api import PyCudaApi, load_cuda_api
+
+    api = load_cuda_api(prefer="pycuda")
+    assert isinstance(api, PyCudaApi) and api.device_name() == "Orin" and api.compute_capability() == (8, 7)
+    path = _engine(onnx_copy, tmp_path)
+    trt = make_fake_tensorrt("10.3.0", device=DEVICE)
+    be = TensorRTBackend(path, cuda_graph=True, trt=trt, cuda=api, platform=X86)
+    assert be.graph is None and "cuda-python" in be.describe()["note"]  # pycuda: plain enqueue
+    x = np.random.default_rng(1).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    assert np.allclose(be.infer(x).reshape(-1), x.sum(axis=1).reshape(-1), atol=1e-5)
+    import pycuda.driver as fake_driver
+
+    buffers = set(be.device.values())
+    host_freed_before = len(fake_driver.FREED_HOST)
+    be.close()
+    assert buffers <= set(DEVICE.freed) and len(fake_driver.FREED_HOST) == host_freed_before + 2
+
+
+def test_engine_dtypes_map_without_trt_nptype():
+    """TensorRT 8.5's `nptype` breaks under NumPy >= 1.24 (np.bool): our own table is used."""
+    trt = make_fake_tensorrt("8.5.2.2")
+    assert not hasattr(trt, "nptype")
+    assert numpy_dtype(trt.float32) == np.float32 and numpy_dtype(trt.float16) == np.float16
+    assert numpy_dtype(trt.bool) == np.bool_ and numpy_dtype(trt.int32) == np.int32
 
 
 def test_engine_from_another_tensorrt_is_refused(onnx_copy, tmp_path):
     path = _engine(onnx_copy, tmp_path, version="8.6.2")
     trt, cuda = _fake("10.3.0")
     with pytest.raises(UserError) as e:
-        TensorRTBackend(path, trt=trt, cuda=cuda)
+        TensorRTBackend(path, trt=trt, cuda=cuda, platform=X86)
     msg = str(e.value)
-    assert "built with TensorRT 8.6.2 on Orin; this is 10.3.0: rebuild with anydepth-edge build" in msg
+    assert "built with TensorRT 8.6.2 on Orin; this is TensorRT 10.3.0: rebuild with anydepth-edge build" in msg
     assert str(onnx_copy["trt10"]) in msg
     assert not _calls(trt, "deserialize")  # refused before TensorRT touches it
 
 
 def test_engine_for_another_gpu_is_refused(onnx_copy, tmp_path):
     path = _engine(onnx_copy, tmp_path)
-    trt, _ = _fake("10.3.0")
+    trt, cuda = _fake("10.3.0", gpu="NVIDIA H100", cc=(9, 0))
     with pytest.raises(UserError, match="built for Orin.*this GPU is NVIDIA H100"):
-        TensorRTBackend(path, trt=trt, cuda=FakeCuda(gpu="NVIDIA H100", cc=(9, 0)))
+        TensorRTBackend(path, trt=trt, cuda=cuda, platform=X86)
 
 
 def test_corrupt_engine_is_a_clear_error(onnx_copy, tmp_path):
@@ -268,9 +362,9 @@ def test_corrupt_engine_is_a_clear_error(onnx_copy, tmp_path):
     path.write_bytes(b"\x00" * 100)
     trt, cuda = _fake("10.3.0")
     with pytest.raises(UserError, match="corrupt or was built by another TensorRT.*Magic tag"):
-        TensorRTBackend(path, trt=trt, cuda=cuda)
+        TensorRTBackend(path, trt=trt, cuda=cuda, platform=X86)
     with pytest.raises(UserError, match="engine not found"):
-        TensorRTBackend(tmp_path / "none.engine", trt=trt, cuda=cuda)
+        TensorRTBackend(tmp_path / "none.engine", trt=trt, cuda=cuda, platform=X86)
 
 
 def test_engine_names():
@@ -293,8 +387,10 @@ def test_build_without_tensorrt_is_one_line(exported):
 def test_build_bad_arguments(exported):
     _, res = exported
     assert_one_line_error(run_cli("build", "missing.onnx"), "not found")
-    assert_one_line_error(run_cli("build", res["trt10"].onnx_path, "--precision", "int8"), "unknown precision")
-    assert_one_line_error(run_cli("build", res["trt10"].onnx_path, "--device", "xavier"), "unknown device profile")
+    assert_one_line_error(run_cli("build", res["trt10"].onnx_path, "--precision", "int8"),
+                          "'int8' is not one of 'fp16', 'fp32'", "build --help")
+    assert_one_line_error(run_cli("build", res["trt10"].onnx_path, "--device", "xavier"),
+                          "'xavier' is not one of 'auto', 'orin-nano', 'generic'")
 
 
 # ----------------------------------------------------------------------------- backends that run here
@@ -313,13 +409,13 @@ def test_auto_backend_here_is_ort_cpu_and_says_why():
 
 def test_ort_and_torch_backends_agree(exported):
     pytest.importorskip("torch")
-    from anydepth_edge.engines import BackendChoice, open_backend
+    from anydepth_edge.engines import BackendSpec, open_backend
     from anydepth_edge.engines.torch_backend import TorchBackend
     from anydepth_edge.preprocess import load_sample_image, normalise
 
     model, res = exported
     x = normalise(load_sample_image((64, 64)))
-    with open_backend(BackendChoice("onnxruntime", "cpu", "test"), onnx_path=res["trt10"].onnx_path) as ort_be:
+    with open_backend(BackendSpec("onnxruntime", "cpu", str(res["trt10"].onnx_path))) as ort_be:
         a = ort_be.infer(x).copy()
         assert ort_be.memory()["rss_bytes"] > 0 and ort_be.resolution == (64, 64)
     with TorchBackend(model, (64, 64)) as torch_be:
@@ -331,11 +427,24 @@ def test_ort_and_torch_backends_agree(exported):
 
 def test_torch_backend_from_sidecar(exported):
     pytest.importorskip("torch")
-    from anydepth_edge.engines import BackendChoice, open_backend
+    from anydepth_edge.engines import BackendSpec, open_backend
 
     model, res = exported
-    be = open_backend(BackendChoice("torch", "cpu", "test"), onnx_path=res["trt10"].onnx_path)
+    be = open_backend(BackendSpec("torch", "cpu", str(res["trt10"].onnx_path)))
     assert be.input_shape == (1, 3, 64, 64) and be.model.config.encoder_depth == 4
+
+
+def test_backend_spec_refuses_the_wrong_artifact(exported, tmp_path):
+    from anydepth_edge.engines import BackendSpec, open_backend
+
+    _, res = exported
+    with pytest.raises(UserError, match="ONNX Runtime needs the .onnx export"):
+        open_backend(BackendSpec("onnxruntime", "cpu", str(tmp_path / "x.engine")))
+    with pytest.raises(UserError, match="TensorRT needs an engine"):
+        open_backend(BackendSpec("tensorrt", "cuda", str(res["trt10"].onnx_path)))
+    spec = BackendSpec("custom", factory="fakes.synthetic:SyntheticBackend", options={"res": [32, 32]})
+    assert BackendSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    assert open_backend(spec).input_shape == (1, 3, 32, 32)
 
 
 # ----------------------------------------------------------------------------- real hardware
@@ -343,14 +452,33 @@ def test_torch_backend_from_sidecar(exported):
 @pytest.mark.tensorrt
 def test_real_tensorrt_engine_matches_onnxruntime(exported, tmp_path):
     trt = pytest.importorskip("tensorrt")
+    if "fakes" in str(getattr(trt, "__file__", "")):
+        pytest.skip("the fake tensorrt is on the path")
     from anydepth_edge.engines.cuda_api import load_cuda_api
     from anydepth_edge.engines.ort_backend import OrtBackend
 
     _, res = exported
     cuda = load_cuda_api()
-    job = EngineJob(res["trt10"].onnx_path, tmp_path, DEVICE_PROFILES["generic"], precision="fp32")
-    path, side, _ = build(job, trt=trt, cuda=cuda)
+    record, _ = ensure_engine(res["trt10"].onnx_path, tmp_path, DEVICE_PROFILES["generic"], precision="fp32",
+                              trt=trt, cuda=cuda)
     x = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32)
-    got = TensorRTBackend(path, trt=trt, cuda=cuda).infer(x)
+    got = TensorRTBackend(record.path, trt=trt, cuda=cuda).infer(x)
     want = OrtBackend(res["trt10"].onnx_path).infer(x)
     assert np.max(np.abs(got - want)) / np.max(np.abs(want)) < 1e-3
+
+
+@pytest.mark.integration
+def test_export_builds_engines_where_tensorrt_runs(tmp_path):
+    proc = run_cli("export", "--res", "64", "--target", "trt10", "--no-fp16-check", "--engine", "always",
+                   "--out-dir", tmp_path / "export", "--engines-dir", tmp_path / "engines", fake_tensorrt="10.3.0")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (engine,) = (tmp_path / "engines").glob("*.engine")
+    assert engine.name == "anydepth-sdt-vits-64x64-trt10-fp16-trt10.3.0-orin.engine" and "built" in proc.stdout
+
+
+def test_export_engine_always_without_tensorrt_fails_before_exporting(tmp_path):
+    if have("tensorrt"):
+        pytest.skip("TensorRT is installed here")
+    proc = run_cli("export", "--res", "64", "--engine", "always", "--out-dir", tmp_path / "export")
+    assert_one_line_error(proc, "--engine always: TensorRT is not installed here")
+    assert proc.returncode == 3 and not (tmp_path / "export").exists()

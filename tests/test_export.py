@@ -15,20 +15,18 @@ from conftest import TINY_RES, assert_one_line_error, run_cli  # noqa: E402
 from anydepth_edge.errors import UserError  # noqa: E402
 from anydepth_edge.export.forms import DySampleExport, to_export_form  # noqa: E402
 from anydepth_edge.export.lint import lint_model  # noqa: E402
-from anydepth_edge.export.onnx_export import (  # noqa: E402
-    DYSAMPLE_PREFIX,
-    LAYERNORM_PREFIX,
-    ExportJob,
-    export_onnx,
-)
-from anydepth_edge.export.targets import (  # noqa: E402
+from anydepth_edge.export.onnx_export import ExportJob, export_onnx  # noqa: E402
+from anydepth_edge.models.dysample import DySample  # noqa: E402
+from anydepth_edge.pins import REGIONS  # noqa: E402
+from anydepth_edge.records import RANDOM_CHECKPOINT as RANDOM  # noqa: E402
+from anydepth_edge.targets import (  # noqa: E402
     TARGETS,
     resolve_target,
     target_for_tensorrt_version,
 )
-from anydepth_edge.models.dysample import DySample  # noqa: E402
 
-RANDOM = {"path": None, "format": "random", "sha256": "random"}
+DYSAMPLE_PREFIX = REGIONS["dysample"].prefix
+LAYERNORM_PREFIX = REGIONS["layernorm"].prefix
 
 
 # ----------------------------------------------------------------------------- export forms
@@ -57,7 +55,7 @@ def test_model_export_form_equals_training_form(tiny_model, decoder):
         for sampler in ("grid_sample", "gather"):
             form = to_export_form(model, TINY_RES, sampler)
             assert torch.allclose(form(x), want, atol=1e-5)
-    assert model.encoder.baked_rope is None  # the caller's model is untouched
+    assert model.encoder.baked_grid is None  # the caller's model is untouched
 
 
 # ----------------------------------------------------------------------------- the exported graph
@@ -102,16 +100,22 @@ def test_gridsample_attributes_and_pins(exported):
     inferred = onnx.shape_inference.infer_shapes(g)
     ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in inferred.graph.value_info}
     assert all(ranks[n.input[0]] == 4 for n in grid_nodes)
-    side = res["trt10"].sidecar
+    side = res["trt10"].artifact.to_dict()
     pinned = set(side["fp32_nodes"])
     names = {n.name for n in g.graph.node}
     assert pinned <= names
     # the coordinate Add with the constant base grid is pinned in every DySample
-    adds = [n for n in pinned if n.endswith("/coords/Add")]
+    adds = [n for n in pinned if n.endswith(".coords/Add")]
     assert len(adds) == 4
     assert not any(n.startswith(LAYERNORM_PREFIX) for n in pinned)  # native LN on trt10
-    ln85 = [n for n in res["trt8.5"].sidecar["fp32_nodes"] if n.startswith(LAYERNORM_PREFIX)]
+    ln85 = [n for n in res["trt8.5"].artifact.fp32_nodes if n.startswith(LAYERNORM_PREFIX)]
     assert len(ln85) >= 8 * 2  # 4 blocks x 2 norms, several pieces each
+    # every region is named (by module type) for the wider pin sets: attention ops and residual adds
+    regions = side["pin_nodes"]
+    assert len(regions["layernorm"]) == 8  # 4 blocks x 2 (the final norm is off), one native node each
+    assert {n.rsplit("/", 1)[-1].rstrip("_0123456789") for n in regions["attention"]} >= {"MatMul", "Softmax"}
+    assert not any("/qkv" in n or ".qkv/" in n or ".proj/" in n for n in regions["attention"])  # projections stay
+    assert len([n for n in regions["residual"] if n.rsplit("/", 1)[-1].startswith("Add")]) == 8
 
 
 def test_gather_form_has_no_gridsample(exported):
@@ -123,7 +127,7 @@ def test_gather_form_has_no_gridsample(exported):
     inferred = onnx.shape_inference.infer_shapes(g)
     types = {v.name: v.type.tensor_type.elem_type for v in inferred.graph.value_info}
     types.update({t.name: t.data_type for t in g.graph.initializer})
-    sampler = [n for n in g.graph.node if "/sampler/" in n.name]
+    sampler = [n for n in g.graph.node if ".sampler/" in n.name]
     assert sampler and all(n.name.startswith(DYSAMPLE_PREFIX) for n in sampler)
     gathers = [n for n in sampler if n.op_type == "Gather"]
     assert len(gathers) == 4 * 6  # per DySample: x and y picked from the grid, four corners read
@@ -145,7 +149,7 @@ def test_sidecar_and_metadata(exported):
     assert side["inputs"][0]["shape"] == [1, 3, 64, 64] and side["checkpoint"]["sha256"] == "random"
     meta = {p.key: p.value for p in _graph(r).metadata_props}
     assert meta["target"] == "trt10" and json.loads(meta["resolution"]) == [64, 64]
-    assert json.loads(meta["fp32_nodes"]) == side["fp32_nodes"]
+    assert json.loads(meta["fp32_nodes"]) == side["fp32_nodes"] and side["schema"] == "anydepth-edge/onnx/2"
     assert side["nodes"]["after_slim"] < side["nodes"]["before_slim"]
     for key in ("random", "image"):
         assert side["parity"][key]["rel"] < 1e-4 and side["parity"][key]["reference_std"] > 0.01
@@ -225,16 +229,30 @@ def test_lint_flags_each_trap():
 
 # ----------------------------------------------------------------------------- targets
 
-def test_targets():
+def test_targets(monkeypatch):
     assert target_for_tensorrt_version("8.5.2.2") == "trt8.5"
     assert target_for_tensorrt_version("8.6.2") == "trt8.6"
     assert target_for_tensorrt_version("10.3.0") == "trt10"
     with pytest.raises(UserError, match="needs >= 8.5"):
         target_for_tensorrt_version("8.4.1")
-    assert resolve_target("auto").name == "trt10"  # no TensorRT on this host
+    import anydepth_edge.targets as targets
+
+    monkeypatch.setattr(targets, "installed_tensorrt_version", lambda: None)
+    assert resolve_target("auto").name == "trt10"  # no TensorRT: JetPack 6.1/6.2's target
+    monkeypatch.setattr(targets, "installed_tensorrt_version", lambda: "8.5.2.2")
+    assert resolve_target("auto").name == "trt8.5"  # the TensorRT installed here decides
+    assert resolve_target("auto", installed="8.6.2").name == "trt8.6"
     assert all(t.opset < 20 for t in TARGETS.values())
     with pytest.raises(UserError, match="unknown target"):
         resolve_target("trt7")
+
+
+def test_the_readme_hardware_table_is_the_target_table():
+    from conftest import REPO
+
+    from anydepth_edge.targets import hardware_table
+
+    assert hardware_table() in (REPO / "README.md").read_text()
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -253,10 +271,10 @@ def test_check_onnx_cli(exported, tmp_path):
 
 @pytest.mark.parametrize("args,needle", [
     (["--res", "250"], "use 240 or 256"),
-    (["--target", "trt7"], "unknown target"),
+    (["--target", "trt7"], "'trt7' is not one of 'auto', 'trt8.5', 'trt8.6', 'trt10', 'ort'"),
     (["--checkpoint", "/nonexistent/x.pth"], "not found"),
-    (["--dysample", "nearest"], "unknown --dysample"),
-    (["--decoder", "unet"], "unknown decoder"),
+    (["--dysample", "nearest"], "'nearest' is not one of 'gridsample', 'gather'"),
+    (["--decoder", "unet"], "'unet' is not one of 'sdt', 'dpt', 'all'"),
 ])
 def test_export_bad_inputs_are_one_line(args, needle, tmp_path):
     assert_one_line_error(run_cli("export", "--out-dir", tmp_path, *args), needle)

@@ -21,8 +21,15 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 
 from conftest import REPO, assert_one_line_error, run_cli  # noqa: E402
+from fakes.backends import MeanBackend  # noqa: E402
+from fakes.sources import (  # noqa: E402
+    DepthCamera,
+    FakeRealSense,
+    FastCamera,
+    FlakyCamera,
+    SilentCamera,
+)
 
-from anydepth_edge.engines.base import Backend  # noqa: E402
 from anydepth_edge.errors import HardwareMissing, UserError  # noqa: E402
 from anydepth_edge.runtime.loop import DepthLoop, RunOptions  # noqa: E402
 from anydepth_edge.runtime.metric import fit_scale_shift  # noqa: E402
@@ -33,7 +40,6 @@ from anydepth_edge.runtime.processing import (  # noqa: E402
 )
 from anydepth_edge.runtime.server import parse_serve  # noqa: E402
 from anydepth_edge.runtime.sources import (  # noqa: E402
-    FrameSource,
     SourceLost,
     SourceSpec,
     csi_pipeline,
@@ -41,24 +47,6 @@ from anydepth_edge.runtime.sources import (  # noqa: E402
     open_source,
     parse_source,
 )
-
-
-class MeanBackend(Backend):
-    """A cheap real computation (channel mean + offset) with the model's interface."""
-
-    name = "mean"
-
-    def __init__(self, res=(64, 64), sleep_ms=0.0):
-        self.input_shape = (1, 3) + tuple(res)
-        self.output_shape = (1, 1) + tuple(res)
-        self.sleep = sleep_ms / 1000.0
-        self.out = np.zeros(self.output_shape, np.float32)
-
-    def infer(self, batch):
-        if self.sleep:
-            time.sleep(self.sleep)
-        np.add(batch.mean(axis=1, keepdims=True), 3.0, out=self.out)
-        return self.out
 
 
 def make_video(path: Path, frames=60, size=(160, 120), fps=30.0):
@@ -158,79 +146,6 @@ def test_realsense_without_pyrealsense2():
         open_source(parse_source("realsense"))
 
 
-class FakeRealSense:
-    """Recording fake of the pyrealsense2 surface the source uses."""
-
-    def __init__(self, frames=3, fail_live=False):
-        self.calls = []
-        self.left = frames
-        self.fail_live = fail_live
-        fake = self
-        self.stream = type("S", (), {"color": "color", "depth": "depth"})
-        self.format = type("F", (), {"bgr8": "bgr8", "z16": "z16"})
-
-        class Config:
-            def enable_stream(self, *a):
-                fake.calls.append(("enable_stream",) + a)
-
-            def enable_device(self, serial):
-                fake.calls.append(("enable_device", serial))
-
-            def enable_device_from_file(self, path, repeat_playback=True):
-                fake.calls.append(("from_file", path, repeat_playback))
-
-        class Frame:
-            def __init__(self, data):
-                self.data = data
-
-            def get_data(self):
-                return self.data
-
-            def __bool__(self):
-                return True
-
-        class Frames:
-            def get_color_frame(self):
-                return Frame(np.full((48, 64, 3), 100, np.uint8))
-
-            def get_depth_frame(self):
-                return Frame(np.full((48, 64), 1500, np.uint16))
-
-        class Pipeline:
-            def start(self, config):
-                fake.calls.append(("start",))
-                return Profile()
-
-            def wait_for_frames(self, timeout):
-                if fake.left <= 0:
-                    raise RuntimeError("Frame didn't arrive within 5000")
-                fake.left -= 1
-                return Frames()
-
-            def stop(self):
-                fake.calls.append(("stop",))
-
-        class Device:
-            def first_depth_sensor(self):
-                return type("D", (), {"get_depth_scale": lambda s: 0.001})()
-
-            def as_playback(self):
-                return type("P", (), {"set_real_time": lambda s, v: fake.calls.append(("real_time", v))})()
-
-        class Profile:
-            def get_device(self):
-                return Device()
-
-        class Align:
-            def __init__(self, to):
-                fake.calls.append(("align", to))
-
-            def process(self, frames):
-                return frames
-
-        self.config, self.pipeline, self.align = Config, Pipeline, Align
-
-
 def test_realsense_live_and_bag_with_fake(tmp_path):
     rs = FakeRealSense()
     src = open_source(parse_source("realsense:1234?depth=1"), rs=rs)
@@ -299,41 +214,6 @@ def test_folder_source_and_max_frames(tmp_path):
     assert s.frames == 3 and s.stopped_by == "max frames"
 
 
-class FlakyCamera(FrameSource):
-    """A live camera that delivers `first` frames, is unplugged for `outage` open attempts, then
-    (if `recover`) comes back and delivers `second` frames, then stops for good."""
-
-    def __init__(self, first=5, outage=3, recover=True, second=5):
-        self.spec = SourceSpec("v4l2", "/dev/video-fake", {})
-        self.first, self.outage, self.recover, self.second = first, outage, recover, second
-        self.phase, self.sent, self.opens, self.released = 0, 0, 0, 0
-
-    def open(self):
-        self.opens += 1
-        if self.phase == 3:
-            raise SourceLost("no such device")
-        if self.phase == 1:
-            if self.outage > 0 or not self.recover:
-                self.outage -= 1
-                raise SourceLost("no such device")
-            self.phase, self.sent = 2, 0
-
-    def read(self):
-        time.sleep(0.005)
-        limit = self.first if self.phase == 0 else self.second
-        if self.phase in (0, 2) and self.sent < limit:
-            self.sent += 1
-            return np.full((30, 40, 3), 50, np.uint8), None
-        if self.phase == 0:
-            self.phase = 1
-            raise SourceLost("VIDIOC_DQBUF: No such device")
-        self.phase = 3
-        raise SourceLost("gone for good")
-
-    def release(self):
-        self.released += 1
-
-
 def test_camera_unplugged_then_back_continues():
     cam = FlakyCamera(outage=2)  # two failed re-opens (backoff 0.25 s, 0.5 s), back on the third (after 1 s more)
     notes = []
@@ -354,49 +234,12 @@ def test_camera_that_never_returns_exits_in_bounded_time():
     assert time.monotonic() - t0 < 10
 
 
-class SilentCamera(FrameSource):
-    """Opens fine, never delivers a frame (a device node without a working sensor)."""
-
-    def __init__(self):
-        self.spec = SourceSpec("v4l2", "/dev/video-silent", {})
-        self.opens = 0
-
-    def open(self):
-        self.opens += 1
-
-    def read(self):
-        time.sleep(0.01)
-        raise SourceLost("select() timeout")
-
-    def release(self):
-        pass
-
-
 def test_camera_that_opens_but_never_delivers_still_times_out():
     cam = SilentCamera()
     t0 = time.monotonic()
     s = DepthLoop(MeanBackend(), cam, cam.spec, RunOptions(reconnect_timeout=1.0)).run()
     assert s.error and "not back within 1 s" in s.error and s.reconnects == 0
     assert cam.opens >= 2 and time.monotonic() - t0 < 10
-
-
-class FastCamera(FrameSource):
-    def __init__(self, n=200):
-        self.spec = SourceSpec("v4l2", "/dev/video-fast", {})
-        self.n, self.i = n, 0
-
-    def open(self):
-        pass
-
-    def read(self):
-        if self.i >= self.n:
-            raise SourceLost("done")
-        self.i += 1
-        time.sleep(0.002)
-        return np.full((30, 40, 3), self.i % 255, np.uint8), None
-
-    def release(self):
-        pass
 
 
 def test_live_source_keeps_only_the_newest_frame():
@@ -422,19 +265,6 @@ def test_metric_fit_on_synthetic_data():
     assert fit_scale_shift(pred, np.zeros_like(pred)) is None  # sensor blind
 
 
-class DepthCamera(FastCamera):
-    """A RealSense-like live source whose depth is an affine function of the image brightness."""
-
-    def __init__(self):
-        super().__init__(n=20)
-        self.spec = SourceSpec("realsense", "", {"depth": True})
-
-    def read(self):
-        frame, _ = super().read()
-        frame = np.tile(np.linspace(20, 230, 40, dtype=np.uint8)[None, :, None], (30, 1, 3))
-        return frame, np.tile(np.linspace(0.5, 4.0, 40, dtype=np.float32)[None, :], (30, 1))
-
-
 def test_metric_mode_outputs_metres(tmp_path):
     cam = DepthCamera()
     loop = DepthLoop(MeanBackend(), cam, cam.spec, RunOptions(metric=True, save_depth=str(tmp_path / "d"),
@@ -449,7 +279,7 @@ def test_metric_mode_outputs_metres(tmp_path):
 
 def test_soak_memory_stays_flat(tmp_path):
     """Thousands of frames from a file through every sink but the window: RSS must not grow."""
-    from anydepth_edge.bench.memory import process_memory
+    from anydepth_edge.memory import process_memory
 
     clip = make_video(tmp_path / "long.mp4", frames=3000, size=(96, 64))
     spec = parse_source(str(clip))
@@ -611,3 +441,28 @@ def test_sigint_finishes_a_playable_mp4(tiny_onnx, tmp_path):
     n, fps = count_frames(rec)
     assert n > 0 and fps > 0
     assert not partial.exists()
+
+
+def test_run_cli_through_tensorrt(tiny_onnx, tmp_path):
+    """`run --backend trt` on an ONNX: the engine is built once (fake TensorRT), then found again."""
+    clip = make_video(tmp_path / "c.mp4", frames=5)
+    engines = tmp_path / "engines"
+    proc = run_cli("run", "--source", clip, "--model", tiny_onnx, "--backend", "trt", "--pace", "none",
+                   "--engines-dir", engines, fake_tensorrt="10.3.0")
+    assert proc.returncode == 0, proc.stderr
+    assert "TensorRT (cuda)" in proc.stderr and "run summary: 5 frames" in proc.stdout
+    (engine,) = engines.glob("*.engine")
+    assert engine.name == "tiny-fp16-trt10.3.0-orin.engine"
+    built_at = engine.stat().st_mtime_ns
+    again = run_cli("run", "--source", clip, "--res", "64", "--export-dir", tiny_onnx.parent, "--engines-dir", engines,
+                    "--pace", "none", fake_tensorrt="10.3.0")
+    assert again.returncode == 0 and f"on {engine.name}" in again.stderr, again.stderr
+    assert engine.stat().st_mtime_ns == built_at  # found, not rebuilt
+
+
+def test_run_cli_engine_with_the_ort_backend_is_one_line(tiny_onnx, tmp_path):
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"x")
+    clip = make_video(tmp_path / "c.mp4", frames=2)
+    assert_one_line_error(run_cli("run", "--source", clip, "--model", engine, "--backend", "ort"),
+                          "--backend ort runs an .onnx export, not a TensorRT engine")

@@ -1,6 +1,7 @@
 """One benchmark configuration, run in its own process so memory figures do not bleed.
 
-`python -m anydepth_edge.bench.child SPEC.json RESULT.json`: reads the spec, loads the backend,
+`python -m anydepth_edge.bench.child SPEC.json RESULT.json`: reads the spec, opens the backend
+(`engines.open_backend` on the spec's BackendSpec, the factory `run` uses too),
 warms up, times `iters` inferences and `e2e_iters` camera-frame round trips, measures peak memory
 by the method that fits the backend, writes the result atomically. Progress goes to stderr as
 `ITER <done> <total>` lines for the parent's progress bar. Torch-free unless the PyTorch backend
@@ -15,54 +16,11 @@ from typing import Any, Dict
 
 import numpy as np
 
-from anydepth_edge.bench.memory import TegrastatsSampler, process_memory, reset_peak_rss
+from anydepth_edge.bench.memory import TegrastatsSampler
 from anydepth_edge.bench.stats import latency_stats
+from anydepth_edge.engines import BackendSpec, open_backend
 from anydepth_edge.engines.base import Backend
-
-
-class SyntheticBackend(Backend):
-    """A backend of known cost, for testing the probes: holds `alloc_mb` of touched memory and
-    sleeps `sleep_ms` per inference."""
-
-    name = "synthetic"
-
-    def __init__(self, res, alloc_mb: float = 0.0, sleep_ms: float = 0.0):
-        self.input_shape = (1, 3, res[0], res[1])
-        self.output_shape = (1, 1, res[0], res[1])
-        self.block = np.ones(int(alloc_mb * (1 << 20)), dtype=np.uint8)  # ones: pages really touched
-        self.sleep_s = sleep_ms / 1000.0
-        self.out = np.ones(self.output_shape, np.float32)
-
-    def infer(self, batch):
-        self.check_input(batch)
-        time.sleep(self.sleep_s)
-        return self.out
-
-    def memory(self):
-        return {"method": "process RSS (synthetic)", **process_memory()}
-
-
-def open_from_spec(spec: Dict[str, Any]) -> Backend:
-    b = spec["backend"]
-    kind = b["kind"]
-    if kind == "synthetic":
-        return SyntheticBackend(spec["res"], b.get("alloc_mb", 0), b.get("sleep_ms", 0))
-    if kind == "tensorrt":
-        from anydepth_edge.engines.trt_backend import TensorRTBackend
-
-        return TensorRTBackend(b["engine"], cuda_graph=b.get("cuda_graph", False))
-    if kind == "onnxruntime":
-        from anydepth_edge.engines.ort_backend import OrtBackend
-
-        return OrtBackend(b["onnx"], device=b.get("device", "cpu"), threads=b.get("threads"))
-    if kind == "torch":
-        from anydepth_edge.engines.torch_backend import TorchBackend
-        from anydepth_edge.models.checkpoints import resolve_model
-
-        model, _ = resolve_model(b.get("checkpoint"), b["encoder"], b["decoder"])
-        return TorchBackend(model, tuple(spec["res"]), device=b.get("device", "cpu"),
-                            precision=b.get("precision", "fp32"), cuda_graph=b.get("cuda_graph", False))
-    raise ValueError(f"unknown backend kind {kind!r}")
+from anydepth_edge.memory import process_memory, reset_peak_rss
 
 
 def _progress(done: int, total: int) -> None:
@@ -132,7 +90,7 @@ def _timed(fn) -> float:
 
 def run(spec: Dict[str, Any]) -> Dict[str, Any]:
     res = tuple(spec["res"])
-    b = spec["backend"]
+    b = BackendSpec.from_dict(spec["backend"])
     sampler = None
     if spec.get("tegrastats"):
         try:
@@ -141,15 +99,15 @@ def run(spec: Dict[str, Any]) -> Dict[str, Any]:
         except FileNotFoundError:
             sampler = None
     # Idle baseline: this process with its libraries imported, before the model exists.
-    if b["kind"] == "onnxruntime":
+    if b.kind == "onnxruntime":
         import onnxruntime  # noqa: F401
-    elif b["kind"] == "torch":
+    elif b.kind == "torch":
         import anydepth_edge.models  # noqa: F401  (torch + timm: library memory, not the model's)
     reset_peak_rss()
     baseline = process_memory()
 
     t0 = time.perf_counter()
-    backend = open_from_spec(spec)
+    backend = open_backend(b)
     load_s = time.perf_counter() - t0
     x = np.random.default_rng(0).standard_normal(backend.input_shape).astype(np.float32)
     total = spec["warmup"] + spec["iters"]
@@ -180,7 +138,7 @@ def run(spec: Dict[str, Any]) -> Dict[str, Any]:
         "memory": memory,
         "backend": backend.describe(),
         "load_seconds": load_s,
-        "peak_flops": measure_peak_flops(b["kind"], b.get("device", "cpu")) if spec.get("measure_peak") else {},
+        "peak_flops": measure_peak_flops(b.kind, b.device) if spec.get("measure_peak") else {},
     }
     backend.close()
     return result

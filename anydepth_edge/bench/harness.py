@@ -21,13 +21,16 @@ from anydepth_edge.artifacts import read_json, sha256_file
 from anydepth_edge.bench.stats import paper_figures, ratio
 from anydepth_edge.engines import (
     BackendChoice,
+    BackendSpec,
     choose_backend,
     tensorrt_ready,
     torch_cuda,
 )
 from anydepth_edge.errors import HardwareMissing, UserError
 from anydepth_edge.platform_info import PlatformInfo, detect
+from anydepth_edge.records import OnnxArtifact, onnx_stem
 from anydepth_edge.resolution import res_tag
+from anydepth_edge.targets import TARGETS, resolve_target
 
 BENCH_SCHEMA = "anydepth-edge/bench/1"
 DEVICES = ("auto", "orin-nano", "cpu", "cuda")
@@ -111,21 +114,17 @@ def _checkpoint_sha(path: Optional[str]) -> str:
 
 def find_onnx(opts: BenchOptions, decoder: str, res, target: str) -> Optional[Path]:
     """An existing export for this configuration and checkpoint (no PyTorch needed to find it)."""
-    from anydepth_edge.export.targets import onnx_stem
-
     path = opts.export_dir / (onnx_stem(decoder, opts.encoder, res, target, opts.dysample) + ".onnx")
-    side = read_json(path.with_suffix(".json"))
-    if not path.is_file() or side is None:
-        return None
-    if (side.get("checkpoint") or {}).get("sha256") != _checkpoint_sha(opts.checkpoint):
+    record = OnnxArtifact.find(path)
+    if record is None or not path.is_file() or record.checkpoint.sha256 != _checkpoint_sha(opts.checkpoint):
         return None
     return path
 
 
-def ensure_onnx(opts: BenchOptions, decoder: str, res, target_name: str, warn) -> Path:
+def ensure_onnx(opts: BenchOptions, decoder: str, res, target_name: str, warn) -> OnnxArtifact:
     found = find_onnx(opts, decoder, res, target_name)
     if found is not None:
-        return found
+        return OnnxArtifact.load(found)
     import importlib.util
 
     if importlib.util.find_spec("torch") is None:
@@ -133,20 +132,10 @@ def ensure_onnx(opts: BenchOptions, decoder: str, res, target_name: str, warn) -
                         f"run anydepth-edge export --decoder {decoder} --res {res_tag(res)} --target {target_name} "
                         "(in the export image or on a workstation), then copy export/ over")
     from anydepth_edge.export.onnx_export import export_models
-    from anydepth_edge.export.targets import TARGETS
 
     (result,) = export_models(opts.encoder, [decoder], [res], TARGETS[target_name], opts.export_dir,
                               checkpoint=opts.checkpoint, dysample=opts.dysample, warn=warn)
-    return result.onnx_path
-
-
-def ensure_engine(opts: BenchOptions, onnx_path: Path, precision: str, profile_name: str) -> Path:
-    from anydepth_edge.engines.trt_build import EngineJob, build
-    from anydepth_edge.engines.trt_common import DEVICE_PROFILES
-
-    profile = DEVICE_PROFILES["orin-nano" if profile_name == "orin-nano" else "generic"]
-    path, _, _ = build(EngineJob(onnx_path, opts.engines_dir, profile, precision=precision))
-    return path
+    return result.artifact
 
 
 def prepare(opts: BenchOptions, choice: BackendChoice, precision: str, profile: str, warn) -> List[Cell]:
@@ -168,26 +157,27 @@ def prepare(opts: BenchOptions, choice: BackendChoice, precision: str, profile: 
             }
             cell = Cell(decoder, res, spec)
             if choice.kind == "torch":
-                spec["backend"] = {"kind": "torch", "device": choice.device, "precision": precision,
-                                   "cuda_graph": opts.cuda_graph, "encoder": opts.encoder, "decoder": decoder,
-                                   "checkpoint": opts.checkpoint}
+                backend = BackendSpec.for_choice(choice, None, precision=precision, cuda_graph=opts.cuda_graph,
+                                                 model={"encoder": opts.encoder, "decoder": decoder,
+                                                        "checkpoint": opts.checkpoint, "res": list(res)})
                 cell.params, cell.gflops = _torch_counts(opts, decoder, res)
             else:
-                from anydepth_edge.export.targets import resolve_target
-
                 target = resolve_target("auto").name if choice.kind == "tensorrt" else "ort"
-                onnx_path = ensure_onnx(opts, decoder, res, target, warn)
-                side = read_json(onnx_path.with_suffix(".json")) or {}
-                cell.gflops = (side.get("gflops") or {}).get("total")
-                cell.params = side.get("params")
+                onnx = ensure_onnx(opts, decoder, res, target, warn)
+                cell.gflops = onnx.gflops.get("total")
+                cell.params = onnx.params or None
+                artifact = onnx.path
                 if choice.kind == "tensorrt":
-                    engine = ensure_engine(opts, onnx_path, precision, profile)
-                    spec["backend"] = {"kind": "tensorrt", "engine": str(engine), "cuda_graph": opts.cuda_graph}
-                    cell.artifact = str(engine)
-                else:
-                    spec["backend"] = {"kind": "onnxruntime", "onnx": str(onnx_path), "device": choice.device,
-                                       "threads": opts.threads}
-                    cell.artifact = str(onnx_path)
+                    from anydepth_edge.engines.ensure import ensure_engine
+                    from anydepth_edge.engines.trt_common import device_profile
+
+                    record, _ = ensure_engine(onnx.path, opts.engines_dir, device_profile(
+                        "orin-nano" if profile == "orin-nano" else "generic"), precision=precision)
+                    artifact = record.path
+                backend = BackendSpec.for_choice(choice, artifact, cuda_graph=opts.cuda_graph, threads=opts.threads,
+                                                 precision=precision)
+                cell.artifact = str(artifact)
+            spec["backend"] = backend.to_dict()
             cells.append(cell)
     return cells
 

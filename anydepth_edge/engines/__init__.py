@@ -1,14 +1,18 @@
 """Engine stage: TensorRT engine builds, and one inference API over TensorRT, ONNX Runtime and
-PyTorch (`choose_backend` + `open_backend`). Torch-free unless the PyTorch backend is opened."""
+PyTorch: `choose_backend` says which runtime to use here, `open_backend` opens one from a
+`BackendSpec` (the same spec `run` builds and `bench` sends to its child process).
+Torch-free unless the PyTorch backend is opened."""
 
+import importlib
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from anydepth_edge.errors import HardwareMissing, UserError
 
 BACKENDS = ("auto", "trt", "ort", "torch")
+KIND_LABELS = {"tensorrt": "TensorRT", "onnxruntime": "ONNX Runtime", "torch": "PyTorch"}
 
 
 @dataclass
@@ -19,7 +23,7 @@ class BackendChoice:
 
     @property
     def label(self) -> str:
-        return {"tensorrt": "TensorRT", "onnxruntime": "ONNX Runtime", "torch": "PyTorch"}[self.kind] + f" ({self.device})"
+        return KIND_LABELS[self.kind] + f" ({self.device})"
 
 
 def _have(module: str) -> bool:
@@ -32,7 +36,7 @@ def _have(module: str) -> bool:
 def tensorrt_ready() -> Optional[str]:
     """'TensorRT 10.3.0 with cuda-python' when TensorRT and a CUDA buffer library import, else None."""
     from anydepth_edge.engines.cuda_api import cuda_api_available
-    from anydepth_edge.export.targets import installed_tensorrt_version
+    from anydepth_edge.targets import installed_tensorrt_version
 
     version = installed_tensorrt_version()
     api = cuda_api_available()
@@ -100,26 +104,59 @@ def choose_backend(requested: str = "auto", device: str = "auto") -> BackendChoi
     raise HardwareMissing("no inference runtime installed: pip install 'anydepth-edge[ort]'")
 
 
-def open_backend(choice: BackendChoice, onnx_path: Optional[Path] = None, engine_path: Optional[Path] = None,
-                 precision: str = "fp32", cuda_graph: bool = False, threads: Optional[int] = None,
-                 warn: Optional[Callable[[str], None]] = None):
-    """Open the backend `choice` names on the given artifact (engine for TensorRT, ONNX for ONNX
-    Runtime, the ONNX's sidecar config + checkpoint for PyTorch)."""
-    if choice.kind == "tensorrt":
-        if engine_path is None:
+@dataclass
+class BackendSpec:
+    """Everything needed to open one backend; JSON-serialisable (bench's child process gets it as
+    JSON). `artifact` is the engine (TensorRT) or the ONNX export (ONNX Runtime; PyTorch reads the
+    model config and checkpoint from its sidecar). PyTorch without an export takes `model`
+    ({encoder, decoder, checkpoint, res}); `custom` opens `factory` ('module:callable') with
+    `options` (a backend of your own, or a test's)."""
+
+    kind: str  # tensorrt | onnxruntime | torch | custom
+    device: str = "cpu"
+    artifact: Optional[str] = None
+    precision: str = "fp32"
+    cuda_graph: bool = False
+    threads: Optional[int] = None
+    model: Optional[Dict[str, Any]] = None
+    factory: Optional[str] = None
+    options: Dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "BackendSpec":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def for_choice(cls, choice: BackendChoice, artifact: Optional[Path], **kw: Any) -> "BackendSpec":
+        return cls(kind=choice.kind, device=choice.device, artifact=str(artifact) if artifact else None, **kw)
+
+
+def open_backend(spec: BackendSpec, warn: Optional[Callable[[str], None]] = None):
+    """Open the backend a spec names (the one factory `run` and bench's child process use)."""
+    if spec.kind == "tensorrt":
+        if not spec.artifact or Path(spec.artifact).suffix != ".engine":
             raise UserError("TensorRT needs an engine: anydepth-edge build <model.onnx>")
         from anydepth_edge.engines.trt_backend import TensorRTBackend
 
-        return TensorRTBackend(engine_path, cuda_graph=cuda_graph)
-    if choice.kind == "onnxruntime":
+        return TensorRTBackend(spec.artifact, cuda_graph=spec.cuda_graph)
+    if spec.kind == "onnxruntime":
+        if not spec.artifact or Path(spec.artifact).suffix != ".onnx":
+            raise UserError(f"ONNX Runtime needs the .onnx export, not {spec.artifact or 'nothing'}: "
+                            "anydepth-edge export --res <size>, or --backend trt for an engine")
         from anydepth_edge.engines.ort_backend import OrtBackend
 
-        return OrtBackend(onnx_path, device=choice.device, threads=threads)
-    from anydepth_edge.artifacts import read_json
+        return OrtBackend(spec.artifact, device=spec.device, threads=spec.threads)
+    if spec.kind == "torch":
+        from anydepth_edge.engines.torch_backend import torch_backend
 
-    side = read_json(Path(onnx_path).with_suffix(".json")) if onnx_path else None
-    if side is None:
-        raise UserError(f"the PyTorch backend needs the export sidecar {Path(str(onnx_path)).with_suffix('.json')}")
-    from anydepth_edge.engines.torch_backend import torch_backend_from_sidecar
-
-    return torch_backend_from_sidecar(side, device=choice.device, precision=precision, cuda_graph=cuda_graph, warn=warn)
+        return torch_backend(spec, warn=warn)
+    if spec.kind == "custom":
+        module, _, attr = (spec.factory or "").partition(":")
+        if not module or not attr:
+            raise UserError(f"custom backend factory {spec.factory!r}: give 'module:callable'")
+        return getattr(importlib.import_module(module), attr)(**spec.options)
+    raise UserError(f"unknown backend kind {spec.kind!r}")

@@ -22,7 +22,9 @@ class CudaApi:
     def malloc(self, nbytes: int) -> int: ...
     def free(self, ptr: int) -> None: ...
     def host_empty(self, shape, dtype) -> np.ndarray: ...  # page-locked
+    def free_host(self, array: np.ndarray) -> None: ...
     def stream(self) -> Any: ...
+    def destroy_stream(self, stream) -> None: ...
     def stream_handle(self, stream) -> int: ...
     def htod_async(self, dst: int, src: np.ndarray, stream) -> None: ...
     def dtoh_async(self, dst: np.ndarray, src: int, stream) -> None: ...
@@ -33,6 +35,8 @@ class CudaApi:
     def begin_capture(self, stream) -> None: ...
     def end_capture(self, stream) -> Any: ...
     def launch_graph(self, graph_exec, stream) -> None: ...
+    def destroy_graph(self, graph_exec) -> None: ...
+    def close(self) -> None: ...
 
 
 class CudaPythonApi(CudaApi):
@@ -45,7 +49,7 @@ class CudaPythonApi(CudaApi):
         except ImportError:
             from cuda import cudart  # older cuda-python (JetPack 5/6 wheels)
         self.rt = cudart
-        self._host_blocks = []
+        self._host_blocks = {}  # numpy buffer address -> cudaMallocHost pointer
         self._check(self.rt.cudaFree(0))  # create the primary context now, not mid-inference
 
     def _check(self, result):
@@ -67,12 +71,21 @@ class CudaPythonApi(CudaApi):
         dtype = np.dtype(dtype)
         nbytes = int(np.prod(shape)) * dtype.itemsize
         ptr = int(self._check(self.rt.cudaMallocHost(nbytes)))
-        self._host_blocks.append(ptr)
         buf = (ctypes.c_byte * nbytes).from_address(ptr)
-        return np.frombuffer(buf, dtype=dtype).reshape(shape)
+        array = np.frombuffer(buf, dtype=dtype).reshape(shape)
+        self._host_blocks[array.ctypes.data] = ptr
+        return array
+
+    def free_host(self, array):
+        ptr = self._host_blocks.pop(array.ctypes.data, None)
+        if ptr is not None:
+            self._check(self.rt.cudaFreeHost(ptr))
 
     def stream(self):
         return self._check(self.rt.cudaStreamCreate())
+
+    def destroy_stream(self, stream):
+        self._check(self.rt.cudaStreamDestroy(stream))
 
     def stream_handle(self, stream):
         return int(stream)
@@ -115,10 +128,13 @@ class CudaPythonApi(CudaApi):
     def launch_graph(self, graph_exec, stream):
         self._check(self.rt.cudaGraphLaunch(graph_exec, stream))
 
+    def destroy_graph(self, graph_exec):
+        self._check(self.rt.cudaGraphExecDestroy(graph_exec))
+
     def close(self):
-        for ptr in self._host_blocks:
+        for ptr in self._host_blocks.values():
             self.rt.cudaFreeHost(ptr)
-        self._host_blocks = []
+        self._host_blocks = {}
 
 
 class PyCudaApi(CudaApi):
@@ -131,6 +147,7 @@ class PyCudaApi(CudaApi):
 
         self.cuda = cuda
         self._allocs = {}
+        self._host = {}  # numpy buffer address -> the page-locked array (its .base frees it)
 
     def malloc(self, nbytes):
         alloc = self.cuda.mem_alloc(nbytes)
@@ -143,10 +160,20 @@ class PyCudaApi(CudaApi):
             alloc.free()
 
     def host_empty(self, shape, dtype):
-        return self.cuda.pagelocked_empty(shape, dtype)
+        array = self.cuda.pagelocked_empty(shape, dtype)
+        self._host[array.ctypes.data] = array
+        return array
+
+    def free_host(self, array):
+        owner = self._host.pop(array.ctypes.data, None)
+        if owner is not None and hasattr(owner.base, "free"):
+            owner.base.free()  # the HostAllocation; without it the memory lives until garbage collection
 
     def stream(self):
         return self.cuda.Stream()
+
+    def destroy_stream(self, stream):
+        pass  # pycuda destroys a Stream when its last reference goes
 
     def stream_handle(self, stream):
         return int(stream.handle)
@@ -170,10 +197,15 @@ class PyCudaApi(CudaApi):
     def compute_capability(self):
         return tuple(self.cuda.Context.get_device().compute_capability())
 
+    def destroy_graph(self, graph_exec):
+        pass
+
     def close(self):
         for alloc in list(self._allocs.values()):
             alloc.free()
         self._allocs = {}
+        for array in list(self._host.values()):
+            self.free_host(array)
 
 
 def load_cuda_api(prefer: Optional[str] = None) -> CudaApi:

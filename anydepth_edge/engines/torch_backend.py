@@ -86,7 +86,7 @@ class TorchBackend(Backend):
                 "max_allocated_bytes": int(torch.cuda.max_memory_allocated(self.device)),
                 "max_reserved_bytes": int(torch.cuda.max_memory_reserved(self.device)),
             }
-        from anydepth_edge.bench.memory import process_memory
+        from anydepth_edge.memory import process_memory
 
         return {"method": "process RSS (PyTorch CPU)", **process_memory()}
 
@@ -105,17 +105,26 @@ class TorchBackend(Backend):
             torch.cuda.empty_cache()
 
 
-def torch_backend_from_sidecar(sidecar: Dict[str, Any], device: str = "cpu", precision: str = "fp32",
-                               cuda_graph: bool = False, warn=None) -> TorchBackend:
-    """The PyTorch model an ONNX sidecar describes (config + checkpoint), as a backend."""
+def torch_backend(spec, warn=None) -> TorchBackend:
+    """The PyTorch model a BackendSpec names: from an ONNX export's record (config + checkpoint + size)
+    or from `spec.model` ({encoder, decoder, checkpoint, res})."""
     from anydepth_edge.models.anydepth import AnyDepthConfig
-    from anydepth_edge.models.checkpoints import resolve_model
+    from anydepth_edge.models.factory import resolve_model
 
-    cfg = AnyDepthConfig.from_dict(sidecar["config"])
-    ckpt = (sidecar.get("checkpoint") or {}).get("path")
-    overrides = {k: v for k, v in cfg.to_dict().items() if k not in ("encoder", "decoder")}
-    if ckpt:
-        overrides = {}
-    model, _ = resolve_model(ckpt, cfg.encoder, cfg.decoder, warn=warn, **overrides)
-    res = tuple(sidecar["resolution"])
-    return TorchBackend(model, res, device=device, precision=precision, cuda_graph=cuda_graph)
+    if spec.artifact:
+        from anydepth_edge.records import OnnxArtifact
+
+        onnx = OnnxArtifact.load(spec.artifact)
+        cfg = AnyDepthConfig.from_dict(onnx.config)
+        ckpt, res = onnx.checkpoint.path, onnx.res
+        # a random-weights export records its (test-size) config; a checkpoint carries its own
+        overrides = {} if ckpt else {k: v for k, v in cfg.to_dict().items() if k not in ("encoder", "decoder")}
+        encoder, decoder = cfg.encoder, cfg.decoder
+    elif spec.model:
+        m = spec.model
+        encoder, decoder, ckpt, res, overrides = m["encoder"], m["decoder"], m.get("checkpoint"), tuple(m["res"]), {}
+    else:
+        raise UserError("the PyTorch backend needs an ONNX export (its sidecar names the model) or a model spec")
+    model, _ = resolve_model(ckpt, encoder, decoder, warn=warn, **overrides)
+    return TorchBackend(model, tuple(res), device=spec.device, precision=spec.precision, cuda_graph=spec.cuda_graph,
+                        channels_last=bool(spec.options.get("channels_last", False)))

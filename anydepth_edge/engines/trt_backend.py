@@ -11,15 +11,15 @@ from typing import Any, Dict
 
 import numpy as np
 
-from anydepth_edge.artifacts import read_json
 from anydepth_edge.engines.base import Backend
-from anydepth_edge.engines.trt_build import engine_device_memory
+from anydepth_edge.engines.compat import TrtHost, check_engine_usable
 from anydepth_edge.engines.trt_common import (
-    check_engine_compatible,
-    engine_sidecar_path,
+    engine_device_memory,
     import_tensorrt,
+    numpy_dtype,
 )
 from anydepth_edge.errors import UserError
+from anydepth_edge.records import EngineArtifact
 
 
 def _error_logger(trt, errors):
@@ -36,14 +36,13 @@ def _error_logger(trt, errors):
     return _Logger()
 
 
-def load_engine(path, trt, cuda):
-    """Deserialize `path` after checking its sidecar against this TensorRT and GPU."""
+def load_engine(path, trt, cuda, platform=None):
+    """Deserialize `path` after checking its record against this TensorRT, GPU and L4T."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"engine not found: {path}")
-    side = read_json(engine_sidecar_path(path))
-    if side is not None:
-        check_engine_compatible(side, path, trt.__version__, cuda.device_name(), cuda.compute_capability())
+    record = EngineArtifact.load(path)
+    check_engine_usable(record, TrtHost.current(trt, cuda, platform))
     errors = []
     runtime = trt.Runtime(_error_logger(trt, errors))
     data = path.read_bytes()
@@ -54,40 +53,52 @@ def load_engine(path, trt, cuda):
         engine = None
     if engine is None:
         why = errors[-1].splitlines()[0][:160] if errors else "empty or unreadable"
-        onnx = (side or {}).get("onnx_path") or "the .onnx"
         raise UserError(f"engine {path.name} is corrupt or was built by another TensorRT ({why}): "
-                        f"rebuild with anydepth-edge build {onnx}")
-    return runtime, engine, side
+                        f"rebuild with {record.rebuild_command()}")
+    return runtime, engine, record
 
 
 class TensorRTBackend(Backend):
     name = "tensorrt"
 
-    def __init__(self, engine_path, cuda_graph: bool = False, trt=None, cuda=None):
+    def __init__(self, engine_path, cuda_graph: bool = False, trt=None, cuda=None, platform=None):
         self.trt = trt or import_tensorrt()
+        self.owns_cuda = cuda is None
         if cuda is None:
             from anydepth_edge.engines.cuda_api import load_cuda_api
 
             cuda = load_cuda_api()
         self.cuda = cuda
         self.path = Path(engine_path)
+        self.host: Dict[str, np.ndarray] = {}
+        self.device: Dict[str, int] = {}
+        self.stream = self.graph = self.context = self.engine = None
         free_before, _ = cuda.mem_get_info()
-        self.runtime, self.engine, self.sidecar = load_engine(self.path, self.trt, cuda)
+        self.runtime, self.engine, self.record = load_engine(self.path, self.trt, cuda, platform)
+        try:
+            self._allocate(cuda)
+            self.graph_note = ""
+            if cuda_graph:
+                self._capture_graph()
+        except BaseException:
+            self.close()
+            raise
+        free_after, _ = cuda.mem_get_info()
+        self.load_delta = max(0, free_before - free_after)
+
+    def _allocate(self, cuda) -> None:
         self.context = self.engine.create_execution_context()
         if self.context is None:
             raise UserError(f"cannot create an execution context for {self.path.name}: not enough GPU memory?")
         self.stream = cuda.stream()
         self.handle = cuda.stream_handle(self.stream)
-        self.host: Dict[str, np.ndarray] = {}
-        self.device: Dict[str, int] = {}
         inputs, outputs = [], []
         for i in range(self.engine.num_io_tensors):
             name = self.engine.get_tensor_name(i)
             shape = tuple(int(d) for d in self.engine.get_tensor_shape(name))
             if any(d < 0 for d in shape):
                 raise UserError(f"engine {self.path.name} has a dynamic shape {shape} for {name}: export a fixed size")
-            dtype = np.dtype(self.trt.nptype(self.engine.get_tensor_dtype(name)))
-            self.host[name] = cuda.host_empty(shape, dtype)
+            self.host[name] = cuda.host_empty(shape, numpy_dtype(self.engine.get_tensor_dtype(name)))
             self.device[name] = cuda.malloc(self.host[name].nbytes)
             self.context.set_tensor_address(name, self.device[name])
             is_input = self.engine.get_tensor_mode(name) == self.trt.TensorIOMode.INPUT
@@ -98,12 +109,6 @@ class TensorRTBackend(Backend):
         self.input_shape = self.host[self.input_name].shape
         self.input_dtype = self.host[self.input_name].dtype
         self.output_shape = self.host[self.output_name].shape
-        self.graph = None
-        self.graph_note = ""
-        if cuda_graph:
-            self._capture_graph()
-        free_after, _ = cuda.mem_get_info()
-        self.load_delta = max(0, free_before - free_after)
 
     def _enqueue(self) -> None:
         self.cuda.htod_async(self.device[self.input_name], self.host[self.input_name], self.stream)
@@ -142,15 +147,25 @@ class TensorRTBackend(Backend):
         d = super().describe()
         d.update({"engine": str(self.path), "tensorrt": self.trt.__version__, "cuda_api": self.cuda.name,
                   "cuda_graph": self.graph is not None, "note": self.graph_note or None,
-                  "precision": (self.sidecar or {}).get("settings", {}).get("precision")})
+                  "precision": self.record.precision})
         return d
 
     def close(self) -> None:
-        for ptr in self.device.values():
+        """Free everything this backend allocated: graph, device and pinned host buffers, stream."""
+        cuda = self.cuda
+        steps = []
+        if self.graph is not None:
+            steps.append(lambda g=self.graph: cuda.destroy_graph(g))
+        steps += [lambda p=ptr: cuda.free(p) for ptr in self.device.values()]
+        steps += [lambda a=arr: cuda.free_host(a) for arr in self.host.values()]
+        if self.stream is not None:
+            steps.append(lambda s=self.stream: cuda.destroy_stream(s))
+        if self.owns_cuda:
+            steps.append(cuda.close)
+        for step in steps:
             try:
-                self.cuda.free(ptr)
+                step()
             except Exception:
-                pass
-        self.device = {}
-        self.context = None
-        self.engine = None
+                pass  # freeing is best effort: one failure must not keep the rest allocated
+        self.graph = self.stream = self.context = self.engine = None
+        self.device, self.host = {}, {}

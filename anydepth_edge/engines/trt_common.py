@@ -1,26 +1,26 @@
-"""TensorRT facts shared by the builder and the runtime: importing it with a clear message,
-engine names, the engine sidecar and its compatibility check, device profiles.
-
-Engines are tied to the TensorRT version and the GPU that built them (a JetPack upgrade
-invalidates them), so every engine has a sidecar and loading compares it with this machine.
-Torch-free, Python 3.8.
+"""TensorRT facts shared by the builder and the runtime: importing it with a clear message, its
+data types as numpy types, device build profiles. Torch-free, Python 3.8.
 """
 
-import re
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Optional
+
+import numpy as np
 
 from anydepth_edge.errors import HardwareMissing, UserError
+from anydepth_edge.targets import version_tuple
 
-ENGINE_SIDECAR_SCHEMA = "anydepth-edge/engine/1"
 TRTEXEC_JETSON = "/usr/src/tensorrt/bin/trtexec"
-PIN_PREFIXES = ("DySampleFP32/", "LayerNormFP32/")
 
 TENSORRT_MISSING = (
     "TensorRT is not installed here: on a Jetson it comes with JetPack (sudo apt install python3-libnvinfer, "
     "or use the anydepth-edge L4T container); on an x86/SBSA host with an NVIDIA GPU: pip install 'anydepth-edge[trt]'"
 )
+
+# TensorRT DataType name -> numpy dtype. Our own table: TensorRT 8.5's `trt.nptype` uses `np.bool`,
+# which NumPy 1.24 removed (NVIDIA/TensorRT#2557).
+TRT_NUMPY_TYPES = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32,
+                   "INT64": np.int64, "BOOL": np.bool_, "UINT8": np.uint8, "BF16": None, "FP8": None}
 
 
 def import_tensorrt():
@@ -31,12 +31,26 @@ def import_tensorrt():
     return trt
 
 
-def version_tuple(version: str) -> Tuple[int, ...]:
-    return tuple(int(p) for p in re.findall(r"\d+", version)[:3])
-
-
 def trt_major(trt) -> int:
     return version_tuple(trt.__version__)[0]
+
+
+def numpy_dtype(trt_dtype) -> np.dtype:
+    """numpy dtype of a TensorRT DataType (`DataType.HALF` -> float16), without `trt.nptype`."""
+    name = getattr(trt_dtype, "name", None) or str(trt_dtype).rsplit(".", 1)[-1]
+    dtype = TRT_NUMPY_TYPES.get(name.upper())
+    if dtype is None:
+        raise UserError(f"engine tensor type {name} has no numpy equivalent here")
+    return np.dtype(dtype)
+
+
+def engine_device_memory(engine) -> Optional[int]:
+    """Activation memory an execution context needs (`_v2` on 10.x, deprecated name on 8.x)."""
+    for attr in ("device_memory_size_v2", "device_memory_size"):
+        value = getattr(engine, attr, None)
+        if value is not None:
+            return int(value)
+    return None
 
 
 @dataclass(frozen=True)
@@ -65,48 +79,18 @@ DEVICE_PROFILES = {
         memory_hint="lower --workspace, or close other GPU programs",
     ),
 }
+PROFILE_CHOICES = ("auto",) + tuple(DEVICE_PROFILES)
 
 
-def device_profile(name: str = "auto") -> DeviceProfile:
+def device_profile(name: str = "auto", platform=None) -> DeviceProfile:
+    """A build profile by name; `auto` is orin-nano on an Orin Nano (detected), else generic."""
     key = (name or "auto").lower()
     if key == "auto":
-        from anydepth_edge.platform_info import detect
+        if platform is None:
+            from anydepth_edge.platform_info import detect
 
-        key = "orin-nano" if detect().is_orin_nano else "generic"
+            platform = detect()
+        key = "orin-nano" if platform.is_orin_nano else "generic"
     if key not in DEVICE_PROFILES:
-        raise UserError(f"unknown device profile {name!r}: choose auto, {', '.join(DEVICE_PROFILES)}")
+        raise UserError(f"unknown device profile {name!r}: choose {', '.join(PROFILE_CHOICES)}")
     return DEVICE_PROFILES[key]
-
-
-def gpu_tag(gpu_name: str) -> str:
-    """'Orin (nvgpu)' -> 'orin'; 'NVIDIA H100 80GB HBM3' -> 'h100-80gb-hbm3'."""
-    slug = re.sub(r"\(.*?\)", "", gpu_name.lower())
-    slug = re.sub(r"\bnvidia\b|\bgeforce\b|\btesla\b", "", slug)
-    slug = re.sub(r"[^a-z0-9]+", "-", slug).strip("-")
-    return slug or "gpu"
-
-
-def engine_path(onnx_path, precision: str, trt_version: str, gpu_name: str, out_dir) -> Path:
-    """engines/<onnx stem>-<precision>-trt<version>-<gpu>.engine"""
-    v = ".".join(str(p) for p in version_tuple(trt_version))
-    return Path(out_dir) / f"{Path(onnx_path).stem}-{precision}-trt{v}-{gpu_tag(gpu_name)}.engine"
-
-
-def engine_sidecar_path(engine) -> Path:
-    return Path(engine).with_suffix(".json")
-
-
-def check_engine_compatible(sidecar: Dict[str, Any], engine, trt_version: str, gpu_name: str,
-                            compute_capability: Optional[Tuple[int, int]] = None) -> None:
-    """One clear line when the engine was built by another TensorRT or for another GPU."""
-    built_v = str(sidecar.get("tensorrt_version", "?"))
-    built_gpu = str(sidecar.get("gpu_name", "?"))
-    onnx = sidecar.get("onnx_path") or "<the .onnx>"
-    rebuild = f"rebuild with anydepth-edge build {onnx}"
-    if version_tuple(built_v) != version_tuple(trt_version):
-        raise UserError(f"engine {Path(engine).name} was built with TensorRT {built_v} on {built_gpu}; "
-                        f"this is {trt_version}: {rebuild}")
-    built_cc = sidecar.get("compute_capability")
-    if built_gpu != gpu_name or (compute_capability and built_cc and tuple(built_cc) != tuple(compute_capability)):
-        raise UserError(f"engine {Path(engine).name} was built for {built_gpu} (sm_{''.join(map(str, built_cc or []))}); "
-                        f"this GPU is {gpu_name}: {rebuild}")

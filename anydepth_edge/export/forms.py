@@ -41,6 +41,8 @@ class DySampleCoords(nn.Module):
     module's nodes are pinned to FP32 in FP16 engines.
     """
 
+    pin_region = "dysample"  # anydepth_edge.pins: FP32 inside FP16 engines
+
     def __init__(self, scale: int, groups: int, in_hw: Tuple[int, int]):
         super().__init__()
         h, w = in_hw
@@ -59,6 +61,8 @@ class DySampleCoords(nn.Module):
 
 
 class GridSampleSampler(nn.Module):
+    pin_region = "dysample"
+
     def __init__(self, scale: int, groups: int):
         super().__init__()
         self.scale, self.groups = scale, groups
@@ -73,6 +77,8 @@ class GridSampleSampler(nn.Module):
 class GatherSampler(nn.Module):
     """Bilinear sampling with border clamping and align_corners=False, built from Floor, Clip,
     Gather and arithmetic only (every TensorRT version and most runtimes import these)."""
+
+    pin_region = "dysample"
 
     def __init__(self, scale: int, groups: int, in_hw: Tuple[int, int]):
         super().__init__()

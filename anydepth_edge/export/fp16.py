@@ -18,10 +18,10 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
 
-from anydepth_edge.export.forms import DySampleCoords, GatherSampler, GridSampleSampler
+from anydepth_edge import pins as pin_policy
+from anydepth_edge.export.forms import DySampleCoords
 
 aten = torch.ops.aten
-PINNED_TYPES = (DySampleCoords, GridSampleSampler, GatherSampler)
 
 
 def _round16(t):
@@ -61,19 +61,24 @@ class FP16Emulation(TorchDispatchMode):
         return y, mean, r(1.0 / std)
 
 
-def _pinned_modules(model, pins: bool):
-    return [m for m in model.modules() if isinstance(m, PINNED_TYPES)] if pins else []
+def _pinned_modules(model, pins: bool, decompose_layernorm: bool):
+    """The modules the default pin set keeps in FP32, when pins are on."""
+    if not pins:
+        return []
+    regions = pin_policy.pin_regions("default", decompose_layernorm)
+    return [m for m in model.modules() if pin_policy.emulated(m, regions)]
 
 
 def emulate_fp16(model, image: torch.Tensor, pins: bool, decompose_layernorm: bool = False) -> torch.Tensor:
     """Run `model` (an export form) under FP16 emulation; returns the FP32 view of the output."""
     model = copy.deepcopy(model).eval()
-    pinned = _pinned_modules(model, pins)
+    pinned = _pinned_modules(model, pins, decompose_layernorm)
     pinned_tensors = {id(t) for m in pinned for t in list(m.parameters()) + list(m.buffers())}
     with torch.no_grad():
         for t in list(model.parameters()) + list(model.buffers()):
             if id(t) not in pinned_tensors and t.dtype == torch.float32:
                 t.copy_(_round16(t))
+    # A pinned LayerNorm runs unrounded inside (FP32); an unpinned decomposed one rounds every piece.
     mode = FP16Emulation(decompose_layernorm=decompose_layernorm and not pins)
 
     def enter(_m, _inp):
@@ -120,7 +125,6 @@ def fp16_readiness(export_model, image: torch.Tensor, decompose_layernorm: bool)
         "with_pins": depth_agreement(emulate_fp16(export_model, image, True, decompose_layernorm), ref),
         "without_pins": depth_agreement(emulate_fp16(export_model, image, False, decompose_layernorm), ref),
     }
-
 
 
 def dysample_probe(in_hw, seed: int = 0) -> Dict[str, object]:

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
-TRT_TARGETS = ("trt8.5", "trt8.6", "trt10")
+from anydepth_edge.targets import TRT_TARGETS
+
 CONTROL_FLOW = ("If", "Loop", "Scan")
 # Opset 20 is where GridSample's 'bilinear' became 'linear' (silently NEAREST in TensorRT).
 TRT_OPSET_CEILING = 19
@@ -148,3 +149,29 @@ def lint_file(path, target: str) -> List[Problem]:
     if not model.graph.node:
         raise UserError(f"cannot read {p}: the ONNX graph is empty")
     return lint_model(model, target)
+
+
+def recorded_target(path) -> str:
+    """The TensorRT target an export records in its sidecar, else the default."""
+    from anydepth_edge.records import OnnxArtifact
+    from anydepth_edge.targets import DEFAULT_TRT_TARGET
+
+    record = OnnxArtifact.find(path)
+    return record.target if record is not None and record.target in TRT_TARGETS else DEFAULT_TRT_TARGET
+
+
+def problems_table(path, target: str, problems: List[Problem]):
+    """Problems grouped by kind and message: one row per distinct problem, with how many nodes."""
+    from rich.table import Table
+    from rich.text import Text
+
+    groups: Dict[tuple, List[str]] = {}
+    for p in problems:
+        groups.setdefault((p.kind, p.message), []).append(p.node)
+    t = Table(title=f"{path}: {len(problems)} problems for {target}")
+    for col in ("kind", "nodes", "problem"):
+        t.add_column(col, overflow="fold")
+    for (kind, message), nodes in groups.items():
+        shown = nodes[0] if len(nodes) == 1 else f"{len(nodes)} nodes, e.g. {nodes[0]}"
+        t.add_row(Text(kind), Text(shown), Text(message))
+    return t

@@ -12,41 +12,36 @@ import inspect
 import io
 import json
 import platform
-import re
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
-from anydepth_edge import __version__
-from anydepth_edge.artifacts import (
-    atomic_path,
-    read_json,
-    sha256_file,
-    write_json_atomic,
-)
+from anydepth_edge import __version__, pins
+from anydepth_edge.artifacts import atomic_path, sha256_file
 from anydepth_edge.errors import UserError
-from anydepth_edge.export.targets import Target, onnx_stem
+from anydepth_edge.records import CheckpointRef, OnnxArtifact, TensorSpec, onnx_stem
 from anydepth_edge.specs import IMAGENET_MEAN, IMAGENET_STD
+from anydepth_edge.targets import Target
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "depth"
-DYSAMPLE_PREFIX = "DySampleFP32/"
-LAYERNORM_PREFIX = "LayerNormFP32/"
 PARITY_LIMIT = 1e-4  # max |onnx - torch| / max |torch|
-SIDECAR_SCHEMA = "anydepth-edge/onnx/1"
 
 
 @dataclass
 class ExportResult:
-    onnx_path: Path
-    sidecar: Dict[str, Any]
+    artifact: OnnxArtifact
     reused: bool = False
     seconds: float = 0.0
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.artifact.path
 
 
 @dataclass
@@ -54,7 +49,7 @@ class ExportJob:
     model: torch.nn.Module  # training form, eval mode, weights loaded
     res: Tuple[int, int]
     target: Target
-    checkpoint: Dict[str, Any]  # {"path", "format", "sha256"}
+    checkpoint: CheckpointRef
     out_dir: Path
     dysample: str = "grid_sample"
     force: bool = False
@@ -73,8 +68,8 @@ class ExportJob:
     def cache_key(self) -> str:
         facts = {
             "config": self.model.config.to_dict(), "res": list(self.res), "target": self.target.name,
-            "opset": self.target.opset, "dysample": self.dysample, "checkpoint": self.checkpoint.get("sha256"),
-            "toolkit": __version__, "schema": SIDECAR_SCHEMA, "fp16_check": self.fp16_check,
+            "opset": self.target.opset, "dysample": self.dysample, "checkpoint": self.checkpoint.sha256,
+            "toolkit": __version__, "schema": OnnxArtifact.SCHEMA, "fp16_check": self.fp16_check,
         }
         return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
@@ -103,58 +98,6 @@ def slim(model):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return onnxslim.slim(model)
-
-
-_DYSAMPLE_SCOPE = re.compile(r"^/(?P<where>.*?)/(?P<part>coords|sampler)/(?P<rest>.*)$")
-
-
-def name_pinned_nodes(model, layernorm_modules: List[str], pin_layernorm: bool) -> List[str]:
-    """Rename DySample coordinate/sampler nodes (and LayerNorm pieces when decomposed) under stable
-    prefixes the engine builder looks for; returns the FP32 node names.
-
-    TorchScript scopes look like `/decoder/upsample_1/dysample1/dysample1.0/coords/Mul`.
-    """
-    pinned = []
-    ln_scopes = [("/" + m.replace(".", "/") + "/", m) for m in layernorm_modules]
-    renames = {}
-    for node in model.graph.node:
-        m = _DYSAMPLE_SCOPE.match(node.name or "")
-        if m and "dysample" in m.group("where"):
-            where = re.sub(r"/dysample(\d)/dysample\d\.0$", r"/dysample\1", m.group("where"))
-            renames[node.name] = f"{DYSAMPLE_PREFIX}{where.replace('decoder/', '')}/{m.group('part')}/{m.group('rest')}"
-            continue
-        if pin_layernorm:
-            norm_name = _fix_scope(node.name or "")
-            for scope, module in ln_scopes:
-                if scope in norm_name:
-                    renames[node.name] = f"{LAYERNORM_PREFIX}{module}/{node.name.rsplit('/', 1)[-1]}"
-                    break
-    used = set()
-    for node in model.graph.node:
-        if node.name in renames:
-            new = renames[node.name]
-            k = 1
-            while new in used:
-                k += 1
-                new = f"{renames[node.name]}_{k}"
-            used.add(new)
-            node.name = new
-            pinned.append(new)
-    return pinned
-
-
-def _fix_scope(name: str) -> str:
-    # Scopes join ModuleList indices with dots ("blocks.0"); turn them into path parts.
-    return re.sub(r"\.(\d+)", r"/\1", name)
-
-
-def layernorm_scopes(model: torch.nn.Module) -> List[str]:
-    """LayerNorm modules as they appear in export scopes (the backbone's own scope is elided)."""
-    names = []
-    for name, m in model.named_modules():
-        if isinstance(m, torch.nn.LayerNorm):
-            names.append(name.replace("encoder.backbone.", "encoder."))
-    return names
 
 
 def check_graph(model) -> None:
@@ -211,13 +154,11 @@ def parity(model: torch.nn.Module, session, inputs: Dict[str, np.ndarray]):
 
 # ----------------------------------------------------------------------------- the job
 
-def _reusable(job: ExportJob) -> Optional[Dict[str, Any]]:
-    side = read_json(job.onnx_path.with_suffix(".json"))
-    if not side or side.get("cache_key") != job.cache_key() or not job.onnx_path.exists():
-        return None
-    if side.get("onnx_sha256") != sha256_file(job.onnx_path):
-        return None  # edited or damaged since it was written
-    return side
+def _reusable(job: ExportJob) -> Optional[OnnxArtifact]:
+    found = OnnxArtifact.find(job.onnx_path)
+    if found is None or found.cache_key != job.cache_key() or not found.content_matches():
+        return None  # another configuration, or edited / damaged since it was written
+    return found
 
 
 def export_onnx(job: ExportJob, step: Callable[[str], None] = lambda s: None) -> ExportResult:
@@ -229,9 +170,9 @@ def export_onnx(job: ExportJob, step: Callable[[str], None] = lambda s: None) ->
     from anydepth_edge.models.flops import count_gflops, count_params
 
     if not job.force:
-        side = _reusable(job)
-        if side is not None:
-            return ExportResult(job.onnx_path, side, reused=True)
+        found = _reusable(job)
+        if found is not None:
+            return ExportResult(found, reused=True)
 
     t0 = time.perf_counter()
     cfg = job.model.config
@@ -243,8 +184,8 @@ def export_onnx(job: ExportJob, step: Callable[[str], None] = lambda s: None) ->
     step("onnxslim")
     graph = slim(graph)
     nodes_after = len(graph.graph.node)
-    pin_ln = job.target.tensorrt and job.target.decompose_layernorm
-    fp32_nodes = name_pinned_nodes(graph, layernorm_scopes(job.model), pin_ln)
+    regions = pins.name_region_nodes(graph.graph, export_model)
+    fp32_nodes = pins.pinned_names(sum(regions.values(), []), pins.pin_regions("default", job.target.decompose_layernorm))
     step("onnx.checker")
     check_graph(graph)
     if job.target.tensorrt:
@@ -281,57 +222,42 @@ def export_onnx(job: ExportJob, step: Callable[[str], None] = lambda s: None) ->
         fp16["reference_depth"] = {"mean": float(refs["image"].mean()), "std": float(refs["image"].std())}
 
     h, w = job.res
-    sidecar: Dict[str, Any] = {
-        "schema": SIDECAR_SCHEMA,
-        "model": f"AnyDepth {cfg.spec.label} + {cfg.decoder.upper()}",
-        "encoder": cfg.encoder,
-        "decoder": cfg.decoder,
-        "config": cfg.to_dict(),
-        "resolution": [h, w],
-        "opset": job.target.opset,
-        "target": job.target.name,
-        "exporter": f"torch {torch.__version__} TorchScript exporter (dynamo=False)",
-        "dysample": job.dysample,
-        "layernorm": "decomposed (opset 16)" if job.target.decompose_layernorm else "LayerNormalization (opset 17)",
-        "inputs": [{"name": INPUT_NAME, "shape": [1, 3, h, w], "dtype": "float32", "layout": "NCHW RGB"}],
-        "outputs": [{"name": OUTPUT_NAME, "shape": [1, 1, h, w], "dtype": "float32",
-                     "meaning": "affine-invariant depth, relu(x) + 0.001"}],
-        "mean": list(IMAGENET_MEAN),
-        "std": list(IMAGENET_STD),
-        "checkpoint": job.checkpoint,
-        "toolkit_version": __version__,
-        "params": count_params(job.model),
-        "gflops": {k: round(v, 3) for k, v in count_gflops(job.model, job.res).items()},
-        "nodes": {"before_slim": nodes_before, "after_slim": nodes_after},
-        "op_counts": op_counts(graph),
-        "fp32_nodes": fp32_nodes,
-        "parity": {"limit_rel": PARITY_LIMIT, "definition": "max|onnx - torch| / max|torch|", **par},
-        "fp16": fp16,
-        "export_seconds": None,
-        "host": platform.node(),
-        "cache_key": job.cache_key(),
-    }
-    sidecar["export_seconds"] = round(time.perf_counter() - t0, 2)
+    artifact = OnnxArtifact(
+        model=f"AnyDepth {cfg.spec.label} + {cfg.decoder.upper()}", encoder=cfg.encoder, decoder=cfg.decoder,
+        config=cfg.to_dict(), resolution=[h, w], opset=job.target.opset, target=job.target.name,
+        exporter=f"torch {torch.__version__} TorchScript exporter (dynamo=False)", dysample=job.dysample,
+        layernorm=job.target.layernorm,
+        inputs=[TensorSpec(INPUT_NAME, [1, 3, h, w], "float32", layout="NCHW RGB")],
+        outputs=[TensorSpec(OUTPUT_NAME, [1, 1, h, w], "float32", meaning="affine-invariant depth, relu(x) + 0.001")],
+        mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD), checkpoint=job.checkpoint, toolkit_version=__version__,
+        params=count_params(job.model), gflops={k: round(v, 3) for k, v in count_gflops(job.model, job.res).items()},
+        nodes={"before_slim": nodes_before, "after_slim": nodes_after}, op_counts=op_counts(graph),
+        fp32_nodes=fp32_nodes, pin_nodes={r: names for r, names in regions.items() if names},
+        parity={"limit_rel": PARITY_LIMIT, "definition": "max|onnx - torch| / max|torch|", **par}, fp16=fp16,
+        host=platform.node(), cache_key=job.cache_key(), path=job.onnx_path,
+    )
+    artifact.export_seconds = round(time.perf_counter() - t0, 2)
     step("write")
-    _set_metadata(graph, sidecar)
+    _set_metadata(graph, artifact)
     with atomic_path(job.onnx_path) as tmp:
         onnx.save(graph, str(tmp))
-    sidecar["onnx_sha256"] = sha256_file(job.onnx_path)
-    write_json_atomic(job.onnx_path.with_suffix(".json"), sidecar)
-    return ExportResult(job.onnx_path, sidecar, seconds=sidecar["export_seconds"])
+    artifact.onnx_sha256 = sha256_file(job.onnx_path)
+    artifact.write_sidecar()
+    return ExportResult(artifact, seconds=artifact.export_seconds)
 
 
-def _set_metadata(graph, sidecar: Dict[str, Any]) -> None:
+def _set_metadata(graph, artifact: OnnxArtifact) -> None:
+    """The record's facts in the ONNX file itself (metadata_props), for tools that see only the file."""
     del graph.metadata_props[:]
-    for key, value in sidecar.items():
-        if key in ("cache_key",):
+    for key, value in artifact.to_dict().items():
+        if key in ("cache_key", "onnx_sha256"):
             continue
         entry = graph.metadata_props.add()
         entry.key = key
         entry.value = value if isinstance(value, str) else json.dumps(value)
     graph.producer_name = "anydepth-edge"
     graph.producer_version = __version__
-    graph.doc_string = f"{sidecar['model']} at {sidecar['resolution'][0]}x{sidecar['resolution'][1]} for {sidecar['target']}"
+    graph.doc_string = f"{artifact.model} at {artifact.res[0]}x{artifact.res[1]} for {artifact.target}"
 
 
 def export_models(
@@ -349,7 +275,7 @@ def export_models(
 ) -> List[ExportResult]:
     """Export every (decoder, resolution); the model is loaded once per decoder."""
     from anydepth_edge.artifacts import ensure_writable_dir
-    from anydepth_edge.models.checkpoints import resolve_model
+    from anydepth_edge.models.factory import resolve_model
 
     out_dir = ensure_writable_dir(out_dir)
     results = []
@@ -358,7 +284,7 @@ def export_models(
     for decoder in decoders:
         model, report = resolve_model(checkpoint, encoder, decoder, warn=warn)
         for res in resolutions:
-            job = ExportJob(model, res, target, report.describe(), out_dir, dysample=dysample, force=force,
+            job = ExportJob(model, res, target, report.ref, out_dir, dysample=dysample, force=force,
                             fp16_check=fp16_check)
 
             def step(text, job=job):
@@ -369,3 +295,22 @@ def export_models(
             if progress is not None:
                 progress.advance(task)
     return results
+
+
+def results_table(results: List[ExportResult]):
+    """The exports as a table for people (FP16 figures emulated, with / without the FP32 pins)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(title="ONNX exports (FP16: emulated, with / without FP32 pins)")
+    for col in ("file", "nodes", "parity", "FP16 d1", "FP16 AbsRel", "s"):
+        t.add_column(col, overflow="fold")
+    for r in results:
+        a = r.artifact
+        fp = a.fp16 or {}
+        d1 = f"{fp['with_pins']['delta1']:.4f} / {fp['without_pins']['delta1']:.4f}" if fp else "-"
+        ar = f"{fp['with_pins']['abs_rel']:.2e} / {fp['without_pins']['abs_rel']:.2e}" if fp else "-"
+        worst = max(v["rel"] for v in a.parity.values() if isinstance(v, dict))
+        t.add_row(Text(a.path.name), f"{a.nodes['before_slim']}->{a.nodes['after_slim']}", f"{worst:.1e}", d1, ar,
+                  "reused" if r.reused else f"{r.seconds:.1f}")
+    return t

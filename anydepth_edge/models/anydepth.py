@@ -51,16 +51,6 @@ class AnyDepthConfig:
     def layers(self) -> Tuple[int, ...]:
         return self.taken_layers if self.taken_layers is not None else self.spec.taken_layers
 
-    @property
-    def is_reference_size(self) -> bool:
-        """True for the paper's configuration (not a shrunken test model)."""
-        return (
-            self.encoder_depth is None
-            and self.taken_layers is None
-            and self.fusion_channels == SDT_FUSION_CHANNELS
-            and self.dpt_channels == DPT_CHANNELS
-        )
-
     def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)
         if d["taken_layers"] is not None:

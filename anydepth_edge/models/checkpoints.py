@@ -1,17 +1,14 @@
-"""Checkpoint loading and saving, with key remapping kept as pure functions.
+"""Checkpoint files: reading them safely, building the model they describe, saving the toolkit's
+own format. Layout recognition and key handling are pure functions in `checkpoint_keys`; the
+DINOv3 backbone keys go through timm's public `checkpoint_filter_fn`.
 
-Three sources:
-- official AnyDepth checkpoints: state dicts of the official module tree
-  `Sequential(EncoderDecoder(encoder=wrapper(backbone=DinoVisionTransformer), decoder=Head), FeaturesToDepth)`,
-  i.e. keys `0.encoder.backbone.<DINOv3 key>` and `0.decoder.<head key>`;
-- Meta DINOv3 backbone checkpoints (plain `DinoVisionTransformer` state dicts): encoder only;
-- the toolkit's own format: `<name>.safetensors` + `<name>.json` (config).
-
-Only `torch.load(weights_only=True)` is used: no pickle code from a checkpoint ever runs.
+Only `torch.load(weights_only=True)` and safetensors are used: no pickle code from a checkpoint
+ever runs.
 """
 
+import contextlib
+import io
 import json
-import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,162 +18,18 @@ import torch
 
 from anydepth_edge import __version__
 from anydepth_edge.errors import UserError
-from anydepth_edge.specs import ENCODER_BY_DIM
-
-FORMAT_ANYDEPTH = "anydepth-official"
-FORMAT_DINOV3 = "dinov3-backbone"
-FORMAT_TOOLKIT = "anydepth-edge"
+from anydepth_edge.models.checkpoint_keys import (
+    FORMAT_ANYDEPTH,
+    FORMAT_DINOV3,
+    FORMAT_TOOLKIT,
+    detect_format,
+    infer_architecture,
+    split_official,
+    unwrap_state_dict,
+)
+from anydepth_edge.records import sidecar_path
 
 TOOLKIT_FORMAT_TAG = "anydepth-edge/1"
-RANDOM_WEIGHTS_WARNING = "no checkpoint: random weights (latency and memory figures are valid; depth is not)"
-
-_WRAPPER_KEYS = ("state_dict", "model", "model_ema", "module")
-_DINOV3_DROPPED_SUFFIXES = (".bias_mask", "rope_embed.periods", "mask_token")
-_DINOV3_DROPPED_PREFIXES = ("local_cls_norm.", "cls_norm.", "head.")
-
-
-# --------------------------------------------------------------------------- pure key functions
-
-def unwrap_state_dict(obj: Any) -> Dict[str, Any]:
-    """The tensor mapping inside a loaded checkpoint: unwraps {'state_dict'|'model'|...: sd} and
-    strips a DistributedDataParallel `module.` prefix."""
-    sd = obj
-    for _ in range(3):
-        if isinstance(sd, Mapping):
-            inner = next((sd[k] for k in _WRAPPER_KEYS if k in sd and isinstance(sd[k], Mapping)), None)
-            if inner is not None and not any(torch.is_tensor(v) for v in sd.values()):
-                sd = inner
-                continue
-        break
-    if not isinstance(sd, Mapping) or not sd:
-        raise ValueError("no state dict found in the checkpoint")
-    sd = {str(k): v for k, v in sd.items() if torch.is_tensor(v)}
-    if not sd:
-        raise ValueError("the checkpoint holds no tensors")
-    if all(k.startswith("module.") for k in sd):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
-    return sd
-
-
-def detect_format(keys) -> str:
-    keys = list(keys)
-    if any(k.startswith("0.encoder.") or k.startswith("0.decoder.") for k in keys):
-        return FORMAT_ANYDEPTH
-    if any(k.startswith("encoder.backbone.") or k.startswith("decoder.") for k in keys):
-        return FORMAT_TOOLKIT
-    if "storage_tokens" in keys or any(re.match(r"blocks\.\d+\.ls1\.gamma$", k) for k in keys):
-        return FORMAT_DINOV3
-    raise ValueError(
-        "unrecognised checkpoint layout: expected an official AnyDepth checkpoint (keys '0.encoder.*', "
-        "'0.decoder.*'), a DINOv3 backbone (keys 'storage_tokens', 'blocks.N.*') or an anydepth-edge file"
-    )
-
-
-def dinov3_key_to_timm(key: str) -> Optional[str]:
-    """Map one Meta DINOv3 `DinoVisionTransformer` key to timm `Eva`; None for keys timm has no use for.
-
-    `attn.qkv.bias` is returned unchanged: it is split by `remap_dinov3_backbone`.
-    """
-    if key.endswith(_DINOV3_DROPPED_SUFFIXES) or key.startswith(_DINOV3_DROPPED_PREFIXES):
-        return None  # RoPE periods are recomputed; k-bias mask, mask token, 7B-only norms unused
-    if key == "storage_tokens":
-        return "reg_token"
-    key = re.sub(r"\.ls1\.gamma$", ".gamma_1", key)
-    key = re.sub(r"\.ls2\.gamma$", ".gamma_2", key)
-    return key
-
-
-def remap_dinov3_backbone(
-    sd: Mapping[str, torch.Tensor], qkv_bias: bool, prefix: str = ""
-) -> Tuple[Dict[str, torch.Tensor], List[str]]:
-    """DINOv3 backbone keys -> timm Eva keys under `prefix`. Returns (mapped, dropped keys).
-
-    DINOv3 fuses q/k/v biases into one vector with the k part masked to zero; timm keeps q and v
-    biases (k fixed at zero) only in its `*_qkvb` variants, so with `qkv_bias=False` the (zero)
-    biases are dropped.
-    """
-    out: Dict[str, torch.Tensor] = {}
-    dropped: List[str] = []
-    for key, value in sd.items():
-        new = dinov3_key_to_timm(key)
-        if new is None:
-            dropped.append(key)
-            continue
-        if new.endswith("attn.qkv.bias"):
-            if not qkv_bias:
-                dropped.append(key)
-                continue
-            q, _k, v = value.chunk(3, dim=-1)
-            out[prefix + new.replace("qkv.bias", "q_bias")] = q
-            out[prefix + new.replace("qkv.bias", "v_bias")] = v
-            continue
-        out[prefix + new] = value
-    return out, dropped
-
-
-def has_nonzero_qkv_bias(sd: Mapping[str, torch.Tensor]) -> bool:
-    """True when a DINOv3 `qkv.bias` has non-zero q or v parts (then timm's *_qkvb variant is needed)."""
-    for key, value in sd.items():
-        if key.endswith("attn.qkv.bias"):
-            q, _k, v = value.float().chunk(3, dim=-1)
-            if q.abs().max() > 0 or v.abs().max() > 0:
-                return True
-    return False
-
-
-def remap_anydepth_official(
-    sd: Mapping[str, torch.Tensor], qkv_bias: bool
-) -> Tuple[Dict[str, torch.Tensor], List[str]]:
-    """Official AnyDepth keys -> this package's `AnyDepth` keys. Returns (mapped, dropped keys)."""
-    backbone: Dict[str, torch.Tensor] = {}
-    out: Dict[str, torch.Tensor] = {}
-    dropped: List[str] = []
-    for key, value in sd.items():
-        if key.startswith("0.encoder.backbone."):
-            backbone[key[len("0.encoder.backbone."):]] = value
-        elif key.startswith("0.decoder."):
-            out["decoder." + key[len("0.decoder."):]] = value
-        else:
-            dropped.append(key)  # FeaturesToDepth has no weights; anything else is foreign
-    mapped, dropped_bb = remap_dinov3_backbone(backbone, qkv_bias, prefix="encoder.backbone.")
-    out.update(mapped)
-    dropped.extend("0.encoder.backbone." + k for k in dropped_bb)
-    return out, dropped
-
-
-def backbone_view(sd: Mapping[str, torch.Tensor], fmt: str) -> Dict[str, torch.Tensor]:
-    """The DINOv3-named backbone tensors of a checkpoint in either Meta layout."""
-    if fmt == FORMAT_ANYDEPTH:
-        p = "0.encoder.backbone."
-        return {k[len(p):]: v for k, v in sd.items() if k.startswith(p)}
-    return dict(sd)
-
-
-def infer_architecture(sd: Mapping[str, torch.Tensor], fmt: str) -> Dict[str, Any]:
-    """Encoder size, depth, decoder type and qkv-bias need, read from tensor shapes and key names."""
-    if fmt == FORMAT_TOOLKIT:
-        raise ValueError("toolkit checkpoints carry their config in the JSON beside them")
-    bb = backbone_view(sd, fmt)
-    if "cls_token" not in bb:
-        raise ValueError("no DINOv3 backbone in the checkpoint (no cls_token)")
-    dim = int(bb["cls_token"].shape[-1])
-    spec = ENCODER_BY_DIM.get(dim)
-    if spec is None:
-        raise ValueError(f"encoder width {dim} is not ViT-S/B/L (384/768/1024)")
-    depth = 1 + max(int(m.group(1)) for m in (re.match(r"blocks\.(\d+)\.", k) for k in bb) if m)
-    arch: Dict[str, Any] = {"encoder": spec.name, "depth": depth, "qkv_bias": has_nonzero_qkv_bias(bb)}
-    if fmt == FORMAT_ANYDEPTH:
-        sdt_width = sd.get("0.decoder.weighted_fusion.projections.0.0.weight")
-        dpt_width = sd.get("0.decoder.convs.0.conv.weight")
-        if sdt_width is not None:
-            arch["decoder"] = "sdt"
-            arch["fusion_channels"] = int(sdt_width.shape[0])
-        elif dpt_width is not None:
-            arch["decoder"] = "dpt"
-            arch["dpt_channels"] = int(dpt_width.shape[0])
-        else:
-            raise ValueError("the checkpoint's decoder is neither SDT nor DPT")
-    return arch
 
 
 # --------------------------------------------------------------------------- file I/O
@@ -192,11 +45,11 @@ class LoadReport:
     notes: List[str] = field(default_factory=list)
 
     @property
-    def random_decoder(self) -> bool:
-        return self.format in ("random", FORMAT_DINOV3)
+    def ref(self):
+        """The checkpoint as recorded in artifacts (path, format, sha256)."""
+        from anydepth_edge.records import CheckpointRef
 
-    def describe(self) -> Dict[str, Any]:
-        return {"path": self.path, "format": self.format, "sha256": self.sha256 or "random"}
+        return CheckpointRef(self.path, self.format, self.sha256 or "random")
 
 
 def _read_tensors(path: Path) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
@@ -242,7 +95,7 @@ def _first_line(e: BaseException) -> str:
 
 
 def _toolkit_config(path: Path, meta: Dict[str, str]) -> Dict[str, Any]:
-    sidecar = path.with_suffix(".json")
+    sidecar = sidecar_path(path)
     if sidecar.exists():
         try:
             data = json.loads(sidecar.read_text())
@@ -320,12 +173,10 @@ def load_checkpoint(
             cfg_args["encoder_depth"] = arch["depth"]
         cfg_args.update(overrides)
         cfg = AnyDepthConfig(**cfg_args)
-        if fmt == FORMAT_ANYDEPTH:
-            mapped, report.dropped = remap_anydepth_official(tensors, cfg.qkv_bias)
-        else:
-            mapped, report.dropped = remap_dinov3_backbone(tensors, cfg.qkv_bias, prefix="encoder.backbone.")
-
     model = AnyDepth(cfg).eval()
+    if fmt != FORMAT_TOOLKIT:
+        backbone, mapped, report.dropped = split_official(tensors) if fmt == FORMAT_ANYDEPTH else (tensors, {}, [])
+        mapped.update(timm_backbone_keys(backbone, model.encoder.backbone))
     _check_shapes(model, mapped, path)
     result = model.load_state_dict(mapped, strict=False)
     report.unexpected = list(result.unexpected_keys)
@@ -357,30 +208,15 @@ def save_checkpoint(model, path) -> Path:
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {"format": TOOLKIT_FORMAT_TAG, "anydepth_edge_config": json.dumps(config), "version": __version__}
     write_bytes_atomic(path, st_save(tensors, metadata=meta))
-    write_json_atomic(path.with_suffix(".json"), {"format": TOOLKIT_FORMAT_TAG, "version": __version__, "config": config})
+    write_json_atomic(sidecar_path(path), {"format": TOOLKIT_FORMAT_TAG, "version": __version__, "config": config})
     return path
 
 
-def resolve_model(checkpoint=None, encoder: str = "vits", decoder: str = "sdt", warn=None, **overrides: Any):
-    """The model for a CLI job: loaded from `checkpoint`, or random weights with one loud warning.
+def timm_backbone_keys(backbone: Mapping[str, torch.Tensor], eva) -> Dict[str, torch.Tensor]:
+    """Meta DINOv3 keys -> `encoder.backbone.*` keys of timm's Eva, by timm's own filter (it splits
+    the fused q/k/v bias for *_qkvb models and drops RoPE periods, k-bias masks and the mask token)."""
+    from timm.models.eva import checkpoint_filter_fn
 
-    `warn` is called with each note for the user (the CLI passes its warning printer).
-    """
-    from anydepth_edge.models.anydepth import build_model
-
-    if checkpoint is None:
-        from anydepth_edge.models.anydepth import spread_random_init
-
-        torch.manual_seed(0)  # the same random weights every run: exports are reproducible and cacheable
-        model = spread_random_init(build_model(encoder, decoder, **overrides))
-        if warn:
-            warn(RANDOM_WEIGHTS_WARNING)
-        return model, LoadReport(path=None, format="random")
-    model, report = load_checkpoint(checkpoint, encoder=encoder, decoder=decoder, **overrides)
-    if warn:
-        for note in report.notes:
-            warn(note)
-        if report.unexpected:
-            shown = ", ".join(report.unexpected[:6]) + (" ..." if len(report.unexpected) > 6 else "")
-            warn(f"checkpoint has {len(report.unexpected)} keys the model does not use: {shown}")
-    return model, report
+    with contextlib.redirect_stdout(io.StringIO()):  # timm prints each absent q_bias of a no-bias model
+        mapped = checkpoint_filter_fn(dict(backbone), eva)
+    return {"encoder.backbone." + k: v for k, v in mapped.items()}

@@ -1,11 +1,13 @@
 """Frozen DINOv3 ViT encoder (timm `Eva`) returning the layers the depth decoders read.
 
-For each taken block: the patch tokens as a (B, C, h, w) map and the class token (B, C). As in
-the official wrapper, the backbone's final norm is not applied unless asked.
+For each taken block: the patch tokens as a (B, C, h, w) map and the class token (B, C), from
+timm's public `forward_intermediates`. As in the official wrapper, the backbone's final norm is
+not applied unless asked.
 
-RoPE: the sin/cos table depends only on the patch grid. `bake_rope(h, w)` stores it as a buffer so
-an exported graph holds constants instead of the coordinate maths (whose `tile` exports as an
-`If` node that TensorRT 10.3 rejects).
+RoPE: the sin/cos table depends only on the patch grid. `bake_rope(h, w)` puts a `FixedRope` in
+place of timm's RoPE module, so an exported graph holds constants instead of the coordinate maths
+(whose `tile` exports as an `If` node that TensorRT 10.3 rejects), and a CUDA graph replays no
+host work.
 """
 
 from typing import List, Optional, Sequence, Tuple
@@ -26,6 +28,23 @@ def create_backbone(spec: EncoderSpec, qkv_bias: bool = False, depth: Optional[i
     return timm.create_model(name, **kwargs)
 
 
+class FixedRope(nn.Module):
+    """timm's RoPE module with its table frozen for one patch grid; other grids are delegated."""
+
+    def __init__(self, rope: nn.Module, grid: Tuple[int, int]):
+        super().__init__()
+        self.inner = rope
+        self.grid = tuple(grid)
+        with torch.no_grad():
+            table = rope.get_embed(shape=list(grid))
+        self.register_buffer("table", table.detach().clone(), persistent=False)
+
+    def get_embed(self, shape=None, dtype=None) -> torch.Tensor:
+        if shape is not None and tuple(shape) == self.grid:
+            return self.table if dtype is None else self.table.to(dtype)
+        return self.inner.get_embed(shape=shape, dtype=dtype) if dtype is not None else self.inner.get_embed(shape=shape)
+
+
 class DinoV3Encoder(nn.Module):
     def __init__(
         self,
@@ -44,9 +63,6 @@ class DinoV3Encoder(nn.Module):
             raise ValueError(f"taken layers {self.taken_layers} invalid for a {n_blocks}-block encoder")
         self.use_backbone_norm = use_backbone_norm
         self.embed_dim = self.backbone.embed_dim
-        self.num_prefix_tokens = self.backbone.num_prefix_tokens  # class + 4 register tokens
-        self.baked_grid: Optional[Tuple[int, int]] = None
-        self.register_buffer("baked_rope", None, persistent=False)
         # Frozen, as in AnyDepth: only the decoder is trained.
         self.backbone.requires_grad_(False)
 
@@ -54,37 +70,21 @@ class DinoV3Encoder(nn.Module):
     def embed_dims(self) -> List[int]:
         return [self.embed_dim] * 4
 
-    def rope_table(self, grid_h: int, grid_w: int) -> Optional[torch.Tensor]:
-        if self.baked_rope is not None and self.baked_grid == (grid_h, grid_w):
-            return self.baked_rope
+    @property
+    def baked_grid(self) -> Optional[Tuple[int, int]]:
         rope = self.backbone.rope
-        return rope.get_embed(shape=(grid_h, grid_w)) if rope is not None else None
+        return rope.grid if isinstance(rope, FixedRope) else None
 
     def bake_rope(self, height: int, width: int) -> None:
         """Freeze the RoPE table for one input size (export form); other sizes still work."""
-        grid = (height // PATCH_SIZE, width // PATCH_SIZE)
-        with torch.no_grad():
-            table = self.backbone.rope.get_embed(shape=grid)
-        self.baked_rope = table.detach().clone()
-        self.baked_grid = grid
+        rope = self.backbone.rope
+        if isinstance(rope, FixedRope):
+            rope = rope.inner
+        self.backbone.rope = FixedRope(rope, (height // PATCH_SIZE, width // PATCH_SIZE)).to(
+            next(self.backbone.parameters()).device)
 
     def forward(self, image: torch.Tensor) -> List[Tuple[torch.Tensor, torch.Tensor]]:
-        bb = self.backbone
-        b = image.shape[0]
-        tokens = bb.patch_embed(image)  # (B, h, w, C): timm's dynamic-size patch embed is NHWC
-        _, gh, gw, c = tokens.shape
-        prefix = [bb.cls_token.expand(b, -1, -1)]
-        if bb.reg_token is not None:
-            prefix.append(bb.reg_token.expand(b, -1, -1))
-        x = torch.cat(prefix + [tokens.reshape(b, gh * gw, c)], dim=1)
-        x = bb.norm_pre(x)
-        rope = self.rope_table(gh, gw)
-        last = max(self.taken_layers)
-        outputs = []
-        for i, block in enumerate(bb.blocks[: last + 1]):
-            x = block(x, rope=rope)
-            if i in self.taken_layers:
-                y = bb.norm(x) if self.use_backbone_norm else x
-                patch_map = y[:, self.num_prefix_tokens:].reshape(b, gh, gw, c).permute(0, 3, 1, 2)
-                outputs.append((patch_map, y[:, 0]))
-        return outputs
+        layers = self.backbone.forward_intermediates(
+            image, indices=list(self.taken_layers), return_prefix_tokens=True, norm=self.use_backbone_norm,
+            stop_early=True, intermediates_only=True)
+        return [(patch_map, prefix[:, 0]) for patch_map, prefix in layers]

@@ -2,8 +2,8 @@
 
 This is the training form: it builds the sampling grid from `arange` at run time, so it works for
 any input size. The export forms (constant base grid for a fixed size, or a gather-based bilinear
-sampler for runtimes without GridSample) live in `anydepth_edge.export.dysample_export` and are
-tested equal to this module.
+sampler for runtimes without GridSample) live in `anydepth_edge.export.forms` and are tested equal
+to this module.
 
 Parameter names (`offset`, `scope`, `init_pos`) follow the public DySample definition so that
 checkpoints load without remapping.

@@ -4,19 +4,8 @@ Torch-free unless the PyTorch backend is asked for."""
 from pathlib import Path
 from typing import Callable, Optional
 
-from anydepth_edge.engines import choose_backend, open_backend
+from anydepth_edge.engines import BackendSpec, choose_backend, open_backend
 from anydepth_edge.errors import UserError
-
-
-def _engine_for_onnx(onnx: Path, engines_dir: Path, notify: Callable[[str], None]) -> Path:
-    """The engine for exactly this ONNX on this TensorRT and GPU: `build` reuses an up-to-date one
-    (from `anydepth-edge build`, `bench` or an earlier run) and builds it otherwise (once)."""
-    from anydepth_edge.engines.trt_build import EngineJob, build
-    from anydepth_edge.engines.trt_common import device_profile
-
-    notify(f"engine for {onnx.name}: reused when up to date, else built once (minutes on an Orin Nano)")
-    path, _, _ = build(EngineJob(onnx, Path(engines_dir), device_profile("auto")), notify=notify)
-    return path
 
 
 def open_run_backend(model: Optional[str], res: str, backend: str, engines_dir: str, export_dir: str,
@@ -27,31 +16,82 @@ def open_run_backend(model: Optional[str], res: str, backend: str, engines_dir: 
 
     choice = choose_backend(backend)
     if model is None:
-        gpu = None
+        host = None
         if choice.kind == "tensorrt":
+            from anydepth_edge.engines.compat import TrtHost
             from anydepth_edge.engines.cuda_api import load_cuda_api
+            from anydepth_edge.engines.trt_common import import_tensorrt
 
-            gpu = load_cuda_api().device_name()
-        from anydepth_edge.export.targets import installed_tensorrt_version
-
-        trt = installed_tensorrt_version() if choice.kind == "tensorrt" else None
-        path = find_model(parse_res(res), Path(engines_dir), Path(export_dir), trt, gpu)
+            cuda = load_cuda_api()
+            host = TrtHost.current(import_tensorrt(), cuda)
+            cuda.close()
+        path = find_model(parse_res(res), Path(engines_dir), Path(export_dir), host)
     else:
         path = Path(model)
         if not path.is_file():
             raise UserError(f"--model {model}: file not found")
     if path.suffix == ".engine":
         if choice.kind != "tensorrt":
+            if (backend or "auto") != "auto":
+                raise UserError(f"--backend {backend} runs an .onnx export, not a TensorRT engine: pass --model "
+                                f"<export>.onnx, or --backend trt for {path.name}")
             choice = choose_backend("trt")  # an engine needs TensorRT; a clear error if absent
-        be = open_backend(choice, engine_path=path)
+        artifact = path
     elif path.suffix == ".onnx":
+        artifact = path
         if choice.kind == "tensorrt":
-            be = open_backend(choice, engine_path=_engine_for_onnx(path, Path(engines_dir), notify))
-        else:
-            be = open_backend(choice, onnx_path=path, warn=warn)
+            from anydepth_edge.engines.ensure import ensure_engine
+            from anydepth_edge.engines.trt_common import device_profile
+
+            notify(f"engine for {path.name}: reused when up to date, else built once (minutes on an Orin Nano)")
+            record, _ = ensure_engine(path, Path(engines_dir), device_profile("auto"), notify=notify)
+            artifact = record.path
     else:
         raise UserError(f"--model {path}: expected an .engine or .onnx file")
-    return be, f"{choice.label} on {path.name} ({choice.reason})"
+    be = open_backend(BackendSpec.for_choice(choice, artifact), warn=warn)
+    return be, f"{choice.label} on {Path(artifact).name} ({choice.reason})"
+
+
+def run_depth(source: str, model: Optional[str], res: str, backend: str, opts, engines_dir: str, export_dir: str,
+              console, warn: Callable[[str], None], notify: Callable[[str], None]):
+    """`anydepth-edge run`: validate, open the backend and the source, run the loop until the source
+    ends, a signal arrives or --max-frames; print the summary. Returns the RunSummary."""
+    import signal
+
+    from anydepth_edge.runtime.loop import DepthLoop
+    from anydepth_edge.runtime.processing import import_cv2
+    from anydepth_edge.runtime.sources import open_source, parse_source
+
+    spec = parse_source(source)
+    if opts.metric and spec.kind != "realsense":
+        raise UserError("--metric needs a RealSense source (its depth stream is the reference): --source realsense or a .bag")
+    if opts.metric:
+        spec.options["depth"] = True
+    if opts.serve:
+        from anydepth_edge.runtime.server import parse_serve
+
+        parse_serve(opts.serve)
+    cv2 = import_cv2()
+    be, choice_text = open_run_backend(model, res, backend, engines_dir, export_dir, warn=warn, notify=notify)
+    try:
+        src = open_source(spec, cv2=cv2)
+        loop = DepthLoop(be, src, spec, opts, notify=notify, cv2=cv2)
+    except BaseException:
+        be.close()
+        raise
+    notify(f"{spec.describe()} -> {choice_text}; resize policy: {opts.resize_policy}; Ctrl-C to stop")
+
+    def on_signal(signum, _frame):
+        loop.stop()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        summary = loop.run()
+    finally:
+        be.close()
+    print_summary(summary, console)
+    return summary
 
 
 def print_summary(summary, console) -> None:

@@ -4,16 +4,19 @@ Version differences it reproduces (from the TensorRT API docs): `builder_optimiz
 exists from 8.6 (setting it on 8.5 raises AttributeError), `IProgressMonitor` from 10.0,
 `device_memory_size_v2` from 10.0, EXPLICIT_BATCH matters on 8.x. The ONNX parser makes one layer
 per ONNX node (named after it) and one constant layer per initializer, with float / integer output
-types from ONNX shape inference, so precision pins are checked against the real exported graph.
-Every call that matters is appended to `trt.calls`.
+types from ONNX shape inference, so precision pins are checked against the real exported graph;
+the engine's inputs and outputs are the ONNX graph's. Engines run on a `fake_device.FakeDevice`.
+Every call that matters is appended to `trt.calls`. The config's defaults differ from what the
+toolkit sets (optimisation level 5, not TensorRT's 3), so a missing call shows.
 """
 
 import json
 from types import SimpleNamespace
 
-import numpy as np
+from fakes.fake_device import DEVICE, FakeCuda  # noqa: F401  (FakeCuda: re-exported for the tests)
 
 ENGINE_MAGIC = b"FAKE-TRT-ENGINE\n"
+FAKE_DEFAULT_OPT_LEVEL = 5  # not TensorRT's 3: a builder that forgets to set it shows
 
 
 class DType:
@@ -24,13 +27,13 @@ class DType:
         return f"DataType.{self.name.upper()}"
 
 
-def make_fake_tensorrt(version="10.3.0", io_shapes=None, fail_obey=False, oom=False, parse_error=None):
+def make_fake_tensorrt(version="10.3.0", fail_obey=False, oom=False, parse_error=None, device=None):
     major, minor = (int(p) for p in version.split(".")[:2])
     calls = []
-    io_shapes = io_shapes or {"image": (1, 3, 64, 64), "depth": (1, 1, 64, 64)}
-    trt = SimpleNamespace(__version__=version, calls=calls)
-    trt.float32, trt.float16, trt.int32, trt.int64, trt.bool = (DType(n) for n in ("float32", "float16", "int32", "int64", "bool"))
-    trt.nptype = lambda dt: {"float32": np.float32, "float16": np.float16, "int32": np.int32, "int64": np.int64}[dt.name]
+    device = device or DEVICE
+    trt = SimpleNamespace(__version__=version, calls=calls, device=device)
+    # TensorRT's DataType names (trt.float32 is DataType.FLOAT); no `nptype`: the toolkit maps them itself
+    trt.float32, trt.float16, trt.int32, trt.int64, trt.bool = (DType(n) for n in ("FLOAT", "HALF", "INT32", "INT64", "BOOL"))
 
     class Severity:
         def __init__(self, name):
@@ -88,6 +91,7 @@ def make_fake_tensorrt(version="10.3.0", io_shapes=None, fail_obey=False, oom=Fa
         def __init__(self, flags):
             self.flags = flags
             self.layers = []
+            self.io = []  # (name, shape, mode) of the graph's inputs and outputs
 
         num_layers = property(lambda self: len(self.layers))
 
@@ -118,6 +122,11 @@ def make_fake_tensorrt(version="10.3.0", io_shapes=None, fail_obey=False, oom=Fa
                     tensors[name] = Tensor(name, dtype)
                 return tensors[name]
 
+            def shape(vi):
+                return [d.dim_value for d in vi.type.tensor_type.shape.dim]
+
+            self.network.io = ([(i.name, shape(i), "INPUT") for i in model.graph.input]
+                               + [(o.name, shape(o), "OUTPUT") for o in model.graph.output])
             for init in model.graph.initializer:
                 self.network.layers.append(Layer(init.name, trt.LayerType.CONSTANT, [], [tensor(init.name, init.data_type)]))
             for node in model.graph.node:
@@ -153,7 +162,7 @@ def make_fake_tensorrt(version="10.3.0", io_shapes=None, fail_obey=False, oom=Fa
             self.cache = None
             self._progress = None
             if (major, minor) >= (8, 6):
-                self.builder_optimization_level = 3  # TensorRT's default
+                self.builder_optimization_level = FAKE_DEFAULT_OPT_LEVEL
 
         def set_memory_pool_limit(self, pool, size):
             calls.append(("set_memory_pool_limit", pool, size))
@@ -204,7 +213,7 @@ def make_fake_tensorrt(version="10.3.0", io_shapes=None, fail_obey=False, oom=Fa
                 "flags": sorted(config.flags), "pools": config.pools,
                 "opt_level": getattr(config, "builder_optimization_level", None),
                 "fp32_layers": sorted(layer.name for layer in network.layers if layer.precision is trt.float32),
-                "network_flags": network.flags,
+                "network_flags": network.flags, "io": network.io,
             }
             calls.append(("build", state))
             if config._progress is not None:
@@ -240,14 +249,18 @@ def make_fake_tensorrt(version="10.3.0", io_shapes=None, fail_obey=False, oom=Fa
 
         def execute_async_v3(self, stream_handle):
             calls.append(("execute_async_v3", stream_handle))
-            cuda = trt.cuda  # the fake CUDA this test wired in
-            cuda.enqueue(stream_handle, lambda: cuda.kernel(self.addresses["image"], self.addresses["depth"]))
+            (inp,), (out,) = self.engine.inputs, self.engine.outputs
+            dev = trt.device
+            dev.enqueue(stream_handle, lambda: dev.kernel(self.addresses[inp], self.addresses[out]))
             return True
 
     class Engine:
         def __init__(self, state):
             self.state = state
-            self.names = list(io_shapes)
+            self.io = {name: (tuple(shape), mode) for name, shape, mode in state["io"]}
+            self.names = list(self.io)
+            self.inputs = [n for n in self.names if self.io[n][1] == "INPUT"]
+            self.outputs = [n for n in self.names if self.io[n][1] == "OUTPUT"]
             if major >= 10:
                 self.device_memory_size_v2 = 123 << 20
             else:
@@ -259,10 +272,10 @@ def make_fake_tensorrt(version="10.3.0", io_shapes=None, fail_obey=False, oom=Fa
             return self.names[i]
 
         def get_tensor_mode(self, name):
-            return trt.TensorIOMode.INPUT if name == self.names[0] else trt.TensorIOMode.OUTPUT
+            return getattr(trt.TensorIOMode, self.io[name][1])
 
         def get_tensor_shape(self, name):
-            return io_shapes[name]
+            return self.io[name][0]
 
         def get_tensor_dtype(self, name):
             return trt.float32
@@ -286,81 +299,3 @@ def make_fake_tensorrt(version="10.3.0", io_shapes=None, fail_obey=False, oom=Fa
 
     trt.Runtime = Runtime
     return trt
-
-
-class FakeCuda:
-    """CudaApi stand-in: device memory is numpy arrays keyed by fake pointers; work queued on a
-    stream runs at synchronize, so a missing synchronize shows up as stale output."""
-
-    def __init__(self, name="cuda-python", supports_graphs=True, gpu="Orin", cc=(8, 7)):
-        self.name, self.supports_graphs = name, supports_graphs
-        self.gpu, self.cc = gpu, cc
-        self.mem = {}
-        self.next_ptr = 0x1000
-        self.queue = []
-        self.capturing = None
-        self.log = []
-        self.total = 4 << 30
-
-    def malloc(self, nbytes):
-        ptr = self.next_ptr
-        self.next_ptr += nbytes + 256
-        self.mem[ptr] = np.zeros(nbytes, dtype=np.uint8)
-        return ptr
-
-    def free(self, ptr):
-        self.mem.pop(ptr, None)
-
-    def host_empty(self, shape, dtype):
-        return np.zeros(shape, dtype=dtype)
-
-    def stream(self):
-        return "stream0"
-
-    def stream_handle(self, stream):
-        return 0xABC
-
-    def enqueue(self, stream, fn):
-        (self.capturing if self.capturing is not None else self.queue).append(fn)
-
-    def htod_async(self, dst, src, stream):
-        self.log.append("htod")
-        self.enqueue(stream, lambda: self.mem[dst].__setitem__(slice(None), np.frombuffer(src.tobytes(), np.uint8)))
-
-    def dtoh_async(self, dst, src, stream):
-        self.log.append("dtoh")
-        self.enqueue(stream, lambda: np.copyto(dst, np.frombuffer(self.mem[src].tobytes(), dst.dtype).reshape(dst.shape)))
-
-    def kernel(self, in_ptr, out_ptr):
-        """The fake network: depth = channel sum of the image (enough to prove the data path)."""
-        x = np.frombuffer(self.mem[in_ptr].tobytes(), np.float32).reshape(1, 3, -1)
-        self.mem[out_ptr][:] = np.frombuffer(x.sum(axis=1).astype(np.float32).tobytes(), np.uint8)
-
-    def synchronize(self, stream):
-        self.log.append("sync")
-        queue, self.queue = self.queue, []
-        for fn in queue:
-            fn()
-
-    def mem_get_info(self):
-        used = sum(a.nbytes for a in self.mem.values())
-        return self.total - used, self.total
-
-    def device_name(self):
-        return self.gpu
-
-    def compute_capability(self):
-        return self.cc
-
-    def begin_capture(self, stream):
-        self.log.append("begin_capture")
-        self.capturing = []
-
-    def end_capture(self, stream):
-        self.log.append("end_capture")
-        graph, self.capturing = self.capturing, None
-        return graph
-
-    def launch_graph(self, graph, stream):
-        self.log.append("launch_graph")
-        self.queue.extend(graph)

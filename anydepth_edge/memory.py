@@ -1,0 +1,30 @@
+"""Process memory without a GPU library: resident set size and its peak (Linux /proc).
+Torch-free, Python 3.8."""
+
+import os
+import re
+from typing import Dict
+
+
+def _status_kb(field: str, pid="self") -> int:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            m = re.search(rf"^{field}:\s*(\d+)\s*kB", fh.read(), re.M)
+    except OSError:
+        return 0
+    return int(m.group(1)) * 1024 if m else 0
+
+
+def process_memory(pid="self") -> Dict[str, int]:
+    """Current and peak resident set size of a process, in bytes."""
+    return {"rss_bytes": _status_kb("VmRSS", pid), "peak_rss_bytes": _status_kb("VmHWM", pid)}
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's peak RSS (VmHWM) to its current RSS (Linux >= 4.0: clear_refs 5)."""
+    try:
+        with open(f"/proc/{os.getpid()}/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False

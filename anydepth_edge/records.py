@@ -1,0 +1,302 @@
+"""Typed records of the artifacts one stage writes and the next reads: the ONNX export and the
+TensorRT engine, each with a JSON sidecar beside it. This module is the one place that names
+artifact files (ONNX stems, engine names, sidecars, inspector dumps, build logs).
+
+Every writer builds a record and calls `write_sidecar`; every reader calls `OnnxArtifact.load` /
+`EngineArtifact.load`, which refuse a missing, unreadable or foreign sidecar with the command that
+rebuilds it. Sidecars of the previous schema are read (their fields are a subset). Torch-free,
+Python 3.8.
+"""
+
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar, Dict, List, Optional, Tuple
+
+from anydepth_edge.artifacts import read_json, sha256_file, write_json_atomic
+from anydepth_edge.errors import UserError
+from anydepth_edge.targets import version_tuple
+
+SIDECAR_SUFFIX = ".json"
+
+
+# ----------------------------------------------------------------------------- file names
+
+def sidecar_path(artifact) -> Path:
+    """`model.onnx` -> `model.json`; `x.engine` -> `x.json`."""
+    return Path(artifact).with_suffix(SIDECAR_SUFFIX)
+
+
+def inspector_path(engine) -> Path:
+    return Path(engine).with_suffix(".inspector.json")
+
+
+def build_log_path(engine) -> Path:
+    return Path(engine).with_suffix(".build.log")
+
+
+def onnx_stem(decoder: str, encoder: str, res, target: str, dysample: str = "grid_sample") -> str:
+    """anydepth-<decoder>-<encoder>-<H>x<W>-<target>[-gather]: what the file contains."""
+    tag = "" if dysample == "grid_sample" else "-gather"
+    return f"anydepth-{decoder}-{encoder}-{res[0]}x{res[1]}-{target}{tag}"
+
+
+def gpu_tag(gpu_name: str) -> str:
+    """'Orin (nvgpu)' -> 'orin'; 'NVIDIA H100 80GB HBM3' -> 'h100-80gb-hbm3'."""
+    slug = re.sub(r"\(.*?\)", "", gpu_name.lower())
+    slug = re.sub(r"\bnvidia\b|\bgeforce\b|\btesla\b", "", slug)
+    slug = re.sub(r"[^a-z0-9]+", "-", slug).strip("-")
+    return slug or "gpu"
+
+
+def engine_path(onnx_path, precision: str, trt_version: str, gpu_name: str, out_dir) -> Path:
+    """engines/<onnx stem>-<precision>-trt<version>-<gpu>.engine"""
+    v = ".".join(str(p) for p in version_tuple(trt_version))
+    return Path(out_dir) / f"{Path(onnx_path).stem}-{precision}-trt{v}-{gpu_tag(gpu_name)}.engine"
+
+
+# ----------------------------------------------------------------------------- record types
+
+@dataclass
+class TensorSpec:
+    name: str
+    shape: List[int]
+    dtype: str = "float32"
+    layout: str = ""
+    meaning: str = ""
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        d.update({k: v for k, v in (("layout", self.layout), ("meaning", self.meaning)) if v})
+        return d
+
+
+@dataclass
+class CheckpointRef:
+    path: Optional[str]
+    format: str  # random | anydepth-official | dinov3-backbone | anydepth-edge
+    sha256: str = "random"
+
+    @property
+    def random(self) -> bool:
+        return self.format == "random"
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"path": self.path, "format": self.format, "sha256": self.sha256}
+
+
+RANDOM_CHECKPOINT = CheckpointRef(None, "random", "random")
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+class _Record:
+    SCHEMA: ClassVar[str] = ""
+    READS: ClassVar[Tuple[str, ...]] = ()
+    KIND: ClassVar[str] = ""
+    path: Optional[Path]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "path"}
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any], path: Optional[Path] = None):
+        known = {f.name for f in fields(cls)} - {"path"}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        record = cls(**kwargs)
+        record.path = Path(path) if path is not None else None
+        record._convert()
+        return record
+
+    def _convert(self) -> None:
+        """Nested dicts -> their record types (after from_dict)."""
+
+    def rebuild_command(self) -> str:
+        raise NotImplementedError
+
+    @classmethod
+    def _generic_rebuild(cls, artifact: Path) -> str:
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, artifact) -> "_Record":
+        """The record beside `artifact`; one clear error (with the command that rebuilds it) when the
+        sidecar is missing, not JSON, or of a schema this version does not read."""
+        artifact = Path(artifact)
+        side = sidecar_path(artifact)
+        if not side.is_file():
+            raise UserError(f"{side.name} is missing beside {artifact.name} (it describes the {cls.KIND}): "
+                            f"{cls._generic_rebuild(artifact)}")
+        data = read_json(side)
+        if data is None:
+            raise UserError(f"{side} is not a readable JSON sidecar: {cls._generic_rebuild(artifact)}")
+        schema = data.get("schema")
+        if schema not in cls.READS:
+            raise UserError(f"{side.name} has schema {schema!r}, which this anydepth-edge does not read "
+                            f"(it reads {', '.join(cls.READS)}): {cls._generic_rebuild(artifact)}")
+        try:
+            return cls.from_dict(data, artifact)
+        except (TypeError, ValueError, KeyError) as e:
+            raise UserError(f"{side.name} is incomplete ({e}): {cls._generic_rebuild(artifact)}") from None
+
+    @classmethod
+    def find(cls, artifact) -> Optional["_Record"]:
+        """Like `load`, but None instead of an error (for listings that skip what they cannot use)."""
+        try:
+            return cls.load(artifact)
+        except UserError:
+            return None
+
+    def write_sidecar(self) -> Path:
+        if self.path is None:
+            raise ValueError("record has no artifact path")
+        self.schema = self.SCHEMA
+        return write_json_atomic(sidecar_path(self.path), self.to_dict())
+
+
+@dataclass
+class OnnxArtifact(_Record):
+    """An exported ONNX file and what it contains (`export/<stem>.onnx` + `<stem>.json`)."""
+
+    SCHEMA: ClassVar[str] = "anydepth-edge/onnx/2"
+    READS: ClassVar[Tuple[str, ...]] = ("anydepth-edge/onnx/1", "anydepth-edge/onnx/2")
+    KIND: ClassVar[str] = "ONNX export"
+
+    model: str
+    encoder: str
+    decoder: str
+    config: Dict[str, Any]
+    resolution: List[int]
+    opset: int
+    target: str
+    inputs: List[TensorSpec]
+    outputs: List[TensorSpec]
+    checkpoint: CheckpointRef
+    schema: str = "anydepth-edge/onnx/2"
+    exporter: str = ""
+    dysample: str = "grid_sample"
+    layernorm: str = ""
+    mean: List[float] = field(default_factory=list)
+    std: List[float] = field(default_factory=list)
+    toolkit_version: str = ""
+    params: Dict[str, int] = field(default_factory=dict)
+    gflops: Dict[str, float] = field(default_factory=dict)
+    nodes: Dict[str, int] = field(default_factory=dict)
+    op_counts: Dict[str, int] = field(default_factory=dict)
+    fp32_nodes: List[str] = field(default_factory=list)  # the default FP16 pins (pins.PIN_SETS)
+    pin_nodes: Dict[str, List[str]] = field(default_factory=dict)  # every pin region's node names
+    parity: Dict[str, Any] = field(default_factory=dict)
+    fp16: Optional[Dict[str, Any]] = None
+    export_seconds: Optional[float] = None
+    host: str = ""
+    cache_key: str = ""
+    onnx_sha256: str = ""
+    path: Optional[Path] = None
+
+    def _convert(self) -> None:
+        self.inputs = [t if isinstance(t, TensorSpec) else TensorSpec(**t) for t in self.inputs]
+        self.outputs = [t if isinstance(t, TensorSpec) else TensorSpec(**t) for t in self.outputs]
+        if isinstance(self.checkpoint, dict):
+            self.checkpoint = CheckpointRef(**self.checkpoint)
+        self.resolution = [int(v) for v in self.resolution]
+
+    @property
+    def res(self) -> Tuple[int, int]:
+        return int(self.resolution[0]), int(self.resolution[1])
+
+    @property
+    def random_weights(self) -> bool:
+        return self.checkpoint.random
+
+    def rebuild_command(self) -> str:
+        h, w = self.res
+        cmd = (f"anydepth-edge export --decoder {self.decoder} --encoder {self.encoder} --res {h}x{w} "
+               f"--target {self.target}")
+        if self.dysample != "grid_sample":
+            cmd += f" --dysample {self.dysample}"
+        if self.checkpoint.path:
+            cmd += f" --checkpoint {self.checkpoint.path}"
+        if self.path is not None:
+            cmd += f" --out-dir {self.path.parent} --force"
+        return cmd
+
+    @classmethod
+    def _generic_rebuild(cls, artifact: Path) -> str:
+        m = re.match(r"anydepth-(sdt|dpt)-(vit[slb])-(\d+x\d+)-([a-z0-9.]+?)(-gather)?$", artifact.stem)
+        if not m:
+            return "re-export it with anydepth-edge export"
+        cmd = f"anydepth-edge export --decoder {m.group(1)} --encoder {m.group(2)} --res {m.group(3)} --target {m.group(4)}"
+        return "re-export it: " + cmd + (" --dysample gather" if m.group(5) else "") + f" --out-dir {artifact.parent} --force"
+
+    def content_matches(self) -> bool:
+        """The ONNX file is the one this sidecar describes (same sha256)."""
+        return bool(self.path and self.path.is_file() and self.onnx_sha256 == sha256_file(self.path))
+
+
+@dataclass
+class EngineArtifact(_Record):
+    """A TensorRT engine and how it was built (`engines/<name>.engine` + `<name>.json`)."""
+
+    SCHEMA: ClassVar[str] = "anydepth-edge/engine/1"
+    READS: ClassVar[Tuple[str, ...]] = ("anydepth-edge/engine/1",)
+    KIND: ClassVar[str] = "TensorRT engine"
+
+    tensorrt_version: str
+    gpu_name: str
+    onnx_path: str
+    onnx_sha256: str
+    settings: Dict[str, Any]
+    schema: str = "anydepth-edge/engine/1"
+    compute_capability: Optional[List[int]] = None
+    jetson: Optional[Dict[str, str]] = None  # model, l4t, jetpack of the board that built it
+    device_profile: str = ""
+    model: Optional[str] = None
+    resolution: Optional[List[int]] = None
+    target: Optional[str] = None
+    inputs: List[TensorSpec] = field(default_factory=list)
+    outputs: List[TensorSpec] = field(default_factory=list)
+    mean: Optional[List[float]] = None
+    std: Optional[List[float]] = None
+    builder: str = "python"
+    trtexec_command: Optional[str] = None
+    precision_constraints: str = ""
+    pinned_layers: int = 0
+    build_seconds: Optional[float] = None
+    device_memory_bytes: Optional[int] = None
+    memory_log: List[str] = field(default_factory=list)
+    warnings: List[str] = field(default_factory=list)
+    toolkit_version: str = ""
+    engine_sha256: str = ""
+    path: Optional[Path] = None
+
+    def _convert(self) -> None:
+        self.inputs = [t if isinstance(t, TensorSpec) else TensorSpec(**t) for t in self.inputs or []]
+        self.outputs = [t if isinstance(t, TensorSpec) else TensorSpec(**t) for t in self.outputs or []]
+
+    @property
+    def precision(self) -> str:
+        return str(self.settings.get("precision", "?"))
+
+    @property
+    def l4t(self) -> str:
+        return (self.jetson or {}).get("l4t") or ""
+
+    def rebuild_command(self) -> str:
+        return f"anydepth-edge build {self.onnx_path or '<the .onnx>'} --force"
+
+    @classmethod
+    def _generic_rebuild(cls, artifact: Path) -> str:
+        return "rebuild it with anydepth-edge build <the .onnx> --force"
+
+    def content_matches(self) -> bool:
+        return bool(self.path and self.path.is_file() and self.engine_sha256 == sha256_file(self.path))

@@ -1,0 +1,1 @@
+"""pycuda.autoinit creates the context; the fake device needs none."""

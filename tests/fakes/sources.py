@@ -1,0 +1,167 @@
+"""Camera stand-ins for the runtime tests: a recording fake of pyrealsense2's surface, and live
+sources that unplug, never deliver, flood frames or carry a depth stream."""
+
+import time
+
+import numpy as np
+
+from anydepth_edge.runtime.sources import FrameSource, SourceLost, SourceSpec
+
+
+class FakeRealSense:
+    """Recording fake of the pyrealsense2 surface the source uses."""
+
+    def __init__(self, frames=3, fail_live=False):
+        self.calls = []
+        self.left = frames
+        self.fail_live = fail_live
+        fake = self
+        self.stream = type("S", (), {"color": "color", "depth": "depth"})
+        self.format = type("F", (), {"bgr8": "bgr8", "z16": "z16"})
+
+        class Config:
+            def enable_stream(self, *a):
+                fake.calls.append(("enable_stream",) + a)
+
+            def enable_device(self, serial):
+                fake.calls.append(("enable_device", serial))
+
+            def enable_device_from_file(self, path, repeat_playback=True):
+                fake.calls.append(("from_file", path, repeat_playback))
+
+        class Frame:
+            def __init__(self, data):
+                self.data = data
+
+            def get_data(self):
+                return self.data
+
+            def __bool__(self):
+                return True
+
+        class Frames:
+            def get_color_frame(self):
+                return Frame(np.full((48, 64, 3), 100, np.uint8))
+
+            def get_depth_frame(self):
+                return Frame(np.full((48, 64), 1500, np.uint16))
+
+        class Pipeline:
+            def start(self, config):
+                fake.calls.append(("start",))
+                return Profile()
+
+            def wait_for_frames(self, timeout):
+                if fake.left <= 0:
+                    raise RuntimeError("Frame didn't arrive within 5000")
+                fake.left -= 1
+                return Frames()
+
+            def stop(self):
+                fake.calls.append(("stop",))
+
+        class Device:
+            def first_depth_sensor(self):
+                return type("D", (), {"get_depth_scale": lambda s: 0.001})()
+
+            def as_playback(self):
+                return type("P", (), {"set_real_time": lambda s, v: fake.calls.append(("real_time", v))})()
+
+        class Profile:
+            def get_device(self):
+                return Device()
+
+        class Align:
+            def __init__(self, to):
+                fake.calls.append(("align", to))
+
+            def process(self, frames):
+                return frames
+
+        self.config, self.pipeline, self.align = Config, Pipeline, Align
+
+
+class FlakyCamera(FrameSource):
+    """A live camera that delivers `first` frames, is unplugged for `outage` open attempts, then
+    (if `recover`) comes back and delivers `second` frames, then stops for good."""
+
+    def __init__(self, first=5, outage=3, recover=True, second=5):
+        self.spec = SourceSpec("v4l2", "/dev/video-fake", {})
+        self.first, self.outage, self.recover, self.second = first, outage, recover, second
+        self.phase, self.sent, self.opens, self.released = 0, 0, 0, 0
+
+    def open(self):
+        self.opens += 1
+        if self.phase == 3:
+            raise SourceLost("no such device")
+        if self.phase == 1:
+            if self.outage > 0 or not self.recover:
+                self.outage -= 1
+                raise SourceLost("no such device")
+            self.phase, self.sent = 2, 0
+
+    def read(self):
+        time.sleep(0.005)
+        limit = self.first if self.phase == 0 else self.second
+        if self.phase in (0, 2) and self.sent < limit:
+            self.sent += 1
+            return np.full((30, 40, 3), 50, np.uint8), None
+        if self.phase == 0:
+            self.phase = 1
+            raise SourceLost("VIDIOC_DQBUF: No such device")
+        self.phase = 3
+        raise SourceLost("gone for good")
+
+    def release(self):
+        self.released += 1
+
+
+class SilentCamera(FrameSource):
+    """Opens fine, never delivers a frame (a device node without a working sensor)."""
+
+    def __init__(self):
+        self.spec = SourceSpec("v4l2", "/dev/video-silent", {})
+        self.opens = 0
+
+    def open(self):
+        self.opens += 1
+
+    def read(self):
+        time.sleep(0.01)
+        raise SourceLost("select() timeout")
+
+    def release(self):
+        pass
+
+
+class FastCamera(FrameSource):
+    def __init__(self, n=200):
+        self.spec = SourceSpec("v4l2", "/dev/video-fast", {})
+        self.n, self.i = n, 0
+
+    def open(self):
+        pass
+
+    def read(self):
+        if self.i >= self.n:
+            raise SourceLost("done")
+        self.i += 1
+        time.sleep(0.002)
+        return np.full((30, 40, 3), self.i % 255, np.uint8), None
+
+    def release(self):
+        pass
+
+
+class DepthCamera(FastCamera):
+    """A RealSense-like live source whose depth is an affine function of the image brightness."""
+
+    def __init__(self):
+        super().__init__(n=20)
+        self.spec = SourceSpec("realsense", "", {"depth": True})
+
+    def read(self):
+        frame, _ = super().read()
+        frame = np.tile(np.linspace(20, 230, 40, dtype=np.uint8)[None, :, None], (30, 1, 3))
+        return frame, np.tile(np.linspace(0.5, 4.0, 40, dtype=np.float32)[None, :], (30, 1))
+

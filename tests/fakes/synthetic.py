@@ -1,0 +1,29 @@
+"""A backend of known cost, for testing the benchmark's probes: holds `alloc_mb` of touched memory
+and sleeps `sleep_ms` per inference. Opened in bench's child process through a `custom`
+BackendSpec (`factory="fakes.synthetic:SyntheticBackend"`, tests/ on PYTHONPATH)."""
+
+import time
+
+import numpy as np
+
+from anydepth_edge.engines.base import Backend
+from anydepth_edge.memory import process_memory
+
+
+class SyntheticBackend(Backend):
+    name = "synthetic"
+
+    def __init__(self, res, alloc_mb: float = 0.0, sleep_ms: float = 0.0):
+        self.input_shape = (1, 3, res[0], res[1])
+        self.output_shape = (1, 1, res[0], res[1])
+        self.block = np.ones(int(alloc_mb * (1 << 20)), dtype=np.uint8)  # ones: pages really touched
+        self.sleep_s = sleep_ms / 1000.0
+        self.out = np.ones(self.output_shape, np.float32)
+
+    def infer(self, batch):
+        self.check_input(batch)
+        time.sleep(self.sleep_s)
+        return self.out
+
+    def memory(self):
+        return {"method": "process RSS (synthetic)", **process_memory()}

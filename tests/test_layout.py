@@ -1,0 +1,56 @@
+"""The package's layering: stages import the base modules and themselves, never upwards, and
+each concept has one home (module-level imports; a stage may import another lazily for a feature,
+e.g. the PyTorch backend imports the models)."""
+
+import ast
+
+import pytest
+from conftest import REPO
+
+PKG = REPO / "anydepth_edge"
+BASE = {"errors", "console", "specs", "resolution", "preprocess", "artifacts", "targets", "records", "pins", "memory",
+        "platform_info", "__init__", "__version__"}
+ALLOWED = {  # layer -> what its modules may import at module level (besides themselves)
+    "base": BASE,
+    "models": BASE,
+    "export": BASE | {"models"},
+    "engines": BASE,
+    "bench": BASE | {"engines"},
+    "runtime": BASE | {"engines"},
+}
+
+
+def _layer(path):
+    rel = path.relative_to(PKG)
+    return rel.parts[0] if len(rel.parts) > 1 else ("base" if rel.stem in BASE else rel.stem)
+
+
+def _imports(path):
+    """anydepth_edge.<first part> of every module-level import (not those inside functions)."""
+    tree = ast.parse(path.read_text())
+    for node in tree.body:
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module] + ([f"{node.module}.{a.name}" for a in node.names] if node.module == "anydepth_edge" else [])
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "anydepth_edge" and len(parts) > 1:
+                yield parts[1]
+
+
+@pytest.mark.parametrize("path", sorted(PKG.rglob("*.py")), ids=lambda p: str(p.relative_to(PKG)))
+def test_no_upward_imports(path):
+    layer = _layer(path)
+    if layer not in ALLOWED:
+        return  # cli, doctor, __main__: the top
+    bad = {m for m in _imports(path) if m not in ALLOWED[layer] and m != layer}
+    assert not bad, f"{path.relative_to(REPO)} ({layer}) imports {sorted(bad)} at module level"
+
+
+def test_one_home_for_sidecar_names():
+    """Only records.py names sidecar files (no `.with_suffix(".json")` anywhere else)."""
+    offenders = [str(p.relative_to(REPO)) for p in PKG.rglob("*.py")
+                 if p.name != "records.py" and 'with_suffix(".json")' in p.read_text()]
+    assert offenders == []
