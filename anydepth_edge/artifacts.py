@@ -1,17 +1,22 @@
-"""Artifact files: atomic writes, content hashes, JSON sidecars.
+"""Artifact files: atomic writes, content hashes, strict JSON.
 
 Every artifact (ONNX, engine, sidecar, benchmark record) is written to a temporary file in the
 same folder and renamed into place, so an interrupted job never leaves a half file under the
-final name.
+final name. Temporary names carry the writer's pid (`.<name>.<pid>.<random>.partial`): two
+processes never share one, and the next write of the same artifact removes those whose process
+is gone (a killed export or bench leaves no debris for long). JSON is strict: NaN and Infinity
+are refused, not written.
 """
 
 import contextlib
 import hashlib
 import json
+import math
 import os
+import re
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Union
+from typing import Any, Dict, Iterator, List, Optional, Union
 
 from anydepth_edge.errors import UserError
 
@@ -32,12 +37,48 @@ def ensure_writable_dir(path: PathLike) -> Path:
     return p
 
 
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, another user's
+    return True
+
+
+def remove_stale_partials(final: PathLike) -> List[Path]:
+    """Delete `.<name>.<pid>.*.partial` files beside `final` whose writer process is gone."""
+    final = Path(final)
+    removed = []
+    for p in final.parent.glob(f".{glob_escape(final.name)}.*.partial"):
+        m = re.match(re.escape(f".{final.name}.") + r"(\d+)\.", p.name)
+        if m and not pid_alive(int(m.group(1))):
+            with contextlib.suppress(OSError):
+                p.unlink()
+                removed.append(p)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+def check_not_a_folder(final: PathLike) -> Path:
+    """An artifact path taken by a folder is one clear error before any work is done."""
+    final = Path(final)
+    if final.is_dir():
+        raise UserError(f"{final} is a folder: cannot write the artifact there (move it away or choose another --out-dir)")
+    return final
+
+
 @contextlib.contextmanager
 def atomic_path(final: PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path next to `final`; on success rename it to `final`, else delete it."""
-    final = Path(final)
+    final = check_not_a_folder(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix + ".partial", dir=str(final.parent))
+    remove_stale_partials(final)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.{os.getpid()}.", suffix=suffix + ".partial", dir=str(final.parent))
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -70,7 +111,23 @@ def write_text_atomic(final: PathLike, text: str) -> Path:
 
 
 def write_json_atomic(final: PathLike, obj: Any) -> Path:
-    return write_text_atomic(final, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    """Strict JSON: a NaN or Infinity anywhere is a ValueError naming where, never written."""
+    bad = non_finite_paths(obj)
+    if bad:
+        raise ValueError(f"{Path(final).name}: not finite at {', '.join(bad[:5])}")
+    return write_text_atomic(final, json.dumps(obj, indent=2, sort_keys=False, default=_json_default, allow_nan=False) + "\n")
+
+
+def non_finite_paths(obj: Any, where: str = "") -> List[str]:
+    """JSON paths ('parity.image.rel') of the NaN / Infinity floats in `obj`."""
+    if isinstance(obj, float) or (hasattr(obj, "item") and hasattr(obj, "dtype") and getattr(obj, "ndim", 1) == 0):
+        value = float(obj.item() if hasattr(obj, "item") else obj)
+        return [] if math.isfinite(value) else [where or "value"]
+    if isinstance(obj, dict):
+        return [p for k, v in obj.items() for p in non_finite_paths(v, f"{where}.{k}" if where else str(k))]
+    if isinstance(obj, (list, tuple)):
+        return [p for i, v in enumerate(obj) for p in non_finite_paths(v, f"{where}[{i}]")]
+    return []
 
 
 def _json_default(o: Any) -> Any:
@@ -90,12 +147,19 @@ def sha256_file(path: PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def read_json(path: PathLike) -> Optional[Dict[str, Any]]:
-    """The JSON object in `path`, or None when the file is missing or unreadable."""
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def read_json(path: PathLike, max_bytes: int = 64 << 20) -> Optional[Dict[str, Any]]:
+    """The JSON object in `path`, or None when the file is missing, unreadable, too large or not
+    strict JSON (NaN / Infinity)."""
     try:
+        if os.path.getsize(path) > max_bytes:
+            return None
         with open(path, "r", encoding="utf-8") as fh:
-            obj = json.load(fh)
-    except (OSError, ValueError):
+            obj = json.load(fh, parse_constant=_refuse_constant)
+    except (OSError, ValueError, RecursionError):
         return None
     return obj if isinstance(obj, dict) else None
 

@@ -15,7 +15,7 @@ from typing import List, Optional
 import typer
 
 from anydepth_edge import __version__
-from anydepth_edge.console import error_line, info, out, warn
+from anydepth_edge.console import error_line, info, interrupt_on_sigterm, out, warn
 from anydepth_edge.errors import HardwareMissing, UserError
 from anydepth_edge.targets import TARGET_CHOICES
 
@@ -330,6 +330,7 @@ def _click_exceptions():
 def main(argv: Optional[List[str]] = None) -> None:
     """Console entry point: user errors and bad options become one line on stderr and a non-zero exit."""
     usage_error, click_exception, abort = _click_exceptions()
+    interrupt_on_sigterm()
     try:
         code = app(args=argv, prog_name="anydepth-edge", standalone_mode=False)
     except UserError as e:
@@ -347,6 +348,13 @@ def main(argv: Optional[List[str]] = None) -> None:
     except (KeyboardInterrupt, abort):
         error_line("interrupted")
         sys.exit(130)
+    except MemoryError:
+        error_line("out of memory: use a smaller --res, or close other programs")
+        sys.exit(1)
+    except OSError as e:  # a full disk, a permission, a vanished file: say which, no traceback
+        where = f": {e.filename}" if getattr(e, "filename", None) else ""
+        error_line(f"{e.strerror or e}{where}")
+        sys.exit(1)
     if isinstance(code, int) and code:
         sys.exit(code)
 

@@ -1,5 +1,6 @@
 """One place for user-facing output: rich on stderr for messages, stdout for results."""
 
+import signal
 import sys
 
 from rich.console import Console
@@ -42,3 +43,13 @@ def progress(transient: bool = True):
         console=err,
         transient=transient,
     )
+
+
+def _interrupt(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def interrupt_on_sigterm() -> None:
+    """SIGTERM (docker stop, systemd) unwinds like Ctrl-C: temporary files are removed, child
+    processes stopped, the exit is one line. `run` installs its own handler (a clean stop)."""
+    signal.signal(signal.SIGTERM, _interrupt)

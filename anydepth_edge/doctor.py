@@ -198,8 +198,12 @@ def _artifact_checks(exports: Path, engines: Path, info: PlatformInfo, found: Di
     checks = []
     onnx = found["exports"] = []
     for p in sorted(exports.glob("*.onnx")) if exports.is_dir() else []:
-        if OnnxArtifact.find(p) is None:
+        record = OnnxArtifact.find(p)
+        if record is None:
             checks.append(Check(f"export {p.name}", "wrong", "no readable sidecar beside it", OnnxArtifact._generic_rebuild(p)))
+        elif record.onnx_sha256 and not record.content_matches():  # what `run` would refuse
+            checks.append(Check(f"export {p.name}", "wrong", "not the file its sidecar describes (sha256 differs)",
+                                record.rebuild_command()))
         else:
             onnx.append(p)
     checks.append(Check("exports", "ok" if onnx else "missing", f"{len(onnx)} usable ONNX in {exports}",
@@ -216,6 +220,8 @@ def _artifact_checks(exports: Path, engines: Path, info: PlatformInfo, found: Di
                                 "install TensorRT (JetPack's python3-libnvinfer)"))
             continue
         problem = engine_problem(record, TrtHost(trt, gpu[0] if gpu else record.gpu_name, gpu[1] if gpu else None, info.l4t))
+        if not problem and record.engine_sha256 and not record.content_matches():
+            problem = "not the engine its sidecar describes (sha256 differs)"
         if problem:
             checks.append(Check(f"engine {e.name}", "wrong", problem, record.rebuild_command()))
         else:

@@ -28,3 +28,13 @@ def reset_peak_rss() -> bool:
         return True
     except OSError:
         return False
+
+
+def available_memory() -> int:
+    """MemAvailable from /proc/meminfo in bytes (0 when unknown)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            m = re.search(r"^MemAvailable:\s*(\d+)\s*kB", fh.read(), re.M)
+    except OSError:
+        return 0
+    return int(m.group(1)) * 1024 if m else 0

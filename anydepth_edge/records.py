@@ -35,10 +35,17 @@ def build_log_path(engine) -> Path:
     return Path(engine).with_suffix(".build.log")
 
 
-def onnx_stem(decoder: str, encoder: str, res, target: str, dysample: str = "grid_sample") -> str:
-    """anydepth-<decoder>-<encoder>-<H>x<W>-<target>[-gather]: what the file contains."""
-    tag = "" if dysample == "grid_sample" else "-gather"
-    return f"anydepth-{decoder}-{encoder}-{res[0]}x{res[1]}-{target}{tag}"
+def checkpoint_tag(sha256: Optional[str]) -> str:
+    """'' for random weights, else 'ckpt' + the first 8 hex digits of the checkpoint's sha256."""
+    return "" if not sha256 or sha256 == "random" else f"ckpt{sha256[:8]}"
+
+
+def onnx_stem(decoder: str, encoder: str, res, target: str, dysample: str = "grid_sample",
+              checkpoint_sha256: Optional[str] = None) -> str:
+    """anydepth-<decoder>-<encoder>-<H>x<W>-<target>[-gather][-ckpt<sha8>]: what the file contains,
+    so exports of two checkpoints never share a name."""
+    tags = ([] if dysample == "grid_sample" else ["gather"]) + [t for t in [checkpoint_tag(checkpoint_sha256)] if t]
+    return "-".join([f"anydepth-{decoder}-{encoder}-{res[0]}x{res[1]}-{target}"] + tags)
 
 
 def gpu_tag(gpu_name: str) -> str:
@@ -134,6 +141,8 @@ class _Record:
         sidecar is missing, not JSON, or of a schema this version does not read."""
         artifact = Path(artifact)
         side = sidecar_path(artifact)
+        if not artifact.is_file():
+            raise UserError(f"{cls.KIND} not found: {artifact}")
         if not side.is_file():
             raise UserError(f"{side.name} is missing beside {artifact.name} (it describes the {cls.KIND}): "
                             f"{cls._generic_rebuild(artifact)}")
@@ -232,15 +241,31 @@ class OnnxArtifact(_Record):
 
     @classmethod
     def _generic_rebuild(cls, artifact: Path) -> str:
-        m = re.match(r"anydepth-(sdt|dpt)-(vit[slb])-(\d+x\d+)-([a-z0-9.]+?)(-gather)?$", artifact.stem)
+        m = re.match(r"anydepth-(sdt|dpt)-(vit[slb])-(\d+x\d+)-([a-z0-9.]+?)(-gather)?(-ckpt[0-9a-f]{8})?$", artifact.stem)
         if not m:
             return "re-export it with anydepth-edge export"
         cmd = f"anydepth-edge export --decoder {m.group(1)} --encoder {m.group(2)} --res {m.group(3)} --target {m.group(4)}"
-        return "re-export it: " + cmd + (" --dysample gather" if m.group(5) else "") + f" --out-dir {artifact.parent} --force"
+        return ("re-export it: " + cmd + (" --dysample gather" if m.group(5) else "")
+                + (" --checkpoint <the checkpoint>" if m.group(6) else "") + f" --out-dir {artifact.parent} --force")
 
     def content_matches(self) -> bool:
         """The ONNX file is the one this sidecar describes (same sha256)."""
         return bool(self.path and self.path.is_file() and self.onnx_sha256 == sha256_file(self.path))
+
+    def require_content(self) -> "OnnxArtifact":
+        """Trusted by content, not name: a file that is not the one its sidecar describes (swapped,
+        edited, half-copied) is refused with the command that re-exports it."""
+        if not self.content_matches():
+            raise UserError(f"{self.path.name} is not the file its sidecar describes (sha256 differs: swapped, "
+                            f"edited or damaged): {self.rebuild_command()}")
+        return self
+
+    def check_shape(self, input_shape, where: str) -> None:
+        """The model `where` loaded takes the input this record says (an edited sidecar does not)."""
+        want = tuple(self.inputs[0].shape) if self.inputs else None
+        if want is not None and tuple(int(d) for d in input_shape) != want:
+            raise UserError(f"{where}: the model takes {tuple(input_shape)} but its sidecar says {want}: "
+                            f"{self.rebuild_command()}")
 
 
 @dataclass
@@ -300,3 +325,9 @@ class EngineArtifact(_Record):
 
     def content_matches(self) -> bool:
         return bool(self.path and self.path.is_file() and self.engine_sha256 == sha256_file(self.path))
+
+    def require_content(self) -> "EngineArtifact":
+        if not self.content_matches():
+            raise UserError(f"{self.path.name} is not the engine its sidecar describes (sha256 differs: swapped, "
+                            f"edited or damaged): rebuild with {self.rebuild_command()}")
+        return self

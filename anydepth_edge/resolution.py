@@ -7,6 +7,9 @@ from anydepth_edge.errors import UserError
 from anydepth_edge.specs import PATCH_SIZE
 
 Resolution = Tuple[int, int]  # (height, width)
+# The largest side any verb takes: a 4096 x 4096 SDT export already needs ~100 GB. Jobs that run
+# the model check the memory a size needs against this machine's (`check_fits_memory`).
+MAX_SIDE = 2048
 
 _RES_RE = re.compile(r"^\s*(\d+)\s*(?:[xX*,]\s*(\d+))?\s*$")
 
@@ -21,6 +24,9 @@ def nearest_valid(side: int, multiple: int = PATCH_SIZE) -> Tuple[int, int]:
 def _check_side(side: int, what: str) -> None:
     if side <= 0:
         raise UserError(f"{what} must be positive, got {side}")
+    if side > MAX_SIDE:
+        raise UserError(f"{what} {side} is larger than {MAX_SIDE}: AnyDepth's activations at that size do not fit "
+                        "in any robot's memory (the paper uses 256 and 512)")
     if side % PATCH_SIZE:
         lo, hi = nearest_valid(side)
         raise UserError(
@@ -38,6 +44,8 @@ def parse_res(text) -> Resolution:
         m = _RES_RE.match(str(text))
         if not m:
             raise UserError(f"cannot read resolution {text!r}: give one side (256) or HxW (256x320)")
+        if any(len(g or "") > 9 for g in m.groups()):
+            raise UserError(f"resolution {text!r} is larger than {MAX_SIDE}")
         h = int(m.group(1))
         w = int(m.group(2)) if m.group(2) else h
     if h == w:
@@ -59,3 +67,29 @@ def parse_res_list(values: Iterable) -> List[Resolution]:
 
 def res_tag(res: Resolution) -> str:
     return f"{res[0]}x{res[1]}"
+
+
+def activation_bytes(res: Resolution, decoder: str = "sdt", embed_dim: int = 384) -> int:
+    """A rough upper bound of the memory one FP32 inference of AnyDepth needs at `res`: the decoder's
+    full-resolution feature maps (SDT: 256 channels, a few alive at once; DPT: 512 channels at half
+    size) plus the encoder's attention matrices. Measured peaks on ONNX Runtime CPU stay below it
+    (SDT 512: 2.0 GB measured, 2.9 GB here)."""
+    h, w = res
+    tokens = (h // PATCH_SIZE) * (w // PATCH_SIZE) + 5
+    heads = max(1, embed_dim // 64)
+    attention = 2 * tokens * tokens * heads * 4
+    decoder_maps = h * w * 256 * 4 * 10 if decoder == "sdt" else (h // 2) * (w // 2) * 512 * 4 * 10
+    return int(attention + decoder_maps)
+
+
+def check_fits_memory(res: Resolution, what: str, factor: float = 1.0, decoder: str = "sdt",
+                      available_bytes: int = 0) -> None:
+    """One clear error when `what` at `res` needs more memory than this machine has available."""
+    if not available_bytes:
+        from anydepth_edge.memory import available_memory
+
+        available_bytes = available_memory()
+    need = activation_bytes(res, decoder) * factor
+    if available_bytes and need > available_bytes:
+        raise UserError(f"{what} at {res[0]}x{res[1]} needs about {need / 2**30:.1f} GB of memory; "
+                        f"{available_bytes / 2**30:.1f} GB is available here: use a smaller --res")

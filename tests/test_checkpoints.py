@@ -229,7 +229,7 @@ def test_pickled_code_is_refused_and_never_runs(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"w": torch.zeros(1), "x": payload}, path)
     assert not marker.exists()
-    with pytest.raises(UserError, match="pickled Python objects"):
+    with pytest.raises(UserError, match="pickled Python code or objects"):
         load_checkpoint(path)
     assert not marker.exists()
 

@@ -13,6 +13,7 @@ from conftest import FAKE_SITE, assert_one_line_error, have, run_cli
 from fakes.fake_device import FakeCuda
 from fakes.fake_tensorrt import FAKE_DEFAULT_OPT_LEVEL, make_fake_tensorrt
 
+from anydepth_edge.artifacts import sha256_file
 from anydepth_edge.engines import choose_backend
 from anydepth_edge.engines.ensure import default_timing_cache, ensure_engine
 from anydepth_edge.engines.trt_backend import TensorRTBackend
@@ -24,7 +25,7 @@ from anydepth_edge.engines.trt_build import (
 from anydepth_edge.engines.trt_common import DEVICE_PROFILES, numpy_dtype
 from anydepth_edge.errors import HardwareMissing, UserError
 from anydepth_edge.platform_info import PlatformInfo
-from anydepth_edge.records import engine_path, gpu_tag
+from anydepth_edge.records import EngineArtifact, engine_path, gpu_tag
 
 VERSIONS = ["8.5.2.2", "8.6.2", "10.3.0"]
 ORIN = DEVICE_PROFILES["orin-nano"]
@@ -361,6 +362,11 @@ def test_corrupt_engine_is_a_clear_error(onnx_copy, tmp_path):
     path = _engine(onnx_copy, tmp_path)
     path.write_bytes(b"\x00" * 100)
     trt, cuda = _fake("10.3.0")
+    with pytest.raises(UserError, match="not the engine its sidecar describes.*anydepth-edge build"):
+        TensorRTBackend(path, trt=trt, cuda=cuda, platform=X86)
+    record = EngineArtifact.load(path)  # recorded as built, yet TensorRT cannot read it
+    record.engine_sha256 = sha256_file(path)
+    record.write_sidecar()
     with pytest.raises(UserError, match="corrupt or was built by another TensorRT.*Magic tag"):
         TensorRTBackend(path, trt=trt, cuda=cuda, platform=X86)
     with pytest.raises(UserError, match="engine not found"):

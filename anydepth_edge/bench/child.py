@@ -10,6 +10,7 @@ is benchmarked.
 
 import functools
 import json
+import os
 import sys
 import time
 from typing import Any, Dict
@@ -23,7 +24,12 @@ from anydepth_edge.engines.base import Backend
 from anydepth_edge.memory import process_memory, reset_peak_rss
 
 
+_PARENT = os.getppid()
+
+
 def _progress(done: int, total: int) -> None:
+    if os.getppid() != _PARENT:  # the benchmark was killed (SIGKILL leaves no time to stop us): stop too
+        sys.exit(3)
     sys.stderr.write(f"ITER {done} {total}\n")
     sys.stderr.flush()
 

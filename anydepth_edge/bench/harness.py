@@ -29,7 +29,7 @@ from anydepth_edge.engines import (
 from anydepth_edge.errors import HardwareMissing, UserError
 from anydepth_edge.platform_info import PlatformInfo, detect
 from anydepth_edge.records import OnnxArtifact, onnx_stem
-from anydepth_edge.resolution import res_tag
+from anydepth_edge.resolution import check_fits_memory, res_tag
 from anydepth_edge.targets import TARGETS, resolve_target
 
 BENCH_SCHEMA = "anydepth-edge/bench/1"
@@ -114,10 +114,11 @@ def _checkpoint_sha(path: Optional[str]) -> str:
 
 def find_onnx(opts: BenchOptions, decoder: str, res, target: str) -> Optional[Path]:
     """An existing export for this configuration and checkpoint (no PyTorch needed to find it)."""
-    path = opts.export_dir / (onnx_stem(decoder, opts.encoder, res, target, opts.dysample) + ".onnx")
+    sha = _checkpoint_sha(opts.checkpoint)
+    path = opts.export_dir / (onnx_stem(decoder, opts.encoder, res, target, opts.dysample, sha) + ".onnx")
     record = OnnxArtifact.find(path)
-    if record is None or not path.is_file() or record.checkpoint.sha256 != _checkpoint_sha(opts.checkpoint):
-        return None
+    if record is None or record.checkpoint.sha256 != sha or not record.content_matches():
+        return None  # missing, another checkpoint's, or not the file its sidecar describes: export again
     return path
 
 
@@ -134,7 +135,7 @@ def ensure_onnx(opts: BenchOptions, decoder: str, res, target_name: str, warn) -
     from anydepth_edge.export.onnx_export import export_models
 
     (result,) = export_models(opts.encoder, [decoder], [res], TARGETS[target_name], opts.export_dir,
-                              checkpoint=opts.checkpoint, dysample=opts.dysample, warn=warn)
+                              checkpoint=opts.checkpoint, dysample=opts.dysample, warn=warn, force=True)
     return result.artifact
 
 
@@ -156,6 +157,8 @@ def prepare(opts: BenchOptions, choice: BackendChoice, precision: str, profile: 
                 "tegrastats": profile == "orin-nano", "measure_peak": True,
             }
             cell = Cell(decoder, res, spec)
+            if choice.device == "cpu":
+                check_fits_memory(res, f"benchmarking {decoder.upper()}", decoder=decoder)
             if choice.kind == "torch":
                 backend = BackendSpec.for_choice(choice, None, precision=precision, cuda_graph=opts.cuda_graph,
                                                  model={"encoder": opts.encoder, "decoder": decoder,
@@ -216,13 +219,24 @@ def run_child(spec: Dict[str, Any], on_iter: Callable[[int, int], None] = lambda
                 else:
                     tail = (tail + [line.rstrip()])[-5:]
             proc.wait(timeout=timeout_s)
-        except BaseException:
-            proc.kill()
+        except BaseException:  # Ctrl-C or SIGTERM (see console.interrupt_on_sigterm): the child goes too
+            stop_child(proc)
             raise
         result = read_json(result_path)
     if result is None:
         return {"error": f"child exited with {proc.returncode}: " + (" | ".join(t for t in tail if t) or "no output")}
     return result
+
+
+def stop_child(proc, grace_s: float = 5.0) -> None:
+    """SIGTERM the child (it finishes its record or not, but frees the device), then SIGKILL."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def peak_memory(result: Dict[str, Any], choice: BackendChoice) -> Dict[str, Any]:

@@ -148,8 +148,12 @@ def open_backend(spec: BackendSpec, warn: Optional[Callable[[str], None]] = None
             raise UserError(f"ONNX Runtime needs the .onnx export, not {spec.artifact or 'nothing'}: "
                             "anydepth-edge export --res <size>, or --backend trt for an engine")
         from anydepth_edge.engines.ort_backend import OrtBackend
+        from anydepth_edge.records import OnnxArtifact
 
-        return OrtBackend(spec.artifact, device=spec.device, threads=spec.threads)
+        record = OnnxArtifact.load(spec.artifact).require_content()  # trusted by content, not by name
+        backend = OrtBackend(spec.artifact, device=spec.device, threads=spec.threads)
+        record.check_shape(backend.input_shape, Path(spec.artifact).name)
+        return backend
     if spec.kind == "torch":
         from anydepth_edge.engines.torch_backend import torch_backend
 

@@ -89,7 +89,7 @@ def ensure_engine(onnx_path, engines_dir, profile: DeviceProfile, precision: str
     if not onnx_path.is_file():
         raise UserError(f"ONNX file not found: {onnx_path}")
     trt = trt or import_tensorrt()
-    onnx = OnnxArtifact.load(onnx_path)
+    onnx = OnnxArtifact.load(onnx_path).require_content()
     warning = check_target_for_tensorrt(onnx.target, trt.__version__)
     if cuda is None:
         from anydepth_edge.engines.cuda_api import load_cuda_api

@@ -43,6 +43,7 @@ def load_engine(path, trt, cuda, platform=None):
         raise UserError(f"engine not found: {path}")
     record = EngineArtifact.load(path)
     check_engine_usable(record, TrtHost.current(trt, cuda, platform))
+    record.require_content()  # trusted by content, not by name
     errors = []
     runtime = trt.Runtime(_error_logger(trt, errors))
     data = path.read_bytes()
@@ -106,6 +107,10 @@ class TensorRTBackend(Backend):
         if len(inputs) != 1 or len(outputs) != 1:
             raise UserError(f"engine {self.path.name} has {len(inputs)} inputs / {len(outputs)} outputs; expected 1 / 1")
         self.input_name, self.output_name = inputs[0], outputs[0]
+        want = tuple(self.record.inputs[0].shape) if self.record.inputs else None
+        if want is not None and tuple(self.host[self.input_name].shape) != want:
+            raise UserError(f"engine {self.path.name} takes {self.host[self.input_name].shape} but its sidecar says "
+                            f"{want}: rebuild with {self.record.rebuild_command()}")
         self.input_shape = self.host[self.input_name].shape
         self.input_dtype = self.host[self.input_name].dtype
         self.output_shape = self.host[self.output_name].shape

@@ -16,13 +16,13 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
 from anydepth_edge import __version__, pins
-from anydepth_edge.artifacts import atomic_path, sha256_file
+from anydepth_edge.artifacts import atomic_path, check_not_a_folder, non_finite_paths, sha256_file
 from anydepth_edge.errors import UserError
 from anydepth_edge.records import CheckpointRef, OnnxArtifact, TensorSpec, onnx_stem
 from anydepth_edge.specs import IMAGENET_MEAN, IMAGENET_STD
@@ -59,7 +59,7 @@ class ExportJob:
     @property
     def stem(self) -> str:
         cfg = self.model.config
-        return onnx_stem(cfg.decoder, cfg.encoder, self.res, self.target.name, self.dysample)
+        return onnx_stem(cfg.decoder, cfg.encoder, self.res, self.target.name, self.dysample, self.checkpoint.sha256)
 
     @property
     def onnx_path(self) -> Path:
@@ -161,10 +161,21 @@ def _reusable(job: ExportJob) -> Optional[OnnxArtifact]:
     return found
 
 
+def finite_or_none(figures: Dict[str, float]) -> Dict[str, Any]:
+    """Non-finite figures become null (strict JSON), with `finite: false` saying so."""
+    out: Dict[str, Any] = {k: (v if np.isfinite(v) else None) for k, v in figures.items()}
+    out["finite"] = all(v is not None for v in out.values())
+    return out
+
+
 def export_onnx(job: ExportJob, step: Callable[[str], None] = lambda s: None) -> ExportResult:
     """Export one model; reuse an up-to-date artifact unless `job.force`."""
     import onnx
 
+    from anydepth_edge.records import sidecar_path
+
+    for path in (job.onnx_path, sidecar_path(job.onnx_path)):
+        check_not_a_folder(path)  # before minutes of work, not at the final rename
     from anydepth_edge.export.forms import to_export_form
     from anydepth_edge.export.lint import lint_model
     from anydepth_edge.models.flops import count_gflops, count_params
@@ -198,6 +209,9 @@ def export_onnx(job: ExportJob, step: Callable[[str], None] = lambda s: None) ->
     step("parity (ONNX Runtime vs PyTorch)")
     inputs = parity_inputs(job.res)
     par, refs = parity(job.model, ort_session(model_bytes), inputs)
+    if not all(np.isfinite(r).all() for r in refs.values()) or non_finite_paths(par):
+        raise UserError(f"{job.stem}: the model's depth is NaN or Inf on the test inputs (non-finite weights or an "
+                        "overflow): not exported")
     worst = max(v["rel"] for v in par.values())
     if worst > PARITY_LIMIT:
         raise UserError(f"ONNX output differs from PyTorch by {worst:.2e} (relative, limit {PARITY_LIMIT:.0e}): not written")
@@ -212,6 +226,10 @@ def export_onnx(job: ExportJob, step: Callable[[str], None] = lambda s: None) ->
         from anydepth_edge.export.fp16 import fp16_readiness
 
         fp16 = fp16_readiness(export_model, torch.from_numpy(inputs["image"]), job.target.decompose_layernorm)
+        if non_finite_paths(fp16["with_pins"]):
+            raise UserError(f"{job.stem}: FP16 (emulated, with the FP32 pins) gives NaN or Inf depth, so an FP16 "
+                            "engine of this model would too; --no-fp16-check exports it anyway for FP32 / ONNX Runtime")
+        fp16["without_pins"] = finite_or_none(fp16["without_pins"])
         fp16["method"] = ("emulated on CPU: weights and every op output rounded to FP16, FP32 inside pins; "
                           "input: the bundled photo")
         if cfg.decoder == "sdt":
@@ -276,8 +294,12 @@ def export_models(
     """Export every (decoder, resolution); the model is loaded once per decoder."""
     from anydepth_edge.artifacts import ensure_writable_dir
     from anydepth_edge.models.factory import resolve_model
+    from anydepth_edge.resolution import check_fits_memory
 
     out_dir = ensure_writable_dir(out_dir)
+    for decoder in decoders:
+        for res in resolutions:  # traced model, ONNX Runtime session and FP16 emulation alive together
+            check_fits_memory(res, f"exporting {decoder.upper()}", factor=2.0, decoder=decoder)
     results = []
     total = len(decoders) * len(resolutions)
     task = progress.add_task("export", total=total) if progress is not None else None

@@ -25,6 +25,15 @@ from anydepth_edge.specs import (
 )
 
 
+# Sane ranges for config fields read from files: (min, max, multiple). The paper's models use
+# F = 256, DPT 512 channels and 12 / 24 blocks.
+CONFIG_RANGES = {
+    "fusion_channels": (8, 2048, 8),  # SDT width: DySample groups and the head's halving need multiples of 8
+    "dpt_channels": (8, 4096, 1),
+    "encoder_depth": (1, 48, 1),
+}
+
+
 @dataclass
 class AnyDepthConfig:
     encoder: str = "vits"
@@ -38,10 +47,29 @@ class AnyDepthConfig:
     taken_layers: Optional[Tuple[int, ...]] = field(default=None)
 
     def __post_init__(self):
+        # Configs come from files beside checkpoints and from sidecars: check every field before a
+        # single tensor is allocated (a width of 1e7 or 100000 blocks would take all memory).
+        if not isinstance(self.encoder, str) or not isinstance(self.decoder, str):
+            raise UserError(f"config: encoder and decoder must be names, got {self.encoder!r} / {self.decoder!r}")
         self.encoder = encoder_spec(self.encoder).name
         self.decoder = check_decoder(self.decoder)
+        for name in ("qkv_bias", "use_backbone_norm"):
+            if not isinstance(getattr(self, name), bool):
+                raise UserError(f"config: {name} must be true or false, got {getattr(self, name)!r}")
+        for name, (lo, hi, multiple) in CONFIG_RANGES.items():
+            value = getattr(self, name)
+            if name == "encoder_depth" and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi or value % multiple:
+                raise UserError(f"config: {name} = {value!r} is outside {lo}..{hi}"
+                                + (f" (a multiple of {multiple})" if multiple > 1 else ""))
         if self.taken_layers is not None:
-            self.taken_layers = tuple(int(i) for i in self.taken_layers)
+            depth = self.encoder_depth or self.spec.depth
+            layers = self.taken_layers
+            if (not isinstance(layers, (list, tuple)) or len(layers) != 4
+                    or any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < depth for i in layers)):
+                raise UserError(f"config: taken_layers = {layers!r} must be 4 block indices in 0..{depth - 1}")
+            self.taken_layers = tuple(layers)
 
     @property
     def spec(self):
@@ -58,9 +86,14 @@ class AnyDepthConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "AnyDepthConfig":
+    def from_dict(cls, d: Dict[str, Any], where: str = "config") -> "AnyDepthConfig":
+        if not isinstance(d, dict):
+            raise UserError(f"{where}: the config must be a JSON object, got {type(d).__name__}")
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        try:
+            return cls(**{k: v for k, v in d.items() if k in known})
+        except UserError as e:
+            raise UserError(f"{where}: {e}") from None
 
 
 class AnyDepth(nn.Module):

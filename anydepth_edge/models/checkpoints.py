@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
@@ -17,6 +18,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import torch
 
 from anydepth_edge import __version__
+from anydepth_edge.artifacts import read_json
 from anydepth_edge.errors import UserError
 from anydepth_edge.models.checkpoint_keys import (
     FORMAT_ANYDEPTH,
@@ -52,12 +54,45 @@ class LoadReport:
         return CheckpointRef(self.path, self.format, self.sha256 or "random")
 
 
+# The largest AnyDepth (ViT-L + DPT) is ~400 M parameters, 1.6 GB in FP32: anything that inflates
+# beyond this is not one of ours, and a small file that inflates a lot is a zip bomb.
+MAX_CHECKPOINT_BYTES = 4 << 30
+MAX_INFLATION = 20  # float tensors hardly compress; a ratio above this is not a checkpoint
+MAX_SAFETENSORS_HEADER = 100 << 20
+
+
+def check_checkpoint_size(path: Path) -> None:
+    """Refuse, before anything is inflated or allocated, a checkpoint whose contents would not fit
+    (a torch zip's member sizes, a safetensors header length, or the file itself)."""
+    size = path.stat().st_size
+    if size > MAX_CHECKPOINT_BYTES:
+        raise UserError(f"refusing checkpoint {path}: {size / 2**30:.1f} GB is more than any AnyDepth model "
+                        f"({MAX_CHECKPOINT_BYTES >> 30} GB at most)")
+    if path.suffix == ".safetensors":
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+        header = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if not 0 < header <= min(MAX_SAFETENSORS_HEADER, size - 8):
+            raise UserError(f"cannot read checkpoint {path}: not a valid safetensors file (header length {header})")
+        return
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as z:
+                inflated = sum(info.file_size for info in z.infolist())
+        except (zipfile.BadZipFile, OSError):
+            return  # torch.load says what is wrong with it
+        if inflated > MAX_CHECKPOINT_BYTES or (inflated > (64 << 20) and inflated > MAX_INFLATION * size):
+            raise UserError(f"refusing checkpoint {path}: it inflates from {size / 2**20:.1f} MB to "
+                            f"{inflated / 2**20:.0f} MB, which no AnyDepth checkpoint does (a zip bomb, or not a checkpoint)")
+
+
 def _read_tensors(path: Path) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
     """(tensors, safetensors metadata) from a .safetensors or a torch file (weights_only)."""
     if not path.exists():
         raise UserError(f"checkpoint not found: {path}")
     if not path.is_file():
         raise UserError(f"checkpoint {path} is not a file")
+    check_checkpoint_size(path)
     if path.suffix == ".safetensors":
         try:
             from safetensors import safe_open
@@ -75,10 +110,11 @@ def _read_tensors(path: Path) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
             warnings.simplefilter("ignore")  # torch warns about pickle protocols before failing anyway
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:
-        if "Unsupported global" in str(e):
+        # torch words the refusal "Unsupported global: GLOBAL x" or "unsupported GLOBAL x ... is blocked"
+        if "unsupported global" in str(e).lower():
             raise UserError(
-                f"refusing checkpoint {path}: it contains pickled Python objects, which are never loaded "
-                "here; save a plain state dict (tensors only)"
+                f"refusing checkpoint {path}: it contains pickled Python code or objects (not only tensors), "
+                "which are never run here; save a plain state dict (tensors only) or a .safetensors file"
             ) from None
         raise UserError(
             f"cannot read checkpoint {path}: not a PyTorch state dict or safetensors file (corrupt or truncated?)"
@@ -95,16 +131,27 @@ def _first_line(e: BaseException) -> str:
 
 
 def _toolkit_config(path: Path, meta: Dict[str, str]) -> Dict[str, Any]:
+    """The config of a toolkit checkpoint: the JSON beside it, else the safetensors metadata."""
     sidecar = sidecar_path(path)
     if sidecar.exists():
+        data = read_json(sidecar, max_bytes=1 << 20)
+        config = data.get("config") if data is not None else None
+        where = f"checkpoint config {sidecar}"
+    elif "anydepth_edge_config" in meta:
         try:
-            data = json.loads(sidecar.read_text())
-            return data["config"]
-        except (ValueError, KeyError, TypeError):
-            raise UserError(f"checkpoint config {sidecar} is unreadable or has no 'config'") from None
-    if "anydepth_edge_config" in meta:
-        return json.loads(meta["anydepth_edge_config"])
-    raise UserError(f"checkpoint {path} has no config: expected {sidecar.name} beside it")
+            config = json.loads(meta["anydepth_edge_config"], parse_constant=lambda c: None)
+        except ValueError:
+            config = None
+        where = f"the config in {path.name}'s metadata"
+    else:
+        raise UserError(f"checkpoint {path} has no config: expected {sidecar.name} beside it")
+    if not isinstance(config, dict):
+        raise UserError(f"{where} is unreadable or its 'config' is not an object")
+    return config
+
+
+def non_finite_tensors(tensors: Mapping[str, torch.Tensor]) -> List[str]:
+    return [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
 
 
 def _check_request(arch_encoder: str, arch_decoder: Optional[str], encoder: Optional[str], decoder: Optional[str], path) -> None:
@@ -148,6 +195,10 @@ def load_checkpoint(
 
     path = Path(path)
     tensors, meta = _read_tensors(path)
+    bad = non_finite_tensors(tensors)
+    if bad:
+        raise UserError(f"checkpoint {path} holds NaN or Inf in {len(bad)} tensors ({', '.join(bad[:3])}"
+                        f"{' ...' if len(bad) > 3 else ''}): its depth would be NaN; use an intact checkpoint")
     try:
         fmt = detect_format(tensors.keys())
     except ValueError as e:
@@ -155,7 +206,7 @@ def load_checkpoint(
     report = LoadReport(path=str(path), format=fmt, sha256=sha256_file(path))
 
     if fmt == FORMAT_TOOLKIT:
-        cfg = AnyDepthConfig.from_dict({**_toolkit_config(path, meta), **overrides})
+        cfg = AnyDepthConfig.from_dict({**_toolkit_config(path, meta), **overrides}, where=f"checkpoint {path}")
         _check_request(cfg.encoder, cfg.decoder, encoder, decoder, path)
         mapped = tensors
     else:

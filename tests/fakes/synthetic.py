@@ -2,6 +2,7 @@
 and sleeps `sleep_ms` per inference. Opened in bench's child process through a `custom`
 BackendSpec (`factory="fakes.synthetic:SyntheticBackend"`, tests/ on PYTHONPATH)."""
 
+import os
 import time
 
 import numpy as np
@@ -13,7 +14,10 @@ from anydepth_edge.memory import process_memory
 class SyntheticBackend(Backend):
     name = "synthetic"
 
-    def __init__(self, res, alloc_mb: float = 0.0, sleep_ms: float = 0.0):
+    def __init__(self, res, alloc_mb: float = 0.0, sleep_ms: float = 0.0, pid_file: str = ""):
+        if pid_file:  # tests that signal the benchmark find its child by this
+            with open(pid_file, "w") as fh:
+                fh.write(str(os.getpid()))
         self.input_shape = (1, 3, res[0], res[1])
         self.output_shape = (1, 1, res[0], res[1])
         self.block = np.ones(int(alloc_mb * (1 << 20)), dtype=np.uint8)  # ones: pages really touched

@@ -1,0 +1,288 @@
+"""Regression tests from the adversarial trial (artifacts, checkpoints, exports, bench): hostile or
+damaged inputs are one clear line, nothing untrusted is used under another artifact's label, and
+crashes leave no debris that looks valid. The runtime's cases (recordings, the viewer, depth
+files) are in test_runtime.py."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from conftest import REPO, TINY, assert_one_line_error, run_cli
+
+from anydepth_edge.artifacts import atomic_path, read_json, write_json_atomic
+from anydepth_edge.errors import UserError
+from anydepth_edge.records import OnnxArtifact, onnx_stem
+from anydepth_edge.resolution import check_fits_memory, parse_res
+
+torch = pytest.importorskip("torch")
+
+
+# ----------------------------------------------------------------------------- strict JSON, debris
+
+def test_sidecars_are_strict_json(tmp_path):
+    with pytest.raises(ValueError, match="not finite at parity.image.rel"):
+        write_json_atomic(tmp_path / "a.json", {"parity": {"image": {"rel": float("nan")}}})
+    assert not list(tmp_path.iterdir())  # nothing written, not even a temp file
+    (tmp_path / "b.json").write_text('{"rel": NaN}')
+    assert read_json(tmp_path / "b.json") is None
+
+
+def test_stale_partials_of_dead_writers_are_removed(tmp_path):
+    final = tmp_path / "m.onnx"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".m.onnx.{int(dead.stdout)}.abc.partial"
+    live = tmp_path / f".m.onnx.{os.getpid()}.xyz.partial"  # a concurrent writer: left alone
+    other = tmp_path / f".n.onnx.{int(dead.stdout)}.abc.partial"  # another artifact's: not this job's
+    for p in (stale, live, other):
+        p.write_bytes(b"half")
+    with atomic_path(final) as tmp:
+        assert f".m.onnx.{os.getpid()}." in tmp.name  # per-process temp names
+        tmp.write_bytes(b"whole")
+    assert final.read_bytes() == b"whole" and not stale.exists() and live.exists() and other.exists()
+
+
+def test_a_folder_with_the_artifacts_name_is_one_line_before_any_work(exported, tmp_path):
+    from anydepth_edge.export.onnx_export import ExportJob, export_onnx
+    from anydepth_edge.records import RANDOM_CHECKPOINT
+    from anydepth_edge.targets import TARGETS
+
+    model, _ = exported
+    (tmp_path / "anydepth-sdt-vits-32x32-trt10.onnx").mkdir()
+    t0 = time.perf_counter()
+    with pytest.raises(UserError, match="is a folder: cannot write the artifact there"):
+        export_onnx(ExportJob(model, (32, 32), TARGETS["trt10"], RANDOM_CHECKPOINT, tmp_path))
+    assert time.perf_counter() - t0 < 2  # refused before tracing
+
+
+# ----------------------------------------------------------------------------- sizes and configs
+
+@pytest.mark.parametrize("res,needle", [("1000000000000000", "larger than 2048"), ("4096", "larger than 2048"),
+                                        ("64x99999999999999999999", "larger than 2048")])
+def test_absurd_resolutions_are_refused(res, needle):
+    with pytest.raises(UserError, match=needle):
+        parse_res(res)
+
+
+def test_memory_estimate_refuses_what_does_not_fit():
+    with pytest.raises(UserError, match="needs about .* GB of memory; 1.0 GB is available here"):
+        check_fits_memory((1024, 1024), "exporting SDT", factor=2.0, available_bytes=1 << 30)
+    check_fits_memory((256, 256), "exporting SDT", available_bytes=8 << 30)  # fits: no error
+
+
+def test_info_with_absurd_resolution_is_one_line():
+    assert_one_line_error(run_cli("info", "--res", "1000000000000000"), "larger than 2048")
+
+
+def _toolkit_checkpoint(tmp_path, tiny_model, config_edit):
+    from anydepth_edge.models.checkpoints import save_checkpoint
+
+    path = save_checkpoint(tiny_model(), tmp_path / "mine")
+    side = path.with_suffix(".json")
+    data = json.loads(side.read_text())
+    config_edit(data)
+    side.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (lambda d: d["config"].update(encoder_depth=100000), "encoder_depth = 100000 is outside 1..48"),
+    (lambda d: d["config"].update(fusion_channels=10_000_000), "fusion_channels = 10000000 is outside 8..2048"),
+    (lambda d: d["config"].update(fusion_channels=1e7), "fusion_channels = 10000000.0 is outside"),
+    (lambda d: d.update(config=[1, 2]), "is not an object"),
+    (lambda d: d.update(config="vits"), "is not an object"),
+    (lambda d: d["config"].update(encoder=None), "encoder and decoder must be names"),
+    (lambda d: d["config"].update(taken_layers=[0, 1, 2, 99]), "taken_layers"),
+])
+def test_hostile_checkpoint_configs_are_one_line_before_allocation(tmp_path, tiny_model, edit, needle):
+    from anydepth_edge.models.checkpoints import load_checkpoint
+
+    path = _toolkit_checkpoint(tmp_path, tiny_model, edit)
+    with pytest.raises(UserError, match=needle):
+        load_checkpoint(path)
+
+
+def test_hostile_config_through_the_cli_is_one_line(tmp_path, tiny_model):
+    path = _toolkit_checkpoint(tmp_path, tiny_model, lambda d: d["config"].update(encoder_depth=100000))
+    assert_one_line_error(run_cli("info", "-c", path), "encoder_depth = 100000")
+
+
+def test_zip_bomb_checkpoint_is_refused_before_inflating(tmp_path):
+    bomb = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        with z.open("archive/data/0", "w", force_zip64=True) as fh:
+            block = bytes(1 << 20)
+            for _ in range(300):  # 300 MB of zeros, ~300 KB on disk
+                fh.write(block)
+    assert bomb.stat().st_size < 2 << 20
+    from anydepth_edge.models.checkpoints import load_checkpoint
+
+    with pytest.raises(UserError, match="inflates from .* MB to 300 MB"):
+        load_checkpoint(bomb)
+
+
+def test_pickled_code_is_named_as_such(tmp_path):
+    """torch 2.14 words the refusal 'unsupported GLOBAL posix.system ... is blocked'."""
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"w": torch.zeros(1), "x": Payload()}, path)
+    from anydepth_edge.models.checkpoints import load_checkpoint
+
+    with pytest.raises(UserError, match="contains pickled Python code or objects"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_non_finite_checkpoint_is_refused(tmp_path, tiny_model):
+    from anydepth_edge.models.checkpoints import load_checkpoint, save_checkpoint
+
+    model = tiny_model()
+    with torch.no_grad():
+        model.encoder.backbone.patch_embed.proj.weight[0, 0, 0, 0] = float("inf")
+    path = save_checkpoint(model, tmp_path / "inf")
+    with pytest.raises(UserError, match="holds NaN or Inf in 1 tensors.*patch_embed"):
+        load_checkpoint(path)
+
+
+# ----------------------------------------------------------------------------- non-finite exports
+
+def test_nan_weights_fail_the_export_and_write_nothing(tiny_model, tmp_path):
+    from anydepth_edge.export.onnx_export import ExportJob, export_onnx
+    from anydepth_edge.records import RANDOM_CHECKPOINT
+    from anydepth_edge.targets import TARGETS
+
+    model = tiny_model()
+    with torch.no_grad():
+        model.decoder.output_conv[0].weight.fill_(float("nan"))
+    with pytest.raises(UserError, match="NaN or Inf on the test inputs.*not exported"):
+        export_onnx(ExportJob(model, (32, 32), TARGETS["trt10"], RANDOM_CHECKPOINT, tmp_path, fp16_check=False))
+    assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- trusted by content
+
+@pytest.fixture
+def two_exports(exported, tmp_path):
+    """Copies of two exports (64 and 32 px) with their sidecars."""
+    _, res = exported
+    paths = {}
+    for key in ("trt10", "trt10-32"):
+        for suffix in (".onnx", ".json"):
+            shutil.copy(res[key].onnx_path.with_suffix(suffix), tmp_path)
+        paths[key] = tmp_path / res[key].onnx_path.name
+    return paths
+
+
+def test_swapped_onnx_files_are_refused_by_run_and_build(two_exports, tmp_path):
+    from fakes.fake_device import FakeCuda
+    from fakes.fake_tensorrt import make_fake_tensorrt
+
+    from anydepth_edge.engines import BackendSpec, open_backend
+    from anydepth_edge.engines.ensure import ensure_engine
+    from anydepth_edge.engines.trt_common import DEVICE_PROFILES
+    from anydepth_edge.platform_info import PlatformInfo
+
+    a, b = two_exports["trt10"], two_exports["trt10-32"]
+    data_a, data_b = a.read_bytes(), b.read_bytes()
+    a.write_bytes(data_b)
+    b.write_bytes(data_a)
+    with pytest.raises(UserError, match="not the file its sidecar describes.*anydepth-edge export"):
+        open_backend(BackendSpec("onnxruntime", "cpu", str(a)))
+    cuda = FakeCuda()
+    with pytest.raises(UserError, match="not the file its sidecar describes"):
+        ensure_engine(a, tmp_path / "engines", DEVICE_PROFILES["generic"], trt=make_fake_tensorrt(device=cuda.device),
+                      cuda=cuda, platform=PlatformInfo())
+    proc = run_cli("run", "--source", REPO / "anydepth_edge" / "data", "--model", a, "--max-frames", "1")
+    assert_one_line_error(proc, "not the file its sidecar describes")
+
+
+def test_edited_sidecar_resolution_is_caught(two_exports):
+    """Hash unchanged (only the sidecar was edited): the loaded model's own input shape disagrees."""
+    from anydepth_edge.engines import BackendSpec, open_backend
+
+    side = two_exports["trt10"].with_suffix(".json")
+    data = json.loads(side.read_text())
+    data["resolution"] = [128, 128]
+    data["inputs"][0]["shape"] = [1, 3, 128, 128]
+    side.write_text(json.dumps(data))
+    with pytest.raises(UserError, match=r"takes \(1, 3, 64, 64\) but its sidecar says \(1, 3, 128, 128\)"):
+        open_backend(BackendSpec("onnxruntime", "cpu", str(two_exports["trt10"])))
+
+
+def test_bench_reexports_an_export_that_is_not_what_its_sidecar_says(two_exports, monkeypatch):
+    from anydepth_edge.bench.harness import BenchOptions, find_onnx
+
+    opts = BenchOptions(export_dir=two_exports["trt10"].parent)
+    assert find_onnx(opts, "sdt", (64, 64), "trt10") == two_exports["trt10"]
+    with open(two_exports["trt10"], "ab") as fh:
+        fh.write(b"\0")  # damaged (or swapped): not used under its label, exported again
+    assert find_onnx(opts, "sdt", (64, 64), "trt10") is None
+
+
+def test_exports_of_two_checkpoints_never_share_a_name():
+    assert onnx_stem("sdt", "vits", (256, 256), "trt10") == "anydepth-sdt-vits-256x256-trt10"
+    a = onnx_stem("sdt", "vits", (256, 256), "trt10", checkpoint_sha256="1a2b3c4d" + "0" * 56)
+    b = onnx_stem("sdt", "vits", (256, 256), "trt10", "gather", checkpoint_sha256="ffeeddcc" + "0" * 56)
+    assert a == "anydepth-sdt-vits-256x256-trt10-ckpt1a2b3c4d" and b.endswith("-gather-ckptffeeddcc")
+    assert "--checkpoint" in OnnxArtifact._generic_rebuild(Path(a + ".onnx"))
+
+
+def test_doctor_does_not_call_a_tampered_export_ok(two_exports, tmp_path):
+    from fakes.platforms import fixture
+
+    from anydepth_edge.doctor import diagnose
+
+    with open(two_exports["trt10"], "ab") as fh:
+        fh.write(b"\0")
+    root = REPO / "tests" / "fixtures" / "platforms" / "x86-host"
+    checks = {c.name: c for c in diagnose(root, str(two_exports["trt10"].parent), str(tmp_path / "e"),
+                                          **fixture(root))["checks"]}
+    bad = checks[f"export {two_exports['trt10'].name}"]
+    assert bad.status == "wrong" and "sha256 differs" in bad.detail and "--force" in bad.fix
+
+
+# ----------------------------------------------------------------------------- bench and signals
+
+def test_bench_forwards_sigterm_to_its_child_and_cleans_up(tmp_path):
+    """SIGTERM to the benchmark stops its child and removes the child's temporary folder."""
+    pid_file = tmp_path / "child.pid"
+    script = (
+        "import sys, json\n"
+        "from anydepth_edge.console import interrupt_on_sigterm\n"
+        "from anydepth_edge.bench.harness import run_child\n"
+        "interrupt_on_sigterm()\n"
+        f"spec = {{'res': [32, 32], 'warmup': 0, 'iters': 100000, 'e2e_iters': 0, 'measure_peak': False,\n"
+        f"        'backend': {{'kind': 'custom', 'factory': 'fakes.synthetic:SyntheticBackend',\n"
+        f"                    'options': {{'res': [32, 32], 'sleep_ms': 50, 'pid_file': {str(pid_file)!r}}}}}}}\n"
+        "try:\n    run_child(spec)\nexcept KeyboardInterrupt:\n    sys.exit(143)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=f"{REPO / 'tests'}{os.pathsep}{REPO}", TMPDIR=str(tmp_path))
+    parent = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=str(REPO))
+    deadline = time.time() + 60
+    while time.time() < deadline and not pid_file.exists():
+        time.sleep(0.1)
+    child = int(pid_file.read_text())
+    assert list(tmp_path.glob("anydepth-bench-*"))
+    parent.send_signal(signal.SIGTERM)
+    assert parent.wait(timeout=30) == 143
+    time.sleep(0.5)
+    assert not Path(f"/proc/{child}").exists() or "zombie" in Path(f"/proc/{child}/status").read_text().lower()
+    assert not list(tmp_path.glob("anydepth-bench-*"))
+
+
+def test_fixture_tiny_config_is_valid():
+    """The test suite's tiny config passes the same validation as a user's."""
+    from anydepth_edge.models.anydepth import AnyDepthConfig
+
+    assert AnyDepthConfig(**TINY).encoder_depth == 4
