@@ -47,17 +47,32 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+_CLEANED_DIRS = set()  # folders this process has already cleaned
+
+
 def remove_stale_partials(final: PathLike) -> List[Path]:
-    """Delete `.<name>.<pid>.*.partial` files beside `final` whose writer process is gone."""
-    final = Path(final)
+    """Delete the `.<name>.<pid>.<random>.partial` temp files in `final`'s folder whose writer process
+    is gone. Once per folder per process: a run writing thousands of depth files into one folder
+    must not rescan it for every file."""
+    folder = Path(final).parent.resolve()
+    if folder in _CLEANED_DIRS:
+        return []
+    _CLEANED_DIRS.add(folder)
     removed = []
-    for p in final.parent.glob(f".{glob_escape(final.name)}.*.partial"):
-        m = re.match(re.escape(f".{final.name}.") + r"(\d+)\.", p.name)
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    for entry in entries:
+        m = _PARTIAL.match(entry.name)
         if m and not pid_alive(int(m.group(1))):
             with contextlib.suppress(OSError):
-                p.unlink()
-                removed.append(p)
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
     return removed
+
+
+_PARTIAL = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]+(?:\.[A-Za-z0-9]+)?\.partial$")  # atomic_path's names
 
 
 def glob_escape(name: str) -> str:

@@ -273,6 +273,8 @@ def run(
     display: bool = typer.Option(False, "--display/--headless", help="Show a window (needs a screen), or run headless (default)."),
     record: Optional[str] = typer.Option(None, "--record", help="Record camera | depth with the timings overlay to this .mp4."),
     save_depth: Optional[str] = typer.Option(None, "--save-depth", help="Write each depth as 16-bit PNG (mm with --metric, else normalised) and float .npy to this folder."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --record file and write into a non-empty --save-depth folder (refused otherwise)."),
+    min_free_mb: float = typer.Option(200.0, "--min-free-mb", min=0, help="Refuse to start --record / --save-depth with less free space than this (MB)."),
     serve: Optional[str] = typer.Option(None, "--serve", help="[HOST:]PORT for the browser viewer (MJPEG + timings); binds 127.0.0.1 unless HOST is given."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Stop after this many frames."),
     metric: bool = typer.Option(False, "--metric", help="RealSense: fit scale and shift to the sensor's depth each frame and output metres."),
@@ -293,7 +295,7 @@ def run(
 
     opts = RunOptions(max_frames=max_frames, resize_policy=resize.value, pace=pace.value, display=display,
                       record=record, save_depth=save_depth, serve=serve, metric=metric,
-                      reconnect_timeout=reconnect_timeout)
+                      reconnect_timeout=reconnect_timeout, overwrite=overwrite, min_free_mb=min_free_mb)
     summary = run_depth(source, model, res, backend.value, opts, engines_dir, export_dir, console=out, warn=warn,
                         notify=info)
     if summary.error:

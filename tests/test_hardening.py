@@ -38,14 +38,20 @@ def test_stale_partials_of_dead_writers_are_removed(tmp_path):
     final = tmp_path / "m.onnx"
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     stale = tmp_path / f".m.onnx.{int(dead.stdout)}.abc.partial"
+    stale_png = tmp_path / f".c.png.{int(dead.stdout)}.k2_x.png.partial"
     live = tmp_path / f".m.onnx.{os.getpid()}.xyz.partial"  # a concurrent writer: left alone
-    other = tmp_path / f".n.onnx.{int(dead.stdout)}.abc.partial"  # another artifact's: not this job's
-    for p in (stale, live, other):
+    recording = tmp_path / f".rec.mp4.{int(dead.stdout)}.partial"  # the recorder's: it recovers those itself
+    for p in (stale, stale_png, live, recording):
         p.write_bytes(b"half")
     with atomic_path(final) as tmp:
         assert f".m.onnx.{os.getpid()}." in tmp.name  # per-process temp names
         tmp.write_bytes(b"whole")
-    assert final.read_bytes() == b"whole" and not stale.exists() and live.exists() and other.exists()
+    assert final.read_bytes() == b"whole" and not stale.exists() and not stale_png.exists()
+    assert live.exists() and recording.exists()
+    later = tmp_path / f".m.onnx.{int(dead.stdout)}.def.partial"
+    later.write_bytes(b"half")
+    write_json_atomic(tmp_path / "x.json", {})  # the folder is scanned once per process, not per write
+    assert later.exists()
 
 
 def test_a_folder_with_the_artifacts_name_is_one_line_before_any_work(exported, tmp_path):

@@ -1,18 +1,24 @@
 """On-robot runtime: sources, the capture/inference/output loop, reconnects, sinks, the viewer,
-metric depth, Ctrl-C. Real OpenCV files and an HTTP server on 127.0.0.1; cameras are fakes."""
+metric depth, Ctrl-C, and the adversarial cases (kill -9 and full disks while recording, outputs
+that must not be overwritten, NaN depth, hostile viewer clients, credentials in URLs, broken
+model links). Real OpenCV files, real sockets on 127.0.0.1; cameras are fakes."""
 
 import contextlib
 import json
+import logging
 import os
 import re
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +27,13 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 
 from conftest import REPO, assert_one_line_error, run_cli  # noqa: E402
-from fakes.backends import MeanBackend  # noqa: E402
+from fakes.backends import HookBackend, MeanBackend  # noqa: E402
 from fakes.sources import (  # noqa: E402
     DepthCamera,
     FakeRealSense,
     FastCamera,
     FlakyCamera,
+    RtspCamera,
     SilentCamera,
 )
 
@@ -38,7 +45,7 @@ from anydepth_edge.runtime.processing import (  # noqa: E402
     Preprocessor,
     letterbox_geometry,
 )
-from anydepth_edge.runtime.server import parse_serve  # noqa: E402
+from anydepth_edge.runtime.server import DepthServer, FrameHub, parse_serve  # noqa: E402
 from anydepth_edge.runtime.sources import (  # noqa: E402
     SourceLost,
     SourceSpec,
@@ -429,7 +436,7 @@ def test_sigint_finishes_a_playable_mp4(tiny_onnx, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "anydepth_edge", "run", "--source", str(clip), "--model",
                              str(tiny_onnx), "--record", str(rec)], cwd=str(REPO), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    partial = tmp_path / ".rec.partial.mp4"
+    partial = tmp_path / f".rec.mp4.{proc.pid}.partial"  # per-process temp name
     deadline = time.time() + 60
     while time.time() < deadline and not (partial.exists() and partial.stat().st_size > 10_000):
         time.sleep(0.2)
@@ -466,3 +473,368 @@ def test_run_cli_engine_with_the_ort_backend_is_one_line(tiny_onnx, tmp_path):
     clip = make_video(tmp_path / "c.mp4", frames=2)
     assert_one_line_error(run_cli("run", "--source", clip, "--model", engine, "--backend", "ort"),
                           "--backend ort runs an .onnx export, not a TensorRT engine")
+
+
+# ----------------------------------------------------------------------------- recordings: crash-safe, checked
+
+def _recorder(path, fps=30.0, **kw):
+    from anydepth_edge.runtime.recording import VideoRecorder
+
+    return VideoRecorder(path, cv2, fps=fps, **kw)
+
+
+def _views(n, h=61, w=81):
+    """Odd-sized, changing frames (H.264 needs even sides: the recorder pads)."""
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for _ in range(n)]
+
+
+def test_recording_is_fragmented_h264_that_browsers_play(tmp_path):
+    av = pytest.importorskip("av")
+    rec = _recorder(tmp_path / "r.mp4")
+    for v in _views(75):
+        rec.write(v)
+    assert rec.close() == tmp_path / "r.mp4" and rec.frames == 75
+    data = (tmp_path / "r.mp4").read_bytes()
+    assert data[4:8] == b"ftyp" and data.count(b"moof") == 2  # 75 frames at 30 FPS: a fragment (keyframe) per 2 s
+    with av.open(str(tmp_path / "r.mp4")) as c:
+        s = c.streams.video[0]
+        assert s.codec_context.name == "h264" and s.codec_context.pix_fmt == "yuv420p"
+        assert (s.width, s.height) == (82, 62)  # padded to even sides
+    assert count_frames(tmp_path / "r.mp4") == (75, 30.0)
+    assert [p.name for p in tmp_path.iterdir()] == ["r.mp4"]  # no temp file left
+
+
+def test_recording_without_pyav_warns_once_and_still_records(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "av", None)  # `import av` fails as if not installed
+    warned = []
+    rec = _recorder(tmp_path / "r.mp4", warn=warned.append)
+    for v in _views(20):
+        rec.write(v)
+    assert rec.close() == tmp_path / "r.mp4" and count_frames(tmp_path / "r.mp4")[0] == 20
+    assert len(warned) == 1 and "not crash-safe" in warned[0] and "pip install av" in warned[0]
+
+
+def test_recording_damaged_on_disk_fails_the_run_naming_it(tmp_path):
+    """Frames lost between writing and the read-back are never reported as saved."""
+    pytest.importorskip("av")
+    clip, rec = make_video(tmp_path / "c.mp4", frames=150), tmp_path / "rec.mp4"
+
+    def cut_the_file(n, _out):  # something else truncates the recording after its first fragment
+        if n == 100:
+            (partial,) = tmp_path.glob(".rec.mp4.*.partial")
+            os.truncate(str(partial), partial.stat().st_size // 2)
+
+    spec = parse_source(str(clip))
+    loop = DepthLoop(HookBackend(cut_the_file), open_source(spec), spec, RunOptions(pace="none", record=str(rec)))
+    s = loop.run()
+    assert s.error and f"--record {rec}" in s.error and "of 150 frames written decode" in s.error
+    assert not any("rec.mp4" in o for o in s.outputs)
+
+
+def _start_run(*args, **popen):
+    env = dict(os.environ, COLUMNS="200")
+    return subprocess.Popen([sys.executable, "-m", "anydepth_edge", "run", *map(str, args)], cwd=str(REPO), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def _viewer_url(proc, lines, timeout=60):
+    """Read `proc`'s stderr into `lines` (a thread) until the viewer's URL shows up."""
+    threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True).start()
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for line in list(lines):
+            m = re.search(r"viewer on (http://\S+/)", line)
+            if m:
+                return m.group(1)
+        time.sleep(0.1)
+    raise AssertionError("".join(lines))
+
+
+def test_sigkill_keeps_a_recording_that_decodes_and_the_next_run_recovers_it(tiny_onnx, tmp_path):
+    pytest.importorskip("av")
+    clip = make_video(tmp_path / "long.mp4", frames=1800)  # 60 s at 30 FPS: the kill comes first
+    rec = tmp_path / "rec.mp4"
+    proc = _start_run("--source", clip, "--model", tiny_onnx, "--record", rec, "--serve", "127.0.0.1:0")
+    lines = []
+    try:
+        url = _viewer_url(proc, lines)
+        frames, deadline = 0, time.time() + 90
+        while frames < 150 and time.time() < deadline:
+            frames = json.loads(_get(url + "stats.json")[2]).get("frames", 0)
+            time.sleep(0.2)
+        assert frames >= 150, "".join(lines)
+    finally:
+        proc.kill()  # SIGKILL: nothing of ours runs after this
+        proc.wait(timeout=30)
+    (partial,) = tmp_path.glob(".rec.mp4.*.partial")
+    assert not rec.exists()
+    decoded, fps = count_frames(partial)
+    keyframe_gap = round(2 * fps)  # at most the fragment being written is lost
+    assert decoded >= max(frames - keyframe_gap - 5, frames // 2), (decoded, frames, fps)
+
+    again = run_cli("run", "--source", clip, "--model", tiny_onnx, "--record", rec, "--pace", "none", "--max-frames", 3)
+    assert again.returncode == 0, again.stderr
+    assert not list(tmp_path.glob(".rec.mp4.*.partial"))  # the dead run's temp file is gone...
+    assert count_frames(tmp_path / "rec.recovered.mp4")[0] == decoded  # ...its frames kept, under a name saying so
+    assert "kept the recording of an earlier run" in again.stderr and count_frames(rec)[0] == 3
+
+
+def test_stale_partials_of_dead_runs_are_cleaned_and_live_ones_left(tmp_path):
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    empty = tmp_path / f".rec.mp4.{dead}.partial"
+    empty.write_bytes(b"\0\0\0\x18ftypisom")  # killed before its first complete frame
+    live = tmp_path / f".rec.mp4.{os.getppid()}.partial"  # a run still going: not ours to touch
+    live.write_bytes(b"busy")
+    notes = []
+    rec = _recorder(tmp_path / "rec.mp4", notify=notes.append)
+    assert rec.tmp.name == f".rec.mp4.{os.getpid()}.partial"  # per-process temp name
+    assert not empty.exists() and live.exists() and any("without a complete frame" in n for n in notes)
+
+
+def test_a_file_appearing_at_the_target_meanwhile_is_never_clobbered(tmp_path):
+    target = tmp_path / "rec.mp4"
+    notes = []
+    rec = _recorder(target, notify=notes.append)
+    for v in _views(10):
+        rec.write(v)
+    target.write_bytes(b"someone else's")  # e.g. a second run to the same file finished first
+    assert rec.close() == tmp_path / "rec-1.mp4" and target.read_bytes() == b"someone else's"
+    assert count_frames(tmp_path / "rec-1.mp4")[0] == 10 and any("rec-1.mp4 instead" in n for n in notes)
+    rec = _recorder(target, overwrite=True)
+    for v in _views(4):
+        rec.write(v)
+    assert rec.close() == target and count_frames(target)[0] == 4
+
+
+# ----------------------------------------------------------------------------- outputs: overwrite, free space, full disk
+
+def test_outputs_are_never_overwritten_or_mixed_without_overwrite(tmp_path, video):
+    rec, depth = tmp_path / "rec.mp4", tmp_path / "depth"
+    rec.write_bytes(b"an earlier recording")
+    with pytest.raises(UserError, match="rec.mp4 exists: pass --overwrite"):
+        run_loop(str(video), pace="none", record=str(rec))
+    depth.mkdir()
+    (depth / "000000.npy").write_bytes(b"an earlier run's depth")
+    with pytest.raises(UserError, match="depth is not empty .*pass --overwrite"):
+        run_loop(str(video), pace="none", save_depth=str(depth))
+    assert rec.read_bytes() == b"an earlier recording" and (depth / "000000.npy").read_bytes() == b"an earlier run's depth"
+    _, s = run_loop(str(video), pace="none", record=str(rec), save_depth=str(depth), overwrite=True, max_frames=5)
+    assert s.error is None and count_frames(rec)[0] == 5 and np.load(depth / "000000.npy").shape == (120, 160)
+
+
+def test_run_cli_refusals_before_the_model_loads(tiny_onnx, tmp_path, video):
+    (tmp_path / "r.mp4").write_bytes(b"x")
+    assert_one_line_error(run_cli("run", "--source", video, "--model", tiny_onnx, "--record", tmp_path / "r.mp4"),
+                          "exists: pass --overwrite")
+    line = assert_one_line_error(run_cli("run", "--source", video, "--model", tiny_onnx, "--save-depth",
+                                         tmp_path / "d", "--min-free-mb", 10 ** 9), "MB free in", "--min-free-mb")
+    assert str(tmp_path / "d") in line
+
+
+@contextlib.contextmanager
+def tiny_disk(tmp_path, size_kb=64):
+    """(folder, preexec_fn): a file system that is full after `size_kb`: a tmpfs where this user
+    can mount one, else a file size limit (RLIMIT_FSIZE: EFBIG) on the child process."""
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    mount = shutil.which("mount")
+    if mount and os.geteuid() == 0 and subprocess.run(
+            [mount, "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(folder)], capture_output=True).returncode == 0:
+        try:
+            yield folder, None
+        finally:
+            subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+        return
+    try:
+        import resource
+    except ImportError:
+        pytest.skip("cannot mount a tmpfs here (not root) and no resource.setrlimit (not POSIX)")
+    yield folder, lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (size_kb * 1024, size_kb * 1024))
+
+
+@pytest.mark.parametrize("option,name", [("--record", "rec.mp4"), ("--save-depth", "depth")])
+def test_full_disk_is_one_error_line_never_wrote(tiny_onnx, tmp_path, option, name):
+    clip = make_video(tmp_path / "c.mp4", frames=300)
+    with tiny_disk(tmp_path) as (disk, limit):
+        proc = _start_run("--source", clip, "--model", tiny_onnx, "--pace", "none", option, disk / name,
+                          "--min-free-mb", 0, preexec_fn=limit)
+        out, err = proc.communicate(timeout=120)
+    line = assert_one_line_error(subprocess.CompletedProcess(proc.args, proc.returncode, out, err),
+                                 f"{option} {disk / name}", "no space")
+    assert re.search(r"\((ENOSPC|EFBIG|EDQUOT): ", line) and "wrote" not in out + err
+
+
+# ----------------------------------------------------------------------------- NaN / Inf depth
+
+def test_nonfinite_depth_is_one_warning_counted_marked_and_kept(tmp_path, video):
+    def poison(n, out):  # every third frame: a NaN block and an Inf pixel
+        if n % 3 == 0:
+            out[..., :16, :16] = np.nan
+            out[..., 5, 60] = np.inf
+
+    spec = parse_source(str(video))
+    warned, depth = [], tmp_path / "d"
+    loop = DepthLoop(HookBackend(poison), open_source(spec), spec,
+                     RunOptions(pace="none", save_depth=str(depth), record=str(tmp_path / "r.mp4")), warn=warned.append)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a numpy warning fails the output thread, so the run
+        s = loop.run()
+    assert s.error is None and s.frames == 60
+    assert s.nonfinite_frames == 20 and loop.live_stats()["nonfinite_frames"] == 20
+    assert len(warned) == 1 and "NaN/Inf" in warned[0]
+    npy = np.load(depth / "000002.npy")
+    assert np.isnan(npy[:20, :20]).all() and np.isfinite(npy[60:, 60:]).all()  # NaN kept (resized to 160x120)
+    png = cv2.imread(str(depth / "000002.png"), cv2.IMREAD_UNCHANGED)
+    assert (png[:20, :20] == 0).all() and png.max() == 65535
+    assert np.isfinite(np.load(depth / "000001.npy")).all()
+    assert any("NaN/Inf depth" in line for line in loop._overlay(0.05))
+
+
+def test_colourise_paints_nonfinite_pixels():
+    d = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
+    d[0, 0], d[1, 1] = np.nan, -np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        img = Postprocessor().colourise(d)
+    assert tuple(img[0, 0]) == tuple(img[1, 1]) == (255, 0, 255)
+    assert len({tuple(px) for px in img.reshape(-1, 3)}) > 10  # the finite pixels still spread the colour map
+
+
+# ----------------------------------------------------------------------------- viewer hardening
+
+def _raw_request(addr, host, path="/healthz", timeout=5):
+    """Status code of GET `path` with this Host header (None: no Host header)."""
+    with socket.create_connection(addr, timeout=timeout) as s:
+        head = f"GET {path} HTTP/1.1\r\n" + (f"Host: {host}\r\n" if host is not None else "") + "Connection: close\r\n\r\n"
+        s.sendall(head.encode())
+        data = b""
+        while b"\r\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    return int(data.split()[1])
+
+
+@contextlib.contextmanager
+def viewer(host="127.0.0.1", hub=None, **kw):
+    server = DepthServer(hub or FrameHub(), host, 0, **kw)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def test_viewer_answers_only_requests_addressed_to_it():
+    with viewer() as srv:
+        addr = ("127.0.0.1", srv.address[1])
+        for ok in ("127.0.0.1", f"127.0.0.1:{addr[1]}", "localhost:1234", "LOCALHOST", "[::1]:80"):
+            assert _raw_request(addr, ok) == 200, ok
+        hostname = [socket.gethostname()] if socket.gethostname() != "localhost" else []
+        for bad in ["evil.example", "evil.example:8080", "192.168.1.9", "", None, "[::1"] + hostname:
+            assert _raw_request(addr, bad) in (400, 403, 421), bad
+    with viewer("0.0.0.0") as srv:
+        addr = ("127.0.0.1", srv.address[1])
+        for ok in ("192.168.1.9:8080", "[fe80::1]", "10.0.0.2", socket.gethostname(), "localhost"):
+            assert _raw_request(addr, ok) == 200, ok
+        for bad in ("attacker.example", "attacker.example:80", "127.0.0.1.nip.io", None):
+            assert _raw_request(addr, bad) in (400, 403, 421), bad  # DNS rebinding: names are not enough
+
+
+def _wait(cond, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline and not cond():
+        time.sleep(0.05)
+    return cond()
+
+
+def _hung_up(sock) -> bool:
+    try:
+        return sock.recv(4096) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_viewer_drops_held_requests_and_bounds_its_threads():
+    with viewer(timeout=0.5, max_clients=2) as srv:
+        assert srv.httpd.request_queue_size >= 128  # a normal listen backlog
+        addr = ("127.0.0.1", srv.address[1])
+        held = [socket.create_connection(addr, timeout=5) for _ in range(2)]
+        for s in held:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: loc")  # half a request, then nothing
+        time.sleep(0.1)
+        t0 = time.monotonic()
+        assert _raw_request(addr, "localhost") == 503 and time.monotonic() - t0 < 1.0  # over the limit: quick 503
+        assert all(_hung_up(s) for s in held) and time.monotonic() - t0 < 3.0  # held requests time out...
+        for s in held:
+            s.close()
+        assert _wait(lambda: _raw_request(addr, "localhost") == 200, 3)  # ...and free their threads
+
+
+def test_viewer_clients_that_hang_up_are_quiet(capfd, caplog):
+    hub, stop = FrameHub(), threading.Event()
+
+    def publish():
+        while not stop.is_set():
+            hub.publish({"rgb": b"\xff\xd8" + os.urandom(200_000), "depth": b"\xff\xd8"}, {})
+            time.sleep(0.01)
+
+    threading.Thread(target=publish, daemon=True).start()
+    with caplog.at_level(logging.DEBUG, logger="anydepth_edge.runtime.server"), viewer(hub=hub) as srv:
+        for path in ("/stream/rgb.mjpg", "/", "/snapshot/rgb.jpg"):
+            s = socket.create_connection(("127.0.0.1", srv.address[1]), timeout=5)
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+            s.recv(100)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # hang up with a reset
+            s.close()
+        time.sleep(0.5)
+        stop.set()
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Error" not in err, err
+    assert all(r.levelno <= logging.DEBUG for r in caplog.records)
+
+
+# ----------------------------------------------------------------------------- secrets, broken model links
+
+def test_rtsp_credentials_are_never_shown(tmp_path):
+    url = RtspCamera.URL
+    spec = parse_source(url)
+    assert spec.target == url  # the real URL is what opens the stream...
+    shown = spec.describe()
+    assert shown == "rtsp://***@cam.local:554/live?token=***"  # ...never what is printed (and no rtsp:rtsp://)
+    with pytest.raises(UserError) as bad:
+        parse_source("rtsp://admin:hunter2@cam.local:99999/live")
+    assert "hunter2" not in str(bad.value) and "rtsp://***@cam.local:99999/live" in str(bad.value)
+    cam = RtspCamera()
+    loop = DepthLoop(MeanBackend(), cam, cam.spec, RunOptions(reconnect_timeout=0.3, serve="127.0.0.1:0"))
+    s = loop.run()
+    assert s.error and "***@cam.local" in s.error and "hunter2" not in s.error and "s3cret" not in s.error
+    stats = json.dumps(loop.live_stats())
+    assert "hunter2" not in stats and "s3cret" not in stats and "rtsp://***@cam.local" in stats
+
+
+def test_run_cli_rtsp_that_cannot_open_is_one_quiet_line(tiny_onnx):
+    proc = run_cli("run", "--source", "rtsp://admin:hunter2@127.0.0.1:1/live", "--model", tiny_onnx)
+    line = assert_one_line_error(proc, "rtsp://***@127.0.0.1:1/live", "cannot open")
+    assert "hunter2" not in proc.stdout + proc.stderr
+    noise = [ln for ln in proc.stderr.splitlines() if not ln.startswith(("info:", "warning:", "error:"))]
+    assert not noise, proc.stderr  # no FFmpeg / OpenCV log lines around the one error
+    assert "rtsp:rtsp://" not in line
+
+
+def test_model_search_skips_symlink_loops_and_dangling_links(tiny_onnx):
+    from anydepth_edge.runtime.models import find_model
+
+    folder = tiny_onnx.parent
+    for name in ("loop", "dangling"):  # sidecars that would match, beside links that cannot be read
+        shutil.copy(tiny_onnx.with_suffix(".json"), folder / f"{name}.json")
+    os.symlink("loop.onnx", str(folder / "loop.onnx"))
+    os.symlink("gone.onnx", str(folder / "dangling.onnx"))
+    warned = []
+    assert find_model((64, 64), folder / "no-engines", folder, warn=warned.append) == tiny_onnx
+    assert len(warned) == 1 and "loop.onnx" in warned[0] and "dangling.onnx" in warned[0]
+    proc = run_cli("run", "--source", make_video(folder / "c.mp4", frames=2), "--res", "64", "--export-dir", folder,
+                   "--engines-dir", folder / "e", "--pace", "none")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr and "tiny.onnx" in proc.stderr, proc.stderr

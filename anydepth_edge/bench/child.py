@@ -23,7 +23,6 @@ from anydepth_edge.engines import BackendSpec, open_backend
 from anydepth_edge.engines.base import Backend
 from anydepth_edge.memory import process_memory, reset_peak_rss
 
-
 _PARENT = os.getppid()
 
 

@@ -22,7 +22,12 @@ import numpy as np
 import torch
 
 from anydepth_edge import __version__, pins
-from anydepth_edge.artifacts import atomic_path, check_not_a_folder, non_finite_paths, sha256_file
+from anydepth_edge.artifacts import (
+    atomic_path,
+    check_not_a_folder,
+    non_finite_paths,
+    sha256_file,
+)
 from anydepth_edge.errors import UserError
 from anydepth_edge.records import CheckpointRef, OnnxArtifact, TensorSpec, onnx_stem
 from anydepth_edge.specs import IMAGENET_MEAN, IMAGENET_STD

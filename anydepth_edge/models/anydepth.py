@@ -24,7 +24,6 @@ from anydepth_edge.specs import (
     encoder_spec,
 )
 
-
 # Sane ranges for config fields read from files: (min, max, multiple). The paper's models use
 # F = 256, DPT 512 channels and 12 / 24 blocks.
 CONFIG_RANGES = {

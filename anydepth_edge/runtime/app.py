@@ -25,7 +25,7 @@ def open_run_backend(model: Optional[str], res: str, backend: str, engines_dir: 
             cuda = load_cuda_api()
             host = TrtHost.current(import_tensorrt(), cuda)
             cuda.close()
-        path = find_model(parse_res(res), Path(engines_dir), Path(export_dir), host)
+        path = find_model(parse_res(res), Path(engines_dir), Path(export_dir), host, warn=warn)
     else:
         path = Path(model)
         if not path.is_file():
@@ -58,7 +58,7 @@ def run_depth(source: str, model: Optional[str], res: str, backend: str, opts, e
     ends, a signal arrives or --max-frames; print the summary. Returns the RunSummary."""
     import signal
 
-    from anydepth_edge.runtime.loop import DepthLoop
+    from anydepth_edge.runtime.loop import DepthLoop, check_outputs
     from anydepth_edge.runtime.processing import import_cv2
     from anydepth_edge.runtime.sources import open_source, parse_source
 
@@ -71,11 +71,12 @@ def run_depth(source: str, model: Optional[str], res: str, backend: str, opts, e
         from anydepth_edge.runtime.server import parse_serve
 
         parse_serve(opts.serve)
+    check_outputs(opts)  # before the model loads: a refused output costs nothing
     cv2 = import_cv2()
     be, choice_text = open_run_backend(model, res, backend, engines_dir, export_dir, warn=warn, notify=notify)
     try:
         src = open_source(spec, cv2=cv2)
-        loop = DepthLoop(be, src, spec, opts, notify=notify, cv2=cv2)
+        loop = DepthLoop(be, src, spec, opts, notify=notify, cv2=cv2, warn=warn)
     except BaseException:
         be.close()
         raise
@@ -111,6 +112,9 @@ def print_summary(summary, console) -> None:
     inf = "-" if summary.inference_fps is None else f"{summary.inference_fps:.2f}"
     console.print(f"loop {fps} FPS (inference alone {inf} FPS); captured {summary.captured}, "
                   f"dropped {summary.dropped}, reconnects {summary.reconnects}")
+    if summary.nonfinite_frames:
+        console.print(f"{summary.nonfinite_frames} frames had NaN/Inf depth (painted magenta; NaN kept in .npy, "
+                      "0 in .png)")
     if summary.metric:
         m = summary.metric
         console.print(f"metric fit (last frame): depth_m = {m['scale']:.4f} x pred {m['shift']:+.4f}; "

@@ -3,7 +3,11 @@
 
 Per-stage timings (capture wait, preprocess, inference, postprocess) and end-to-end latency from
 the frame's capture time to its output are kept in bounded windows (memory stays flat over days),
-drawn on the views, served as JSON and printed as a summary at the end. Torch-free, Python 3.8.
+drawn on the views, served as JSON and printed as a summary at the end.
+
+Outputs are checked before any work (outputs.py: no silent overwrite, enough free space); a sink
+that fails (a full disk) stops the loop cleanly with one line naming the file. Depth with NaN /
+Inf is one warning, counted, and marked in the views. Torch-free, Python 3.8.
 """
 
 import collections
@@ -16,11 +20,14 @@ from typing import Any, Callable, Deque, Dict, List, Optional
 import numpy as np
 
 from anydepth_edge.engines.base import Backend
+from anydepth_edge.errors import UserError
 from anydepth_edge.runtime.capture import CaptureThread, Frame
 from anydepth_edge.runtime.metric import fit_scale_shift
+from anydepth_edge.runtime.outputs import check_depth_folder, check_record_target
 from anydepth_edge.runtime.processing import Postprocessor, Preprocessor, import_cv2
-from anydepth_edge.runtime.sinks import DepthSaver, Display, VideoRecorder, side_by_side
-from anydepth_edge.runtime.sources import FrameSource, SourceSpec
+from anydepth_edge.runtime.recording import VideoRecorder
+from anydepth_edge.runtime.sinks import DepthSaver, Display, side_by_side
+from anydepth_edge.runtime.sources import FrameSource, SourceSpec, redact
 
 STAGES = ("capture_wait", "preprocess", "inference", "postprocess", "end_to_end")
 WINDOW = 1000  # per-stage samples kept for percentiles
@@ -38,6 +45,17 @@ class RunOptions:
     metric: bool = False
     reconnect_timeout: float = 30.0
     overlay: bool = True
+    overwrite: bool = False  # replace an existing --record file, write into a non-empty --save-depth folder
+    min_free_mb: float = 200.0  # refuse a run that writes files with less free space than this
+
+
+def check_outputs(opts: RunOptions) -> None:
+    """Refuse a run whose outputs would overwrite or mix with earlier ones, or cannot fit, before
+    any work is done (the CLI calls this before it loads the model, the loop again)."""
+    if opts.record:
+        check_record_target(opts.record, opts.overwrite, opts.min_free_mb)
+    if opts.save_depth:
+        check_depth_folder(opts.save_depth, opts.overwrite, opts.min_free_mb)
 
 
 class StageStats:
@@ -72,15 +90,18 @@ class RunSummary:
     stages: Dict[str, Dict[str, Optional[float]]] = field(default_factory=dict)
     metric: Optional[Dict[str, float]] = None
     outputs: List[str] = field(default_factory=list)
+    nonfinite_frames: int = 0  # frames whose depth had NaN / Inf
     stopped_by: str = ""
     error: Optional[str] = None
 
 
 class DepthLoop:
     def __init__(self, backend: Backend, source: FrameSource, spec: SourceSpec, opts: RunOptions,
-                 notify: Callable[[str], None] = lambda s: None, cv2=None):
+                 notify: Callable[[str], None] = lambda s: None, cv2=None,
+                 warn: Optional[Callable[[str], None]] = None):
         self.backend, self.source, self.spec, self.opts = backend, source, spec, opts
         self.notify = notify
+        self.warn = warn or notify
         self.cv2 = cv2 or import_cv2()
         self.stats = {s: StageStats() for s in STAGES}
         self.done_times: Deque[float] = collections.deque(maxlen=WINDOW)
@@ -94,7 +115,11 @@ class DepthLoop:
                                      reconnect_timeout=opts.reconnect_timeout, notify=notify,
                                      max_frames=opts.max_frames)
         self.out_queue: "queue.Queue" = queue.Queue(maxsize=2)
-        self.recorder = VideoRecorder(opts.record, self.cv2, fps=self._record_fps()) if opts.record else None
+        check_outputs(opts)
+        self.recorder = None
+        if opts.record:
+            self.recorder = VideoRecorder(opts.record, self.cv2, fps=self._record_fps(), overwrite=opts.overwrite,
+                                          notify=notify, warn=self.warn)
         self.saver = DepthSaver(opts.save_depth, self.cv2, opts.metric) if opts.save_depth else None
         self.display = Display(self.cv2) if opts.display else None
         self.latest_view: Optional[np.ndarray] = None
@@ -108,6 +133,7 @@ class DepthLoop:
             notify(f"viewer on {self.server.url}")
         self.metric_last: Optional[Dict[str, float]] = None
         self.metric_misses = 0
+        self.nonfinite_frames = 0
         self.output_error: Optional[str] = None
 
     def _record_fps(self) -> Optional[float]:
@@ -130,10 +156,10 @@ class DepthLoop:
             "frames": self.stats["inference"].count, "dropped": self.capture.dropped,
             "loop_fps": self.loop_fps(), "inference_fps": 1000.0 / inf if inf else None,
             "stages": {s: st.summary() for s, st in self.stats.items()}, "metric": self.metric_last,
-            "resize_policy": self.opts.resize_policy,
+            "resize_policy": self.opts.resize_policy, "nonfinite_frames": self.nonfinite_frames,
         }
 
-    def _overlay(self, frame: Frame) -> List[str]:
+    def _overlay(self, nonfinite: Optional[float]) -> List[str]:
         s = {k: v.summary()["mean"] for k, v in self.stats.items()}
         fps = self.loop_fps()
         lines = [f"{fps:.1f} FPS" if fps else "-- FPS",
@@ -142,7 +168,23 @@ class DepthLoop:
         if self.metric_last:
             lines.append(f"metric: x{self.metric_last['scale']:.3f} {self.metric_last['shift']:+.3f} m, "
                          f"rmse {self.metric_last['rmse_m'] * 100:.1f} cm")
+        if nonfinite is not None:
+            lines.append(f"NaN/Inf depth: {nonfinite:.1%} of pixels (magenta)")
         return lines
+
+    def _check_finite(self, frame: Frame, depth: np.ndarray) -> Optional[float]:
+        """The share of NaN / Inf in this frame's depth, None when all is finite. Every such frame
+        is counted; the first is one warning line."""
+        finite = np.isfinite(depth)
+        if finite.all():
+            return None
+        share = 1.0 - float(finite.mean())
+        self.nonfinite_frames += 1
+        if self.nonfinite_frames == 1:
+            self.warn(f"frame {frame.index}: {share:.1%} of the depth is NaN/Inf (an FP16 overflow? try an FP32 "
+                      "engine); such frames are counted in the summary and painted magenta in the views, their "
+                      ".npy keeps NaN, their .png has 0")
+        return share
 
     # -- output thread --------------------------------------------------------------------------
     def _output_worker(self) -> None:
@@ -150,17 +192,18 @@ class DepthLoop:
             item = self.out_queue.get()
             if item is None:
                 return
-            frame, depth = item
+            if self.output_error:
+                continue  # keep draining: the inference thread must never block on a full queue
             try:
-                self._output(frame, depth)
+                self._output(*item)
             except Exception as e:  # report and stop the loop, never hang it
-                self.output_error = f"{type(e).__name__}: {e}"
+                self.output_error = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
                 self.stop_event.set()
-                return
 
     def _output(self, frame: Frame, depth: np.ndarray) -> None:
         t0 = time.perf_counter()
         h, w = frame.image.shape[:2]
+        nonfinite = self._check_finite(frame, depth)
         depth_frame = self.post.to_frame(depth, (h, w), frame.geometry)
         if self.opts.metric:
             fit = fit_scale_shift(depth_frame, frame.aux_depth) if frame.aux_depth is not None else None
@@ -172,7 +215,7 @@ class DepthLoop:
         colour = self.post.colourise(depth_frame)
         view = None
         if self.recorder or self.display or self.hub:
-            view = side_by_side(frame.image, colour, self._overlay(frame) if self.opts.overlay else [], self.cv2)
+            view = side_by_side(frame.image, colour, self._overlay(nonfinite) if self.opts.overlay else [], self.cv2)
         if self.recorder:
             self.recorder.write(view)
         if self.saver:
@@ -227,11 +270,16 @@ class DepthLoop:
         return summary
 
     def _close(self, summary: RunSummary) -> None:
+        errors = [self.capture.error, self.output_error]
         if self.recorder:
-            path = self.recorder.close()
-            if path:
-                summary.outputs.append(f"{path} ({self.recorder.frames} frames at {self.recorder.fps:.1f} FPS)")
-        if self.saver and self.saver.count:
+            try:
+                path = self.recorder.close()
+            except UserError as e:  # a recording that did not come out whole is never listed as written
+                errors.append(str(e))
+            else:
+                if path:
+                    summary.outputs.append(f"{path} ({self.recorder.frames} frames at {self.recorder.fps:.1f} FPS)")
+        if self.saver and self.saver.count and not self.saver.failed:
             summary.outputs.append(f"{self.saver.dir}/ ({self.saver.count} depth PNG + NPY pairs)")
         if self.display:
             self.display.close()
@@ -246,9 +294,10 @@ class DepthLoop:
         summary.inference_fps = stats["inference_fps"]
         summary.stages = stats["stages"]
         summary.metric = self.metric_last
-        summary.error = self.capture.error or self.output_error
+        summary.nonfinite_frames = self.nonfinite_frames
+        summary.error = redact("; ".join(e for e in errors if e)) or None
         if not summary.stopped_by:
-            if summary.error:
+            if self.capture.error or self.output_error:
                 summary.stopped_by = "error"
             elif self.stop_event.is_set():
                 summary.stopped_by = "signal"

@@ -1,51 +1,81 @@
 """Which model `run` uses without --model: the newest engine for this resolution that this
 TensorRT, GPU and L4T can load, else the newest ONNX export, else the commands that make one.
+Entries that cannot be read (a dangling symlink, a symlink loop) are skipped with one warning.
 Torch-free, Python 3.8."""
 
+import os
+import stat
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from anydepth_edge.errors import UserError
 from anydepth_edge.records import EngineArtifact, OnnxArtifact
 from anydepth_edge.resolution import res_tag
 
+Warn = Optional[Callable[[str], None]]
 
-def _newest(paths):
+
+def _readable(folder: Path, pattern: str, warn: Warn) -> Dict[Path, float]:
+    """The files matching `pattern` in `folder` that can be read, with their mtimes."""
+    found: Dict[Path, float] = {}
+    skipped: List[str] = []
+    try:
+        candidates = sorted(Path(folder).glob(pattern))
+    except OSError:  # the folder itself is a loop or unreadable: nothing there to use
+        candidates = []
+    for p in candidates:
+        try:
+            st = p.stat()  # follows symlinks: ELOOP / ENOENT for a loop or a dangling link
+        except OSError as e:
+            skipped.append(f"{p.name} ({e.strerror or e})")
+            continue
+        if stat.S_ISREG(st.st_mode) and os.access(str(p), os.R_OK):
+            found[p] = st.st_mtime
+        else:
+            skipped.append(f"{p.name} (not a readable file)")
+    if skipped and warn:
+        warn(f"skipped in {folder}/: {', '.join(skipped)}")
+    return found
+
+
+def _newest(mtimes: Dict[Path, float], paths) -> Optional[Path]:
     paths = list(paths)
-    return max(paths, key=lambda p: p.stat().st_mtime) if paths else None
+    return max(paths, key=lambda p: mtimes[p]) if paths else None
 
 
-def find_engine(res: Tuple[int, int], engines_dir: Path, host) -> Optional[Path]:
+def find_engine(res: Tuple[int, int], engines_dir: Path, host, warn: Warn = None) -> Optional[Path]:
     """The newest engine for `res` that `compat.engine_problem` accepts on `host` (a TrtHost)."""
     from anydepth_edge.engines.compat import engine_problem
 
+    mtimes = _readable(engines_dir, "*.engine", warn)
     matches = []
-    for p in Path(engines_dir).glob("*.engine"):
+    for p in mtimes:
         record = EngineArtifact.find(p)
         if record is None or record.resolution != list(res) or engine_problem(record, host):
             continue
         matches.append(p)
-    return _newest(matches)
+    return _newest(mtimes, matches)
 
 
-def find_onnx(res: Tuple[int, int], export_dir: Path) -> Optional[Path]:
+def find_onnx(res: Tuple[int, int], export_dir: Path, warn: Warn = None) -> Optional[Path]:
+    mtimes = _readable(export_dir, "*.onnx", warn)
     matches = []
-    for p in Path(export_dir).glob("*.onnx"):
+    for p in mtimes:
         record = OnnxArtifact.find(p)
         if record is not None and record.res == tuple(res):
             matches.append(p)
     # prefer the plain SDT GridSample exports (the product) when several match
     preferred = [p for p in matches if "-sdt-" in p.name and not p.stem.endswith("-gather")]
-    return _newest(preferred or matches)
+    return _newest(mtimes, preferred or matches)
 
 
-def find_model(res: Tuple[int, int], engines_dir: Path, export_dir: Path, host=None) -> Path:
+def find_model(res: Tuple[int, int], engines_dir: Path, export_dir: Path, host=None, warn: Warn = None) -> Path:
     """`host` (a TrtHost) when TensorRT runs here: engines are looked for first."""
     if host is not None:
-        engine = find_engine(res, engines_dir, host)
+        engine = find_engine(res, engines_dir, host, warn)
         if engine is not None:
             return engine
-    onnx = find_onnx(res, export_dir)
+    onnx = find_onnx(res, export_dir, warn)
     if onnx is not None:
         return onnx
     tag = res_tag(res)

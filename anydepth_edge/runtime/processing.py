@@ -6,6 +6,7 @@ Resize policies (stated in the run summary):
   crop the padding off the prediction before resizing it back.
 """
 
+import os
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -15,9 +16,15 @@ from anydepth_edge.errors import UserError
 from anydepth_edge.preprocess import normalise
 
 POLICIES = ("stretch", "letterbox")
+NON_FINITE_BGR = (255, 0, 255)  # magenta: depth pixels that are NaN / Inf
 
 
 def import_cv2():
+    # OpenCV and its FFmpeg read these when first used: without them a stream that cannot be
+    # opened (RTSP) prints FFmpeg / OpenCV warnings around our one error line. Set either to
+    # see them again (e.g. OPENCV_LOG_LEVEL=INFO OPENCV_FFMPEG_LOGLEVEL=32).
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
     try:
         import cv2
     except ImportError:
@@ -86,8 +93,22 @@ class Postprocessor:
         return self.cv2.resize(d, (frame_hw[1], frame_hw[0]), interpolation=self.cv2.INTER_LINEAR)
 
     def colourise(self, depth_frame: np.ndarray, lo: Optional[float] = None, hi: Optional[float] = None) -> np.ndarray:
-        """Near = bright. Affine-invariant depth has no absolute scale: stretch min..max per frame."""
-        lo = float(depth_frame.min()) if lo is None else lo
-        hi = float(depth_frame.max()) if hi is None else hi
-        scaled = (hi - depth_frame) * (255.0 / max(hi - lo, 1e-6))
-        return self.cv2.applyColorMap(np.clip(scaled, 0, 255).astype(np.uint8), self.colormap)
+        """Near = bright. Affine-invariant depth has no absolute scale: stretch min..max per frame
+        (over the finite values); NaN / Inf pixels are painted NON_FINITE_BGR."""
+        finite, flo, fhi = finite_range(depth_frame)
+        lo = flo if lo is None else lo
+        hi = fhi if hi is None else hi
+        with np.errstate(invalid="ignore", over="ignore"):  # non-finite pixels are painted below
+            scaled = np.clip((hi - depth_frame) * (255.0 / max(hi - lo, 1e-6)), 0, 255)
+            colour = self.cv2.applyColorMap(np.where(finite, scaled, 0).astype(np.uint8), self.colormap)
+        colour[~finite] = NON_FINITE_BGR
+        return colour
+
+
+def finite_range(a: np.ndarray) -> Tuple[np.ndarray, float, float]:
+    """(mask of the finite values, their min, their max); 0, 0 when none is finite."""
+    finite = np.isfinite(a)
+    values = a if finite.all() else a[finite]
+    if not values.size:
+        return finite, 0.0, 0.0
+    return finite, float(values.min()), float(values.max())

@@ -1,21 +1,37 @@
 """The viewer for headless robots: a small HTTP server with MJPEG streams of the camera and the
 depth, live timings as JSON, and one HTML page showing both side by side.
 
-Binds 127.0.0.1 unless a host is given (`--serve 0.0.0.0:8080` to expose it). Standard library
-only, Python 3.8.
+Binds 127.0.0.1 unless a host is given (`--serve 0.0.0.0:8080` to expose it). Hardened for a
+robot on a shared network: only requests addressed to this server by name are answered (the Host
+header: DNS rebinding cannot turn a web page into a client), sockets time out, client threads
+are bounded (extra clients get a quick 503), and clients that go away are not tracebacks.
+Standard library only, Python 3.8.
 """
 
+import ipaddress
 import json
+import logging
+import socket
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, FrozenSet, Optional, Tuple
+from urllib.parse import urlsplit
 
 from anydepth_edge.errors import UserError
 
 PAGE = Path(__file__).with_name("static") / "index.html"
 BOUNDARY = "anydepthframe"
 STREAMS = ("rgb", "depth")
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+WILDCARDS = frozenset({"", "0.0.0.0", "::"})
+REQUEST_TIMEOUT_S = 10.0  # a client that stops sending (or reading) for this long is dropped
+MAX_CLIENTS = 32  # a page holds two streams and polls the stats: room for many viewers, not for a flood
+BUSY_BODY = b"too many viewers: try again shortly\n"
+BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+        b"Retry-After: 5\r\nConnection: close\r\n\r\n" % len(BUSY_BODY)) + BUSY_BODY
+log = logging.getLogger(__name__)
 
 
 def parse_serve(text: str) -> Tuple[str, int]:
@@ -29,6 +45,34 @@ def parse_serve(text: str) -> Tuple[str, int]:
     if not 0 <= number <= 65535:
         raise UserError(f"--serve {text}: port must be 0-65535")
     return host, number
+
+
+def allowed_hosts(bind_host: str, bound_ip: str) -> Tuple[FrozenSet[str], bool]:
+    """(names a Host header may carry, whether any IP literal may): loopback and the bound
+    address; bound to every interface, also this machine's name (and its mDNS .local) and IPs."""
+    names = set(LOOPBACK_NAMES) | {bind_host.lower(), bound_ip.lower()}
+    wildcard = bind_host in WILDCARDS
+    if wildcard:
+        hostname = socket.gethostname().lower()
+        names |= {hostname, f"{hostname}.local"}
+    return frozenset(names - {""}), wildcard
+
+
+def host_ok(header: Optional[str], names: FrozenSet[str], any_ip: bool) -> bool:
+    """Whether the Host header (any port) names this server."""
+    try:
+        host = urlsplit(f"//{header.strip()}").hostname if header else None
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return False
+    if not host:
+        return False
+    if host in names:
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any_ip
 
 
 class FrameHub:
@@ -59,9 +103,10 @@ class FrameHub:
             self.cond.notify_all()
 
 
-def _handler(hub: FrameHub):
+def _handler(hub: FrameHub, names: FrozenSet[str], any_ip: bool, request_timeout: float):
     class Handler(BaseHTTPRequestHandler):
         server_version = "anydepth-edge"
+        timeout = request_timeout  # put on the socket: a held partial request or a stalled reader ends
 
         def log_message(self, fmt, *args):  # quiet: the loop prints its own summary
             pass
@@ -75,6 +120,9 @@ def _handler(hub: FrameHub):
             self.wfile.write(body)
 
         def do_GET(self):
+            if not host_ok(self.headers.get("Host"), names, any_ip):
+                self._send(421, "text/plain", b"this server answers to its own address only (Host header)\n")
+                return
             path = self.path.split("?", 1)[0]
             if path in ("/", "/index.html"):
                 self._send(200, "text/html; charset=utf-8", PAGE.read_bytes())
@@ -111,20 +159,69 @@ def _handler(hub: FrameHub):
                     self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode())
                     self.wfile.write(jpeg + b"\r\n")
                     self.wfile.flush()
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the viewer went away
+            except (ConnectionError, socket.timeout):
+                pass  # the viewer went away (or stopped reading)
 
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    """ThreadingHTTPServer with a bounded number of client threads and quiet disconnects."""
+
+    daemon_threads = True
+    request_queue_size = 128  # listen backlog: the default 5 refuses a page opening its streams at once
+
+    def __init__(self, address, max_clients: int):
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.slots = threading.BoundedSemaphore(max_clients)
+        super().__init__(address, None)  # the handler depends on the bound address: set once bound
+
+    def process_request(self, request, client_address):
+        if not self.slots.acquire(blocking=False):
+            self._busy(request)
+            return
+        try:
+            super().process_request(request, client_address)  # starts the thread, which releases the slot
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def _busy(self, request) -> None:
+        """503 at once, on the accepting thread: no thread for a client over the limit."""
+        try:
+            request.settimeout(0.1)
+            request.sendall(BUSY)
+            request.shutdown(socket.SHUT_WR)
+            request.recv(65536)  # read the request, so closing sends FIN, not a reset that loses the 503
+        except OSError:
+            pass
+        finally:
+            request.close()
+
+    def handle_error(self, request, client_address):
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, socket.timeout)):
+            log.debug("viewer: client %s went away (%s)", client_address, exc)
+        else:
+            log.warning("viewer: request from %s failed: %s: %s", client_address, type(exc).__name__, exc)
+
+
 class DepthServer:
-    def __init__(self, hub: FrameHub, host: str = "127.0.0.1", port: int = 8080):
+    def __init__(self, hub: FrameHub, host: str = "127.0.0.1", port: int = 8080,
+                 timeout: float = REQUEST_TIMEOUT_S, max_clients: int = MAX_CLIENTS):
         self.hub = hub
         try:
-            self.httpd = ThreadingHTTPServer((host, port), _handler(hub))
+            self.httpd = _Server((host, port), max_clients)
         except OSError as e:
             raise UserError(f"--serve {host}:{port}: cannot listen ({e.strerror or e})") from None
-        self.httpd.daemon_threads = True
+        names, any_ip = allowed_hosts(host, self.address[0])
+        self.httpd.RequestHandlerClass = _handler(hub, names, any_ip, timeout)
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="viewer", daemon=True)
         self.thread.start()
 
@@ -135,7 +232,7 @@ class DepthServer:
     @property
     def url(self) -> str:
         host, port = self.address
-        return f"http://{host}:{port}/"
+        return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
     def close(self, wait: Optional[float] = 2.0) -> None:
         self.hub.close()

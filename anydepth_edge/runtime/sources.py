@@ -18,6 +18,9 @@ import numpy as np
 
 from anydepth_edge.errors import HardwareMissing, UserError
 
+# A URL's credentials (everything between :// and the last @ of that word) and secret query values
+URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)\S*@")
+SECRET_QUERY = re.compile(r"(?i)([?&](?:password|passwd|pass|pwd|token|key|secret|auth|sig|signature)=)[^&#\s]*")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".h264", ".h265")
 
@@ -37,8 +40,15 @@ class SourceSpec:
         return self.kind in ("v4l2", "csi", "rtsp") or (self.kind == "realsense" and not self.options.get("bag"))
 
     def describe(self) -> str:
+        """For messages and /stats.json: 'kind:target (options)', an RTSP URL as it is; never a password."""
         opts = ", ".join(f"{k}={v}" for k, v in self.options.items())
-        return f"{self.kind}:{self.target}" + (f" ({opts})" if opts else "")
+        where = self.target if self.kind == "rtsp" else f"{self.kind}:{self.target}"
+        return redact(where + (f" ({opts})" if opts else ""))
+
+
+def redact(text: str) -> str:
+    """`text` with URL credentials hidden: rtsp://user:pw@cam/x -> rtsp://***@cam/x, ?password=***."""
+    return SECRET_QUERY.sub(r"\1***", URL_USERINFO.sub(r"\1***@", text))
 
 
 def _int_opt(query: Dict[str, List[str]], key: str, default: Optional[int], source: str) -> Optional[int]:
@@ -55,6 +65,7 @@ def parse_source(text: str) -> SourceSpec:
     'realsense' | 'realsense:SERIAL' | 'realsense:rec.bag' (| ?width=&height=&fps=&depth=1) |
     a video file | an image folder | 'rtsp://host[:port]/path'."""
     s = (text or "").strip()
+    shown = redact(s)  # what messages may print
     if not s:
         raise UserError("--source is empty: give a camera (0, /dev/video0, csi://0, realsense), a file, a folder or an rtsp:// URL")
     if re.fullmatch(r"\d+", s):
@@ -66,38 +77,38 @@ def parse_source(text: str) -> SourceSpec:
         u = urlparse(s)
         sensor = u.netloc or "0"
         if not sensor.isdigit():
-            raise UserError(f"--source {s}: CSI sensor id must be a number, e.g. csi://0")
+            raise UserError(f"--source {shown}: CSI sensor id must be a number, e.g. csi://0")
         q = parse_qs(u.query)
         opts = {
-            "sensor_id": int(sensor), "mode": _int_opt(q, "mode", None, s),
-            "width": _int_opt(q, "width", 1280, s), "height": _int_opt(q, "height", 720, s),
-            "fps": _int_opt(q, "fps", 30, s), "flip": _int_opt(q, "flip", 0, s),
+            "sensor_id": int(sensor), "mode": _int_opt(q, "mode", None, shown),
+            "width": _int_opt(q, "width", 1280, shown), "height": _int_opt(q, "height", 720, shown),
+            "fps": _int_opt(q, "fps", 30, shown), "flip": _int_opt(q, "flip", 0, shown),
         }
         return SourceSpec("csi", sensor, opts)
     if lower == "realsense" or lower.startswith("realsense:") or lower.startswith("realsense?"):
         rest = s[len("realsense"):].lstrip(":")
         target, _, query = rest.partition("?")
         q = parse_qs(query)
-        opts = {"width": _int_opt(q, "width", 640, s), "height": _int_opt(q, "height", 480, s),
-                "fps": _int_opt(q, "fps", 30, s), "depth": bool(_int_opt(q, "depth", 0, s))}
+        opts = {"width": _int_opt(q, "width", 640, shown), "height": _int_opt(q, "height", 480, shown),
+                "fps": _int_opt(q, "fps", 30, shown), "depth": bool(_int_opt(q, "depth", 0, shown))}
         if target.lower().endswith(".bag"):
             opts["bag"] = True
             opts["depth"] = True  # a recording is for the metric fit: its depth stream is used
             return SourceSpec("realsense", target, opts)
         if target and not re.fullmatch(r"[0-9A-Za-z_-]+", target):
-            raise UserError(f"--source {s}: RealSense serial {target!r} is not a serial number")
+            raise UserError(f"--source {shown}: RealSense serial {target!r} is not a serial number")
         return SourceSpec("realsense", target, opts)
     if lower.startswith(("rtsp://", "rtsps://")):
         u = urlparse(s)
         if not u.hostname:
-            raise UserError(f"--source {s}: malformed RTSP URL (expected rtsp://host[:port]/path)")
+            raise UserError(f"--source {shown}: malformed RTSP URL (expected rtsp://host[:port]/path)")
         try:
             u.port  # raises on a bad port
         except ValueError:
-            raise UserError(f"--source {s}: malformed RTSP URL (bad port)") from None
+            raise UserError(f"--source {shown}: malformed RTSP URL (bad port)") from None
         return SourceSpec("rtsp", s)
     if "://" in s:
-        raise UserError(f"--source {s}: unsupported URL scheme (use rtsp://, csi:// or a path)")
+        raise UserError(f"--source {shown}: unsupported URL scheme (use rtsp://, csi:// or a path)")
     p = Path(s)
     if p.suffix.lower() == ".bag":
         return parse_source("realsense:" + s)
@@ -105,7 +116,7 @@ def parse_source(text: str) -> SourceSpec:
         return SourceSpec("folder", str(p))
     if p.exists():
         return SourceSpec("file", str(p))
-    raise UserError(f"--source {s}: no such file, folder or camera")
+    raise UserError(f"--source {shown}: no such file, folder or camera")
 
 
 def gstreamer_available(cv2) -> bool:

@@ -24,3 +24,19 @@ class MeanBackend(Backend):
         np.add(batch.mean(axis=1, keepdims=True), 3.0, out=self.out)
         return self.out
 
+
+
+class HookBackend(MeanBackend):
+    """MeanBackend that calls `hook(n, out)` after its n-th inference (from 1): tests use it to
+    damage a file mid-run, or to put NaN / Inf into the depth."""
+
+    def __init__(self, hook, res=(64, 64), sleep_ms=0.0):
+        super().__init__(res, sleep_ms)
+        self.hook = hook
+        self.calls = 0
+
+    def infer(self, batch):
+        out = super().infer(batch)
+        self.calls += 1
+        self.hook(self.calls, out)
+        return out

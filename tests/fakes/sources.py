@@ -165,3 +165,23 @@ class DepthCamera(FastCamera):
         frame = np.tile(np.linspace(20, 230, 40, dtype=np.uint8)[None, :, None], (30, 1, 3))
         return frame, np.tile(np.linspace(0.5, 4.0, 40, dtype=np.float32)[None, :], (30, 1))
 
+
+
+class RtspCamera(FastCamera):
+    """An RTSP camera with credentials in its URL that delivers a few frames, then fails with a
+    message quoting the URL (as FFmpeg's do)."""
+
+    URL = "rtsp://admin:hunter2@cam.local:554/live?token=s3cret"
+
+    def __init__(self):
+        super().__init__(n=3)
+        self.spec = SourceSpec("rtsp", self.URL, {})
+
+    def open(self):
+        if self.i >= self.n:
+            raise SourceLost(f"{self.URL}: 401 Unauthorized")
+
+    def read(self):
+        if self.i >= self.n:
+            raise SourceLost(f"{self.URL}: stream ended")
+        return super().read()
