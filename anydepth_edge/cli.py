@@ -48,6 +48,8 @@ TrtTarget = _choices("TrtTarget", ("auto", "trt8.5", "trt8.6", "trt10"))
 Sampler = _choices("Sampler", ("gridsample", "gather"))
 EngineMode = _choices("EngineMode", ("auto", "never", "always"))
 Precision = _choices("Precision", ("fp16", "fp32"))
+Rung = _choices("Rung", ("auto", "fp16", "fp16-wide", "fp32"))
+Typing = _choices("Typing", ("auto", "strong", "weak"))
 Builder = _choices("Builder", ("python", "trtexec"))
 Profile = _choices("Profile", ("auto", "orin-nano", "generic"))
 BenchDevice = _choices("BenchDevice", ("auto", "orin-nano", "cpu", "cuda"))
@@ -118,7 +120,7 @@ def export(
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help=CKPT_HELP),
     target: Target = typer.Option(
         "auto", "--target", "-t", case_sensitive=False,
-        help="trt8.5 (JetPack 5.1: opset 16, LayerNorm decomposed), trt8.6 (JetPack 6.0), trt10 (JetPack 6.1/6.2), "
+        help="trt8.5 (JetPack 5.1: opset 16, LayerNorm decomposed), trt8.6 (JetPack 6.0), trt10 (JetPack 6.1/6.2 and 7.2), "
              "ort (ONNX Runtime); auto = the TensorRT installed here, else trt10. All opset 16/17, never 20.",
     ),
     out_dir: str = typer.Option("export", "--out-dir", "-o", help="Where the ONNX files and sidecars go."),
@@ -169,8 +171,16 @@ def build(
                                          "made for this TensorRT's target)."),
     device: Profile = typer.Option("auto", "--device", case_sensitive=False,
                                    help="Device profile: orin-nano (4 GB: capped workspace), generic, auto (detected)."),
-    precision: Precision = typer.Option("fp16", "--precision", case_sensitive=False,
-                                        help="fp16 (DySample coordinates and pinned layers stay FP32) or fp32."),
+    precision: Rung = typer.Option(
+        "auto", "--precision", case_sensitive=False,
+        help="auto: the precision ladder, FP16 with the default FP32 pins -> FP16 with the wide set (LayerNorm, "
+             "attention, residual adds) -> FP32, keeping the first engine whose output agrees with FP32; "
+             "fp16, fp16-wide or fp32 force one rung (still verified)."),
+    typing: Typing = typer.Option(
+        "auto", "--typing", case_sensitive=False,
+        help="strong: an FP16 graph with explicit Casts, no precision flags (TensorRT >= 10); weak: the FP16 flag "
+             "and per-layer FP32 pins (TensorRT 8.5 / 8.6); auto: strong from TensorRT 10.12 (weak typing is "
+             "deprecated there), else weak."),
     workspace: Optional[int] = typer.Option(None, "--workspace", min=1,
                                             help="Builder workspace cap in MiB (default: the device profile's; 1024 on orin-nano)."),
     builder: Builder = typer.Option("python", "--builder", case_sensitive=False,
@@ -180,17 +190,43 @@ def build(
     timing_cache: Optional[str] = typer.Option(None, "--timing-cache", help="Persistent timing cache (default: one per TensorRT version and GPU in --out-dir)."),
     force: bool = typer.Option(False, "--force", "-f", help="Rebuild even when an up-to-date engine exists."),
 ) -> None:
-    """Build TensorRT engines (FP16 by default) for this GPU from exported ONNX files; up-to-date engines are reused.
+    """Build TensorRT engines for this GPU from exported ONNX files, each checked against FP32 on the export's reference inputs before it is kept; up-to-date engines are reused.
 
-    Writes `engines/<onnx stem>-<precision>-trt<version>-<gpu>.engine` with a sidecar (TensorRT version, GPU, JetPack, ONNX sha256, settings, build seconds), the engine inspector JSON and the build log. Engines only run on the TensorRT and GPU that built them.
+    Writes `engines/<onnx stem>-<rung>-trt<version>-<gpu>.engine` with a sidecar (TensorRT version, GPU, JetPack, ONNX sha256, settings, the verification figures of every rung tried), the engine inspector JSON and the build log. Engines only run on the TensorRT and GPU that built them.
     """
     from anydepth_edge.engines.ensure import build_engines
     from anydepth_edge.resolution import parse_res_list
 
-    for line in build_engines(Path(onnx), Path(out_dir), device.value, precision=precision.value, builder=builder.value,
-                              workspace_mib=workspace, timing_cache=Path(timing_cache) if timing_cache else None,
-                              force=force, resolutions=parse_res_list(res), notify=info):
-        out.print(line, markup=False)
+    for item in build_engines(Path(onnx), Path(out_dir), device.value, precision=precision.value, typing=typing.value,
+                              builder=builder.value, workspace_mib=workspace,
+                              timing_cache=Path(timing_cache) if timing_cache else None, force=force,
+                              resolutions=parse_res_list(res), notify=info):
+        out.print(item, markup=False) if isinstance(item, str) else out.print(item)
+
+
+@app.command()
+def verify(
+    file: str = typer.Argument(..., help="An engine (.engine), an export (.onnx) or its strongly typed FP16 form (.fp16.onnx)."),
+    images: Optional[str] = typer.Option(None, "--images", help="Compare on these images (a folder) against the FP32 "
+                                                                 "ONNX on ONNX Runtime CPU, instead of the export's reference bundle."),
+    device: BenchDevice = typer.Option("cpu", "--device", case_sensitive=False,
+                                       help="ONNX files: cpu or cuda (ONNX Runtime's provider)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the verdict as JSON."),
+) -> None:
+    """Check that an engine or ONNX file gives the FP32 export's depth: NaN/Inf, max abs error, AbsRel and delta1 after a scale-and-shift fit, RMSE over the reference's spread. Exit 1 when it does not agree. An engine's verdict is recorded, so run and bench use it (or not) afterwards."""
+    from anydepth_edge.agreement import verdict_table
+    from anydepth_edge.engines.verify import verify_file
+
+    verdict, notes = verify_file(Path(file), images=Path(images) if images else None,
+                                 device="cuda" if device.value == "cuda" else "cpu")
+    if as_json:
+        sys.stdout.write(json.dumps(verdict.to_dict()) + "\n")
+    else:
+        out.print(verdict_table({Path(file).name: verdict}, f"{Path(file).name} vs FP32 (limits for {verdict.precision})"))
+        for note in notes:
+            out.print(note, markup=False)
+    if not verdict.passed:
+        raise typer.Exit(1)
 
 
 @app.command("check-onnx")
@@ -237,6 +273,8 @@ def bench(
     allow_mismatch: bool = typer.Option(False, "--allow-mismatch", help="Run --device orin-nano elsewhere, labelling every figure as not from an Orin Nano."),
     export_dir: str = typer.Option("export", "--export-dir", help="Where ONNX files are found / exported."),
     engines_dir: str = typer.Option("engines", "--engines-dir", help="Where TensorRT engines are found / built."),
+    allow_unverified: bool = typer.Option(False, "--allow-unverified", help="Benchmark a TensorRT engine even when no "
+                                                                            "rung of the precision ladder agreed with FP32."),
 ) -> None:
     """Reproduce the paper's Orin Nano table here: latency, FPS and peak memory of SDT vs DPT at 256 and 512.
 
@@ -252,7 +290,7 @@ def bench(
         encoder=encoder.value, backend=backend.value, precision=precision.value if precision else None, warmup=warmup,
         iters=iters, e2e_iters=e2e_iters, checkpoint=checkpoint, out_dir=Path(out_dir), allow_mismatch=allow_mismatch,
         cuda_graph=cuda_graph, dysample=SAMPLERS[dysample.value], threads=threads, export_dir=Path(export_dir),
-        engines_dir=Path(engines_dir),
+        engines_dir=Path(engines_dir), allow_unverified=allow_unverified,
     )
     with progress(transient=True) as prog:
         record = run_bench(opts, warn=warn, progress=prog)
@@ -285,6 +323,8 @@ def run(
     reconnect_timeout: float = typer.Option(30.0, "--reconnect-timeout", help="Seconds to keep retrying a lost camera before exiting non-zero."),
     engines_dir: str = typer.Option("engines", "--engines-dir", help="Where to look for engines."),
     export_dir: str = typer.Option("export", "--export-dir", help="Where to look for ONNX files."),
+    allow_unverified: bool = typer.Option(False, "--allow-unverified", help="Use a TensorRT engine whose output was "
+                                                                            "not (or not successfully) checked against FP32."),
 ) -> None:
     """Run depth behind a camera: capture, inference and output overlap; latency never builds up (only the newest frame is kept).
 
@@ -297,7 +337,7 @@ def run(
                       record=record, save_depth=save_depth, serve=serve, metric=metric,
                       reconnect_timeout=reconnect_timeout, overwrite=overwrite, min_free_mb=min_free_mb)
     summary = run_depth(source, model, res, backend.value, opts, engines_dir, export_dir, console=out, warn=warn,
-                        notify=info)
+                        notify=info, allow_unverified=allow_unverified)
     if summary.error:
         raise HardwareMissing(summary.error)
 

@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Tuple
 
 from anydepth_edge.engines.compat import TrtHost, engine_problem
 from anydepth_edge.platform_info import PlatformInfo, Tools, detect
-from anydepth_edge.records import EngineArtifact, OnnxArtifact
+from anydepth_edge.records import EngineArtifact, OnnxArtifact, export_files
 
 JOBS = ("run", "bench", "export")
 MIN_FREE_DISK_MB = 2048  # an engine build writes ~0.1-0.5 GB, the timing cache and logs; keep room
@@ -197,7 +197,7 @@ def _artifact_checks(exports: Path, engines: Path, info: PlatformInfo, found: Di
     """Exports with readable records, and engines judged by the rule `run` uses (engines.compat)."""
     checks = []
     onnx = found["exports"] = []
-    for p in sorted(exports.glob("*.onnx")) if exports.is_dir() else []:
+    for p in export_files(exports) if exports.is_dir() else []:
         record = OnnxArtifact.find(p)
         if record is None:
             checks.append(Check(f"export {p.name}", "wrong", "no readable sidecar beside it", OnnxArtifact._generic_rebuild(p)))

@@ -40,6 +40,35 @@ def checkpoint_tag(sha256: Optional[str]) -> str:
     return "" if not sha256 or sha256 == "random" else f"ckpt{sha256[:8]}"
 
 
+TYPED_FP16_SUFFIX = ".fp16.onnx"
+REFERENCE_SUFFIX = ".ref.npz"
+
+
+def reference_path(onnx) -> Path:
+    """export/<stem>.onnx -> export/<stem>.ref.npz: the reference bundle (agreement.Bundle)."""
+    return Path(onnx).with_suffix(REFERENCE_SUFFIX)
+
+
+def typed_fp16_path(onnx) -> Path:
+    """export/<stem>.onnx -> export/<stem>.fp16.onnx: the strongly typed FP16 form of the export."""
+    return Path(onnx).with_suffix(TYPED_FP16_SUFFIX)
+
+
+def export_files(folder) -> List[Path]:
+    """The exports in a folder (`*.onnx` without their companion `.fp16.onnx` forms), sorted; entries
+    that cannot be read (dangling links, loops) are left out."""
+    out = []
+    for p in sorted(Path(folder).glob("*.onnx")):
+        if p.name.endswith(TYPED_FP16_SUFFIX):
+            continue
+        try:
+            if p.is_file():
+                out.append(p)
+        except OSError:
+            continue
+    return out
+
+
 def onnx_stem(decoder: str, encoder: str, res, target: str, dysample: str = "grid_sample",
               checkpoint_sha256: Optional[str] = None) -> str:
     """anydepth-<decoder>-<encoder>-<H>x<W>-<target>[-gather][-ckpt<sha8>]: what the file contains,
@@ -136,12 +165,13 @@ class _Record:
         raise NotImplementedError
 
     @classmethod
-    def load(cls, artifact) -> "_Record":
+    def load(cls, artifact, require_file: bool = True) -> "_Record":
         """The record beside `artifact`; one clear error (with the command that rebuilds it) when the
-        sidecar is missing, not JSON, or of a schema this version does not read."""
+        sidecar is missing, not JSON, or of a schema this version does not read. `require_file`
+        False reads the record of an artifact that was removed (an engine that failed verification)."""
         artifact = Path(artifact)
         side = sidecar_path(artifact)
-        if not artifact.is_file():
+        if require_file and not artifact.is_file():
             raise UserError(f"{cls.KIND} not found: {artifact}")
         if not side.is_file():
             raise UserError(f"{side.name} is missing beside {artifact.name} (it describes the {cls.KIND}): "
@@ -159,10 +189,10 @@ class _Record:
             raise UserError(f"{side.name} is incomplete ({e}): {cls._generic_rebuild(artifact)}") from None
 
     @classmethod
-    def find(cls, artifact) -> Optional["_Record"]:
+    def find(cls, artifact, require_file: bool = True) -> Optional["_Record"]:
         """Like `load`, but None instead of an error (for listings that skip what they cannot use)."""
         try:
-            return cls.load(artifact)
+            return cls.load(artifact, require_file)
         except UserError:
             return None
 
@@ -206,6 +236,10 @@ class OnnxArtifact(_Record):
     pin_nodes: Dict[str, List[str]] = field(default_factory=dict)  # every pin region's node names
     parity: Dict[str, Any] = field(default_factory=dict)
     fp16: Optional[Dict[str, Any]] = None
+    # the reference bundle beside it (agreement.Bundle): {file, sha256, inputs}
+    reference: Optional[Dict[str, Any]] = None
+    # the strongly typed FP16 form beside it (trt10): {file, sha256, fp32_regions, casts, agreement}
+    typed_fp16: Optional[Dict[str, Any]] = None
     export_seconds: Optional[float] = None
     host: str = ""
     cache_key: str = ""
@@ -260,6 +294,15 @@ class OnnxArtifact(_Record):
                             f"edited or damaged): {self.rebuild_command()}")
         return self
 
+    def companion(self, key: str) -> Optional[Path]:
+        """The path of a file this export lists beside it (`reference`, `typed_fp16`), or None."""
+        entry = getattr(self, key)
+        return self.path.parent / entry["file"] if entry and self.path is not None else None
+
+    def companion_matches(self, key: str) -> bool:
+        path = self.companion(key)
+        return bool(path and path.is_file() and sha256_file(path) == getattr(self, key)["sha256"])
+
     def check_shape(self, input_shape, where: str) -> None:
         """The model `where` loaded takes the input this record says (an edited sidecar does not)."""
         want = tuple(self.inputs[0].shape) if self.inputs else None
@@ -272,8 +315,8 @@ class OnnxArtifact(_Record):
 class EngineArtifact(_Record):
     """A TensorRT engine and how it was built (`engines/<name>.engine` + `<name>.json`)."""
 
-    SCHEMA: ClassVar[str] = "anydepth-edge/engine/1"
-    READS: ClassVar[Tuple[str, ...]] = ("anydepth-edge/engine/1",)
+    SCHEMA: ClassVar[str] = "anydepth-edge/engine/2"
+    READS: ClassVar[Tuple[str, ...]] = ("anydepth-edge/engine/1", "anydepth-edge/engine/2")
     KIND: ClassVar[str] = "TensorRT engine"
 
     tensorrt_version: str
@@ -281,7 +324,12 @@ class EngineArtifact(_Record):
     onnx_path: str
     onnx_sha256: str
     settings: Dict[str, Any]
-    schema: str = "anydepth-edge/engine/1"
+    schema: str = "anydepth-edge/engine/2"
+    rung: str = ""  # the precision ladder's rung: fp16, fp16-wide or fp32
+    typing: str = "weak"  # strong: types from an FP16 graph (TensorRT >= 10); weak: FP16 flag + pins
+    # agreement.Verdict against the export's reference bundle, + {"bundle_sha256"}; None: never verified
+    verification: Optional[Dict[str, Any]] = None
+    ladder: List[Dict[str, Any]] = field(default_factory=list)  # every rung tried: rung, status, why
     compute_capability: Optional[List[int]] = None
     jetson: Optional[Dict[str, str]] = None  # model, l4t, jetpack of the board that built it
     device_profile: str = ""
@@ -315,6 +363,13 @@ class EngineArtifact(_Record):
     @property
     def l4t(self) -> str:
         return (self.jetson or {}).get("l4t") or ""
+
+    @property
+    def status(self) -> str:
+        """verified (its output agreed with FP32 on this board), failed, or unverified."""
+        if not self.verification:
+            return "unverified"
+        return "verified" if self.verification.get("passed") else "failed"
 
     def rebuild_command(self) -> str:
         return f"anydepth-edge build {self.onnx_path or '<the .onnx>'} --force"

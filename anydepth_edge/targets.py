@@ -52,8 +52,8 @@ TARGETS: Dict[str, Target] = {
     "trt8.5": Target("trt8.5", 16, True, False, (8, 5), (8, 6), "JetPack 5.1: opset 16, LayerNorm decomposed"),
     # JetPack 6.0: TensorRT 8.6.2, opset <= 17, native LayerNormalization (FP32 compute).
     "trt8.6": Target("trt8.6", 17, True, True, (8, 6), (10, 0), "JetPack 6.0"),
-    # JetPack 6.1/6.2: TensorRT 10.3 (opset <= 20, but never 20: GridSample 'linear').
-    "trt10": Target("trt10", 17, True, True, (10, 0), None, "JetPack 6.1/6.2"),
+    # JetPack 6.1/6.2 (TensorRT 10.3) and 7.2 (10.16): opset <= 20, but never 20 (GridSample 'linear').
+    "trt10": Target("trt10", 17, True, True, (10, 0), None, "JetPack 6.1/6.2, 7.2"),
     # ONNX Runtime (CPU / CUDA / TensorRT EP).
     "ort": Target("ort", 17, False, True, help="ONNX Runtime"),
 }
@@ -88,6 +88,8 @@ JETPACKS: Tuple[JetPack, ...] = (
     JetPack("6.0", "36.3", {"36.2.0": "6.0 DP", "36.3.0": "6.0"}, "8.6.2", "12.2", "3.10", "trt8.6"),
     JetPack("6.1 / 6.2", "36.4.x", {"36.4.0": "6.1", "36.4.3": "6.2", "36.4.4": "6.2.1"}, "10.3", "12.6", "3.10",
             "trt10"),
+    # JetPack 7.2 (June 2026, Ubuntu 24.04) supports Orin and Thor (7.0/7.1, L4T 38.x, are Thor only).
+    JetPack("7.2", "39.2", {"39.2.0": "7.2"}, "10.16", "13.2", "3.12", "trt10"),
 )
 
 

@@ -217,8 +217,9 @@ def test_bench_cli_through_tensorrt(exported, tmp_path):
     _, res = exported
     export = tmp_path / "export"
     export.mkdir()
-    for suffix in (".onnx", ".json"):
-        shutil.copy(res["trt10"].onnx_path.with_suffix(suffix), export)
+    src = res["trt10"].onnx_path
+    for p in src.parent.glob(src.stem + ".*"):  # the export with its reference bundle and FP16 form
+        shutil.copy(p, export)
     out = tmp_path / "results"
     proc = run_cli("bench", "--device", "cuda", "--backend", "trt", "--decoder", "sdt", "--res", "64", "--iters", "3",
                    "--warmup", "1", "--e2e-iters", "1", "--export-dir", export, "--engines-dir", tmp_path / "engines",

@@ -396,9 +396,15 @@ def test_viewer_page_in_headless_chromium(tmp_path):
 
 @pytest.fixture
 def tiny_onnx(exported, tmp_path):
+    """The tiny export as `tiny.onnx` + sidecar, with the companions its sidecar lists (reference
+    bundle, FP16 form) under their recorded names."""
     _, res = exported
+    src = res["trt10"].onnx_path
     for suffix in (".onnx", ".json"):
-        shutil.copy(res["trt10"].onnx_path.with_suffix(suffix), tmp_path / ("tiny" + suffix))
+        shutil.copy(src.with_suffix(suffix), tmp_path / ("tiny" + suffix))
+    for p in src.parent.glob(src.stem + ".*"):
+        if p.suffix not in (".onnx", ".json") or p.name.endswith(".fp16.onnx"):
+            shutil.copy(p, tmp_path)
     return tmp_path / "tiny.onnx"
 
 

@@ -59,6 +59,7 @@ class BenchOptions:
     dysample: str = "grid_sample"
     threads: Optional[int] = None
     platform_root: str = "/"
+    allow_unverified: bool = False
 
 
 @dataclass
@@ -174,11 +175,13 @@ def prepare(opts: BenchOptions, choice: BackendChoice, precision: str, profile: 
                     from anydepth_edge.engines.ensure import ensure_engine
                     from anydepth_edge.engines.trt_common import device_profile
 
+                    # the precision ladder unless a precision was asked for: the rung goes into the report
                     record, _ = ensure_engine(onnx.path, opts.engines_dir, device_profile(
-                        "orin-nano" if profile == "orin-nano" else "generic"), precision=precision)
+                        "orin-nano" if profile == "orin-nano" else "generic"), precision=opts.precision or "auto")
                     artifact = record.path
+                    spec["rung"], spec["verification"] = record.rung or record.precision, record.status
                 backend = BackendSpec.for_choice(choice, artifact, cuda_graph=opts.cuda_graph, threads=opts.threads,
-                                                 precision=precision)
+                                                 precision=precision, allow_unverified=opts.allow_unverified)
                 cell.artifact = str(artifact)
             spec["backend"] = backend.to_dict()
             cells.append(cell)
@@ -341,6 +344,8 @@ def run_bench(opts: BenchOptions, warn: Callable[[str], None], progress=None) ->
         row: Dict[str, Any] = {"decoder": cell.decoder, "res": list(cell.res), "artifact": cell.artifact,
                                "gflops": cell.gflops, "params": cell.params,
                                "paper": paper_figures(cell.res, cell.decoder)}
+        if "rung" in cell.spec:  # TensorRT: which rung of the precision ladder, verified against FP32 or not
+            row["rung"], row["verification"] = cell.spec["rung"], cell.spec["verification"]
         if "error" in out:
             warn(f"{label}: {out['error']}")
             row["error"] = out["error"]

@@ -19,7 +19,8 @@ def _rows(record: Dict[str, Any]) -> List[Dict[str, Any]]:
     for r in record["results"]:
         paper = r.get("paper") or {}
         row = {
-            "resolution": res_tag(r["res"]), "decoder": r["decoder"].upper(),
+            "resolution": res_tag(r["res"]),
+            "decoder": r["decoder"].upper() + (f" ({r['rung']}, {r['verification']})" if r.get("rung") else ""),
             "latency_ms": None, "std_ms": None, "p90_ms": None, "fps": None, "e2e_ms": None,
             "paper_latency_ms": paper.get("latency_ms"), "paper_fps": paper.get("fps"),
             "peak_mb": None, "memory_method": None, "paper_memory_mb": paper.get("memory_mb"),

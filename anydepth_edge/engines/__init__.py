@@ -121,6 +121,7 @@ class BackendSpec:
     model: Optional[Dict[str, Any]] = None
     factory: Optional[str] = None
     options: Dict[str, Any] = field(default_factory=dict)
+    allow_unverified: bool = False  # TensorRT: an engine whose output was not checked against FP32
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -141,6 +142,12 @@ def open_backend(spec: BackendSpec, warn: Optional[Callable[[str], None]] = None
         if not spec.artifact or Path(spec.artifact).suffix != ".engine":
             raise UserError("TensorRT needs an engine: anydepth-edge build <model.onnx>")
         from anydepth_edge.engines.trt_backend import TensorRTBackend
+        from anydepth_edge.records import EngineArtifact
+
+        status = EngineArtifact.load(spec.artifact).status
+        if status != "verified" and not spec.allow_unverified:
+            raise UserError(f"engine {Path(spec.artifact).name} is {status}: its output has not been shown to agree "
+                            f"with FP32 on this board; anydepth-edge verify {spec.artifact} (or --allow-unverified)")
 
         return TensorRTBackend(spec.artifact, cuda_graph=spec.cuda_graph)
     if spec.kind == "onnxruntime":

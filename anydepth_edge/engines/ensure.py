@@ -1,18 +1,33 @@
 """`ensure_engine`: the engine for one ONNX export on this TensorRT and GPU, reused when it is up
-to date and built (once) otherwise. `export --engine`, `build`, `run`, `bench` and the container
-entrypoint all come through here, so an engine one of them made is up to date for the others.
+to date and built (once) otherwise, and never handed out before its output has been checked
+against FP32. `export --engine`, `build`, `run`, `bench` and the container entrypoint all come
+through here, so an engine one of them made is up to date for the others.
+
+The precision ladder (`precision="auto"`): FP16 with the default FP32 pins -> FP16 with the wide
+pin set (LayerNorm, attention, residual adds) -> FP32. Each rung is built, run on the export's
+reference bundle and judged (`agreement`); the first that passes is kept, every rung's figures go
+into its sidecar. TensorRT 10.3-10.4 are known to miscompile DINOv3 (NVIDIA/TensorRT#4723, #4742),
+so a build that merely succeeds proves nothing.
+
+Typing: strongly typed (TensorRT >= 10; the default from 10.12, where weak typing is deprecated)
+builds an FP16 graph with Casts around the FP32 regions (`onnx_fp16`), with no FP16 flag and no
+precision constraints; weakly typed (8.5 / 8.6) sets the FP16 flag and pins the regions' layers.
 
 Up to date means: the sidecar reads, the engine file is the one it describes (sha256), it was
-built from this ONNX (sha256) with these settings, and `compat.engine_problem` finds nothing.
+built from this ONNX (sha256) with these settings, and `compat.engine_problem` finds nothing. A
+rung that failed verification keeps its sidecar (not its engine) so it is not rebuilt in vain.
 Torch-free, Python 3.8.
 """
 
+import os
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from anydepth_edge import __version__, pins
+from anydepth_edge.agreement import Bundle, Verdict, verify_backend
 from anydepth_edge.artifacts import sha256_file, write_bytes_atomic, write_text_atomic
 from anydepth_edge.engines.compat import TrtHost, engine_problem
 from anydepth_edge.engines.trt_build import (
@@ -33,6 +48,7 @@ from anydepth_edge.records import (
     OnnxArtifact,
     build_log_path,
     engine_path,
+    export_files,
     gpu_tag,
     inspector_path,
 )
@@ -40,11 +56,18 @@ from anydepth_edge.targets import (
     TARGETS,
     check_target_for_tensorrt,
     target_for_tensorrt_version,
+    version_tuple,
 )
 
 Notify = Callable[[str], None]
-PRECISIONS = ("fp16", "fp32")
+LADDER = ("fp16", "fp16-wide", "fp32")
+PRECISIONS = ("auto",) + LADDER
+PIN_SET = {"fp16": "default", "fp16-wide": "wide", "fp32": None}
+TYPINGS = ("auto", "strong", "weak")
 BUILDERS = ("python", "trtexec")
+STRONG_TYPING_FROM = (10, 0)
+STRONG_TYPING_DEFAULT_FROM = (10, 12)  # weak typing is deprecated from here (removed in 11)
+KNOWN_BAD_DINOV3 = ((10, 3), (10, 4))  # NVIDIA/TensorRT#4723, #4558, #4742
 
 
 def default_timing_cache(out_dir: Path, trt_version: str, gpu_name: str) -> Path:
@@ -53,16 +76,35 @@ def default_timing_cache(out_dir: Path, trt_version: str, gpu_name: str) -> Path
     return Path(out_dir) / f"timing-trt{trt_version}-{gpu_tag(gpu_name)}.cache"
 
 
-def _settings(onnx: OnnxArtifact, precision: str, profile: DeviceProfile, workspace_mib: Optional[int],
+def resolve_typing(typing: str, trt_version: str) -> str:
+    v = version_tuple(trt_version)[:2]
+    if typing == "auto":
+        return "strong" if v >= STRONG_TYPING_DEFAULT_FROM else "weak"
+    if typing == "strong" and v < STRONG_TYPING_FROM:
+        raise UserError(f"TensorRT {trt_version} has no strongly typed networks (10.0 and later): --typing weak")
+    if typing not in TYPINGS:
+        raise UserError(f"unknown typing {typing!r}: {', '.join(TYPINGS)}")
+    return typing
+
+
+def _settings(onnx: OnnxArtifact, rung: str, typing: str, profile: DeviceProfile, workspace_mib: Optional[int],
               timing_cache: Path) -> BuildSettings:
-    regions = pins.pin_regions("default", TARGETS[onnx.target].decompose_layernorm) if precision == "fp16" else ()
+    decompose = TARGETS[onnx.target].decompose_layernorm if onnx.target in TARGETS else True
+    pin_set = PIN_SET[rung]
+    regions = pins.pin_regions(pin_set, decompose) if pin_set else ()
+    if pin_set and typing == "strong":
+        from anydepth_edge.onnx_fp16 import typed_fp16_regions
+
+        regions = typed_fp16_regions(decompose, pin_set)
+    names = [n for region_nodes in (onnx.pin_nodes or {"_": onnx.fp32_nodes}).values() for n in region_nodes]
     return BuildSettings(
-        precision=precision,
+        precision="fp32" if rung == "fp32" else "fp16",
         workspace_mib=workspace_mib or profile.workspace_mib,
         builder_optimization_level=profile.builder_optimization_level,
         pin_regions=regions,
-        pin_names=pins.pinned_names(onnx.fp32_nodes, regions),
+        pin_names=pins.pinned_names(names, regions) if typing == "weak" else [],
         timing_cache=timing_cache,
+        strongly_typed=typing == "strong",
     )
 
 
@@ -76,13 +118,158 @@ def _build(onnx_path: Path, settings: BuildSettings, builder: str, trt, notify: 
         raise UserError(f"{e or 'out of memory'} while building {onnx_path.name}: {profile.memory_hint}") from None
 
 
-def ensure_engine(onnx_path, engines_dir, profile: DeviceProfile, precision: str = "fp16", builder: str = "python",
-                  workspace_mib: Optional[int] = None, timing_cache: Optional[Path] = None, force: bool = False,
-                  trt=None, cuda=None, platform=None, notify: Notify = lambda s: None, run=subprocess.run,
-                  trtexec: str = TRTEXEC_JETSON) -> Tuple[EngineArtifact, bool]:
-    """(the engine's record, reused?) for `onnx_path` on this machine."""
+@dataclass
+class Job:
+    """What every rung of one `ensure_engine` call shares."""
+
+    onnx: OnnxArtifact
+    onnx_sha: str
+    engines_dir: Path
+    profile: DeviceProfile
+    typing: str
+    builder: str
+    workspace_mib: Optional[int]
+    timing_cache: Path
+    force: bool
+    trt: Any
+    cuda: Any
+    platform: Any
+    host: TrtHost
+    bundle: Optional[Bundle]
+    warning: Optional[str]
+    notify: Notify
+    run: Any
+    trtexec: str
+
+
+@dataclass
+class Rung:
+    rung: str
+    record: EngineArtifact
+    reused: bool
+
+    @property
+    def passed(self) -> bool:
+        return self.record.status == "verified"
+
+    def summary(self) -> Dict[str, Any]:
+        v = self.record.verification or {}
+        return {"rung": self.rung, "status": self.record.status, "typing": self.record.typing,
+                "why": v.get("why", "no reference bundle"), "per_input": v.get("per_input", {})}
+
+
+def _source_onnx(job: Job, rung: str, settings: BuildSettings, tmp: Path) -> Path:
+    """What TensorRT parses for a rung: the FP32 export, or its strongly typed FP16 form (the one
+    the export wrote when its regions match, else converted here; that needs the onnx package)."""
+    if not (settings.strongly_typed and settings.precision == "fp16"):
+        return job.onnx.path
+    typed = job.onnx.typed_fp16 or {}
+    if list(typed.get("fp32_regions", [])) == list(settings.pin_regions) and job.onnx.companion_matches("typed_fp16"):
+        return job.onnx.companion("typed_fp16")
+    try:
+        import onnx
+    except ImportError:
+        raise UserError(f"the {rung} rung builds a strongly typed FP16 graph, which needs the onnx package here: "
+                        "pip install onnx (or --typing weak)") from None
+    from anydepth_edge.onnx_fp16 import to_typed_fp16
+
+    converted, _ = to_typed_fp16(onnx.load(str(job.onnx.path)), settings.pin_regions)
+    onnx.save(converted, str(tmp))
+    return tmp
+
+
+def _verify(job: Job, record: EngineArtifact) -> None:
+    """Run the engine on the reference bundle; the verdict goes into its record."""
+    if job.bundle is None:
+        return
+    from anydepth_edge.engines.trt_backend import TensorRTBackend
+
+    job.notify(f"{record.path.name}: checking its output against FP32 ({len(job.bundle.names)} reference inputs)")
+    backend = TensorRTBackend(record.path, trt=job.trt, cuda=job.cuda, platform=job.platform)
+    try:
+        verdict: Verdict = verify_backend(backend, job.bundle, record.rung)
+    finally:
+        backend.close()
+    record.verification = {**verdict.to_dict(), "bundle_sha256": job.onnx.reference["sha256"]}
+
+
+def _up_to_date(job: Job, old: Optional[EngineArtifact], settings: BuildSettings) -> bool:
+    if job.force or old is None or old.onnx_sha256 != job.onnx_sha or old.settings != settings.to_dict():
+        return False
+    if engine_problem(old, job.host) is not None:
+        return False
+    if old.status == "failed" and job.bundle is not None:  # known bad on this board: not rebuilt in vain
+        return (old.verification or {}).get("bundle_sha256") == job.onnx.reference["sha256"]
+    return old.content_matches()
+
+
+def _ensure_rung(job: Job, rung: str) -> Rung:
+    trt, host = job.trt, job.host
+    path = engine_path(job.onnx.path, rung, trt.__version__, host.gpu_name, job.engines_dir)
+    settings = _settings(job.onnx, rung, job.typing, job.profile, job.workspace_mib, job.timing_cache)
+    old = EngineArtifact.find(path, require_file=False)  # a failed rung's record outlives its engine
+    if _up_to_date(job, old, settings):
+        if old.status == "unverified" and job.bundle is not None:
+            _verify(job, old)
+            old.write_sidecar()
+        return Rung(rung, old, True)
+    t0 = time.perf_counter()
+    job.engines_dir.mkdir(parents=True, exist_ok=True)
+    tmp = job.engines_dir / f".{path.stem}.typed.{os.getpid()}.onnx.partial"  # a converted graph, never kept
+    try:
+        source = _source_onnx(job, rung, settings, tmp)
+        job.notify(f"building the {rung} rung ({job.typing}ly typed)")
+        result = _build(source, settings, job.builder, trt, job.notify, job.run, job.trtexec, job.profile)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    onnx, platform = job.onnx, job.platform
+    record = EngineArtifact(
+        tensorrt_version=trt.__version__, gpu_name=host.gpu_name, onnx_path=str(onnx.path), onnx_sha256=job.onnx_sha,
+        settings=settings.to_dict(), rung=rung, typing=job.typing, compute_capability=list(host.compute_capability or ()),
+        jetson={"model": platform.device_model, "l4t": platform.l4t, "jetpack": platform.jetpack}
+        if platform.is_jetson else None,
+        device_profile=job.profile.name, model=onnx.model, resolution=list(onnx.res), target=onnx.target,
+        inputs=onnx.inputs, outputs=onnx.outputs, mean=onnx.mean, std=onnx.std, builder=job.builder,
+        trtexec_command=result.command, precision_constraints=result.constraints,
+        pinned_layers=len(result.pinned_layers), build_seconds=round(time.perf_counter() - t0, 1),
+        device_memory_bytes=result.device_memory_bytes, memory_log=result.memory_lines[-20:],
+        warnings=([job.warning] if job.warning else []) + result.warnings, toolkit_version=__version__, path=path,
+    )
+    write_bytes_atomic(path, result.engine)
+    record.engine_sha256 = sha256_file(path)
+    if result.inspector_json:
+        write_text_atomic(inspector_path(path), result.inspector_json)
+    write_text_atomic(build_log_path(path), "\n".join(result.log) + "\n")
+    if result.timing_cache is not None and settings.timing_cache is not None:
+        write_bytes_atomic(settings.timing_cache, result.timing_cache)
+    record.write_sidecar()
+    _verify(job, record)
+    if record.status == "failed":
+        path.unlink()  # a wrong engine is never left where `run` could pick it up; its record stays
+        record.engine_sha256 = ""
+    record.write_sidecar()
+    return Rung(rung, record, False)
+
+
+def _ladder_failure(job: Job, rungs: List[Rung]) -> UserError:
+    v = version_tuple(job.trt.__version__)[:2]
+    known = f" (TensorRT {v[0]}.{v[1]} is known to miscompile DINOv3: NVIDIA/TensorRT#4723, #4742)" \
+        if v in KNOWN_BAD_DINOV3 else ""
+    tried = "; ".join(f"{r.rung}: {r.summary()['why']}" for r in rungs)
+    return UserError(f"no engine of {job.onnx.path.name} agrees with FP32 on TensorRT {job.trt.__version__}{known}: "
+                     f"{tried}. Use a JetPack with a newer TensorRT, export with --dysample gather, or run on "
+                     "ONNX Runtime (--backend ort)")
+
+
+def ensure_engine(onnx_path, engines_dir, profile: DeviceProfile, precision: str = "auto", typing: str = "auto",
+                  builder: str = "python", workspace_mib: Optional[int] = None, timing_cache: Optional[Path] = None,
+                  force: bool = False, trt=None, cuda=None, platform=None, notify: Notify = lambda s: None,
+                  run=subprocess.run, trtexec: str = TRTEXEC_JETSON) -> Tuple[EngineArtifact, bool]:
+    """(the kept engine's record, reused?) for `onnx_path` on this machine: the first rung of the
+    precision ladder (or the forced one) whose output agrees with FP32."""
     if precision not in PRECISIONS:
-        raise UserError(f"unknown precision {precision!r}: {' or '.join(PRECISIONS)}")
+        raise UserError(f"unknown precision {precision!r}: {', '.join(PRECISIONS)}")
     if builder not in BUILDERS:
         raise UserError(f"unknown builder {builder!r}: {' or '.join(BUILDERS)}")
     onnx_path = Path(onnx_path)
@@ -101,38 +288,25 @@ def ensure_engine(onnx_path, engines_dir, profile: DeviceProfile, precision: str
         platform = detect()
     host = TrtHost.current(trt, cuda, platform)
     engines_dir = Path(engines_dir)
-    path = engine_path(onnx_path, precision, trt.__version__, host.gpu_name, engines_dir)
-    settings = _settings(onnx, precision, profile, workspace_mib,
-                         timing_cache or default_timing_cache(engines_dir, trt.__version__, host.gpu_name))
-    onnx_sha = sha256_file(onnx_path)
-    old = EngineArtifact.find(path)
-    if (not force and old is not None and old.onnx_sha256 == onnx_sha and old.settings == settings.to_dict()
-            and engine_problem(old, host) is None and old.content_matches()):
-        return old, True
-
-    t0 = time.perf_counter()
-    result = _build(onnx_path, settings, builder, trt, notify, run, trtexec, profile)
-    record = EngineArtifact(
-        tensorrt_version=trt.__version__, gpu_name=host.gpu_name, onnx_path=str(onnx_path), onnx_sha256=onnx_sha,
-        settings=settings.to_dict(), compute_capability=list(host.compute_capability or ()),
-        jetson={"model": platform.device_model, "l4t": platform.l4t, "jetpack": platform.jetpack}
-        if platform.is_jetson else None,
-        device_profile=profile.name, model=onnx.model, resolution=list(onnx.res), target=onnx.target,
-        inputs=onnx.inputs, outputs=onnx.outputs, mean=onnx.mean, std=onnx.std, builder=builder,
-        trtexec_command=result.command, precision_constraints=result.constraints,
-        pinned_layers=len(result.pinned_layers), build_seconds=round(time.perf_counter() - t0, 1),
-        device_memory_bytes=result.device_memory_bytes, memory_log=result.memory_lines[-20:],
-        warnings=([warning] if warning else []) + result.warnings, toolkit_version=__version__, path=path,
-    )
-    write_bytes_atomic(path, result.engine)
-    record.engine_sha256 = sha256_file(path)
-    if result.inspector_json:
-        write_text_atomic(inspector_path(path), result.inspector_json)
-    write_text_atomic(build_log_path(path), "\n".join(result.log) + "\n")
-    if result.timing_cache is not None and settings.timing_cache is not None:
-        write_bytes_atomic(settings.timing_cache, result.timing_cache)
-    record.write_sidecar()
-    return record, False
+    bundle = Bundle.read(onnx.companion("reference")) if onnx.companion_matches("reference") else None
+    if bundle is None:
+        notify(f"{onnx_path.name} has no (intact) reference bundle: its engine cannot be verified; re-export it")
+    job = Job(onnx, sha256_file(onnx_path), engines_dir, profile, resolve_typing(typing, trt.__version__), builder,
+              workspace_mib, timing_cache or default_timing_cache(engines_dir, trt.__version__, host.gpu_name), force,
+              trt, cuda, platform, host, bundle, warning, notify, run, trtexec)
+    rungs: List[Rung] = []
+    for rung in (LADDER if precision == "auto" else (precision,)):
+        rungs.append(_ensure_rung(job, rung))
+        if rungs[-1].passed or bundle is None:
+            break
+    kept = next((r for r in rungs if r.passed or bundle is None), None)
+    if kept is None:
+        raise _ladder_failure(job, rungs)
+    ladder = [r.summary() for r in rungs]
+    if kept.record.ladder != ladder:
+        kept.record.ladder = ladder
+        kept.record.write_sidecar()
+    return kept.record, kept.reused and all(r.reused for r in rungs)
 
 
 def exports_for_this_tensorrt(export_dir, trt_version: str, resolutions: Sequence[Tuple[int, int]] = ()) -> List[Path]:
@@ -140,7 +314,7 @@ def exports_for_this_tensorrt(export_dir, trt_version: str, resolutions: Sequenc
     asks for (trt8.6 and trt10 exports are the same graph), and, when given, of these resolutions:
     what the container entrypoint builds engines for."""
     found = []
-    for path in sorted(Path(export_dir).glob("*.onnx")):
+    for path in export_files(export_dir):
         onnx = OnnxArtifact.find(path)
         if onnx is None or onnx.dysample != "grid_sample" or onnx.target not in TARGETS:
             continue
@@ -156,18 +330,22 @@ def exports_for_this_tensorrt(export_dir, trt_version: str, resolutions: Sequenc
 
 
 def summary_line(record: EngineArtifact, reused: bool) -> str:
+    v = record.verification or {}
+    checked = (f"{record.status} against FP32 ({v.get('why')})" if v else
+               "NOT verified (no reference bundle: re-export, then anydepth-edge verify)")
     if reused:
-        return f"up to date: {record.path}"
-    return (f"built {record.path} in {record.build_seconds} s ({record.precision_constraints} constraints, "
-            f"{record.pinned_layers} FP32 layers, device memory {record.device_memory_bytes} bytes)")
+        return f"up to date: {record.path} ({record.rung or record.precision}, {checked})"
+    return (f"built {record.path} in {record.build_seconds} s: rung {record.rung}, {record.typing}ly typed, "
+            f"{record.pinned_layers} FP32-pinned layers, device memory {record.device_memory_bytes} bytes; {checked}")
 
 
-def build_engines(onnx: Path, engines_dir: Path, device: str = "auto", precision: str = "fp16",
+def build_engines(onnx: Path, engines_dir: Path, device: str = "auto", precision: str = "auto", typing: str = "auto",
                   builder: str = "python", workspace_mib: Optional[int] = None, timing_cache: Optional[Path] = None,
                   force: bool = False, resolutions: Sequence[Tuple[int, int]] = (), trt=None, cuda=None,
-                  notify: Notify = lambda s: None, progress=None) -> List[str]:
+                  notify: Notify = lambda s: None) -> List[Any]:
     """`anydepth-edge build FILE|FOLDER`: ensure an engine for one export, or for every export in a
-    folder made for this TensorRT's target (the container entrypoint's use). Returns the lines to print."""
+    folder made for this TensorRT's target (the container entrypoint's use). Returns what to print:
+    lines, and each engine's ladder as a table."""
     from anydepth_edge.artifacts import ensure_writable_dir
     from anydepth_edge.engines.trt_common import device_profile
 
@@ -196,12 +374,22 @@ def build_engines(onnx: Path, engines_dir: Path, device: str = "auto", precision
     for i, path in enumerate(paths, 1):
         prefix = f"[{i}/{len(paths)}] {path.name}" if len(paths) > 1 else path.name
         notify(f"{prefix}: TensorRT {trt.__version__} engine (reused when up to date; minutes on an Orin Nano)")
-        record, reused = ensure_engine(path, engines_dir, profile, precision=precision, builder=builder,
+        record, reused = ensure_engine(path, engines_dir, profile, precision=precision, typing=typing, builder=builder,
                                        workspace_mib=workspace_mib, timing_cache=timing_cache, force=force,
                                        trt=trt, cuda=cuda, notify=lambda text, p=prefix: notify(f"{p}: {text}"))
         lines += [f"warning: {w}" for w in record.warnings] if not reused else []
+        if record.ladder and not reused:
+            lines.append(ladder_table(record))
         lines.append(summary_line(record, reused))
     return lines
+
+
+def ladder_table(record: EngineArtifact):
+    """Every rung tried for an engine, with its figures on each reference input (for people)."""
+    from anydepth_edge.agreement import judge, verdict_table
+
+    verdicts = {f"{r['rung']} ({r['typing']})": judge(r["per_input"], r["rung"]) for r in record.ladder if r["per_input"]}
+    return verdict_table(verdicts, f"precision ladder for {Path(record.onnx_path).name} on TensorRT {record.tensorrt_version}")
 
 
 def check_engine_mode(mode: str) -> None:

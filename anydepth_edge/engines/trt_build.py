@@ -48,11 +48,17 @@ class BuildSettings:
     pin_names: Sequence[str] = ()  # their ONNX node names (trtexec takes names, not prefixes)
     timing_cache: Optional[Path] = None
     obey_constraints: bool = True
+    # Types from the graph (an FP16 ONNX with Casts around FP32 regions): no FP16 flag, no pins.
+    strongly_typed: bool = False
+
+    @property
+    def weak_fp16(self) -> bool:
+        return self.precision == "fp16" and not self.strongly_typed
 
     def to_dict(self) -> Dict[str, Any]:
         return {
             "precision": self.precision, "workspace_mib": self.workspace_mib,
-            "builder_optimization_level": self.builder_optimization_level,
+            "builder_optimization_level": self.builder_optimization_level, "strongly_typed": self.strongly_typed,
             "pin_regions": list(self.pin_regions), "fp32_pins": len(self.pin_names),
             "timing_cache": str(self.timing_cache) if self.timing_cache else None,
             "precision_constraints": "obey" if self.obey_constraints else "prefer",
@@ -106,12 +112,18 @@ def make_progress_monitor(trt, notify: Notify):
     return _Monitor()
 
 
-def network_flags(trt) -> int:
-    """EXPLICIT_BATCH where it exists and is needed (8.x); 0 on 10.x, where it is removed."""
-    if trt_major(trt) >= 10:
-        return 0
-    flag = getattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH", None)
-    return 0 if flag is None else 1 << int(flag)
+def network_flags(trt, strongly_typed: bool = False) -> int:
+    """EXPLICIT_BATCH where it exists and is needed (8.x; removed on 10.x); STRONGLY_TYPED (10.x)."""
+    flags = 0
+    if trt_major(trt) < 10:
+        flag = getattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH", None)
+        flags |= 0 if flag is None else 1 << int(flag)
+    if strongly_typed:
+        flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+        if flag is None:
+            raise UserError(f"TensorRT {trt.__version__} has no strongly typed networks (10.0 and later): --typing weak")
+        flags |= 1 << int(flag)
+    return flags
 
 
 def apply_fp32_pins(trt, network, regions: Sequence[str]) -> List[str]:
@@ -156,7 +168,7 @@ def build_engine_python(onnx_path: Path, settings: BuildSettings, trt=None, noti
     log: List[str] = []
     logger = make_logger(trt, log)
     builder = trt.Builder(logger)
-    network = builder.create_network(network_flags(trt))
+    network = builder.create_network(network_flags(trt, settings.strongly_typed))
     notify("parsing ONNX")
     parse_onnx(trt, network, logger, onnx_path)
 
@@ -166,9 +178,12 @@ def build_engine_python(onnx_path: Path, settings: BuildSettings, trt=None, noti
         config.builder_optimization_level = settings.builder_optimization_level
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # layer precisions in the inspector
     out = BuildOutput(engine=b"", log=log)
-    if settings.precision == "fp16":
+    if settings.precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)  # the ladder's last rung is true FP32 (TF32 is on by default)
+    if settings.weak_fp16:
         config.set_flag(trt.BuilderFlag.FP16)
         out.pinned_layers = apply_fp32_pins(trt, network, settings.pin_regions)
+    out.constraints = "typed" if settings.strongly_typed else ("obey" if out.pinned_layers else "none")
 
     cache = None
     if settings.timing_cache is not None:
@@ -189,8 +204,8 @@ def build_engine_python(onnx_path: Path, settings: BuildSettings, trt=None, noti
     for i, (label, flag) in enumerate(constraint_flags):
         if out.pinned_layers:
             config.set_flag(flag)
+            out.constraints = label
         serialized = builder.build_serialized_network(network, config)
-        out.constraints = label
         if serialized is not None or not out.pinned_layers or i == len(constraint_flags) - 1:
             break
         out.warnings.append("TensorRT could not build with precision constraints 'obey'; retrying with 'prefer' "
@@ -226,7 +241,11 @@ def trtexec_command(trtexec: str, onnx_path: Path, engine_out: Path, settings: B
     """The same settings as the Python builder, as a trtexec command line."""
     cmd = [trtexec, f"--onnx={onnx_path}", f"--saveEngine={engine_out}",
            f"--memPoolSize=workspace:{settings.workspace_mib}"]
-    if settings.precision == "fp16":
+    if settings.precision == "fp32":
+        cmd.append("--noTF32")
+    if settings.strongly_typed:
+        cmd.append("--stronglyTyped")  # precision from the graph's types: no --fp16, no layer precisions
+    elif settings.precision == "fp16":
         cmd.append("--fp16")
         cmd += pins.trtexec_precision_flags(list(settings.pin_names), settings.obey_constraints)
     if settings.builder_optimization_level is not None and version_tuple(trt_version) >= (8, 6):
@@ -258,6 +277,7 @@ def build_engine_trtexec(onnx_path: Path, settings: BuildSettings, trt_version: 
         out = BuildOutput(engine=tmp_engine.read_bytes(), log=log, command=" ".join(shlex.quote(c) for c in cmd))
         out.inspector_json = tmp_info.read_text() if tmp_info.exists() and tmp_info.stat().st_size else None
     out.memory_lines = [line for line in log if _MEM_LINE.search(line)]
-    out.constraints = "obey" if settings.obey_constraints else "prefer"
-    out.pinned_layers = list(settings.pin_names) if settings.precision == "fp16" else []
+    out.pinned_layers = list(settings.pin_names) if settings.weak_fp16 else []
+    out.constraints = "typed" if settings.strongly_typed else (
+        ("obey" if settings.obey_constraints else "prefer") if out.pinned_layers else "none")
     return out

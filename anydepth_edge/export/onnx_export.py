@@ -29,13 +29,23 @@ from anydepth_edge.artifacts import (
     sha256_file,
 )
 from anydepth_edge.errors import UserError
-from anydepth_edge.records import CheckpointRef, OnnxArtifact, TensorSpec, onnx_stem
+from anydepth_edge.agreement import Bundle, depth_metrics
+from anydepth_edge.onnx_fp16 import to_typed_fp16, typed_fp16_regions
+from anydepth_edge.records import (
+    CheckpointRef,
+    OnnxArtifact,
+    TensorSpec,
+    onnx_stem,
+    reference_path,
+    typed_fp16_path,
+)
 from anydepth_edge.specs import IMAGENET_MEAN, IMAGENET_STD
 from anydepth_edge.targets import Target
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "depth"
 PARITY_LIMIT = 1e-4  # max |onnx - torch| / max |torch|
+STRONG_TYPING_TARGET = "trt10"  # strongly typed networks exist from TensorRT 10.0
 
 
 @dataclass
@@ -213,7 +223,8 @@ def export_onnx(job: ExportJob, step: Callable[[str], None] = lambda s: None) ->
 
     step("parity (ONNX Runtime vs PyTorch)")
     inputs = parity_inputs(job.res)
-    par, refs = parity(job.model, ort_session(model_bytes), inputs)
+    session = ort_session(model_bytes)
+    par, refs = parity(job.model, session, inputs)
     if not all(np.isfinite(r).all() for r in refs.values()) or non_finite_paths(par):
         raise UserError(f"{job.stem}: the model's depth is NaN or Inf on the test inputs (non-finite weights or an "
                         "overflow): not exported")
@@ -259,14 +270,54 @@ def export_onnx(job: ExportJob, step: Callable[[str], None] = lambda s: None) ->
         parity={"limit_rel": PARITY_LIMIT, "definition": "max|onnx - torch| / max|torch|", **par}, fp16=fp16,
         host=platform.node(), cache_key=job.cache_key(), path=job.onnx_path,
     )
+    step("reference bundle")
+    artifact.reference = write_reference(session, job)
+    if job.target.name == STRONG_TYPING_TARGET:
+        step("strongly typed FP16 form")
+        artifact.typed_fp16 = write_typed_fp16(graph, job, Bundle.read(reference_path(job.onnx_path)))
     artifact.export_seconds = round(time.perf_counter() - t0, 2)
     step("write")
     _set_metadata(graph, artifact)
     with atomic_path(job.onnx_path) as tmp:
         onnx.save(graph, str(tmp))
     artifact.onnx_sha256 = sha256_file(job.onnx_path)
-    artifact.write_sidecar()
+    artifact.write_sidecar()  # last: a sidecar exists only when everything it lists does
     return ExportResult(artifact, seconds=artifact.export_seconds)
+
+
+def write_reference(session, job: "ExportJob") -> Dict[str, Any]:
+    """The reference bundle (inputs + FP32 depth on ONNX Runtime) beside the export."""
+    from anydepth_edge.export.reference import make_bundle
+
+    bundle = make_bundle(session, job.res, INPUT_NAME, OUTPUT_NAME)
+    path = bundle.write(reference_path(job.onnx_path))
+    return {"file": path.name, "sha256": sha256_file(path), "inputs": bundle.names}
+
+
+def write_typed_fp16(graph, job: "ExportJob", bundle: Bundle) -> Dict[str, Any]:
+    """The strongly typed FP16 form (TensorRT >= 10 builds it without precision flags), checked like
+    the export: onnx.checker, the target's lint, and its depth on ONNX Runtime against the bundle."""
+    import onnx
+
+    from anydepth_edge.export.lint import lint_model
+
+    regions = typed_fp16_regions(job.target.decompose_layernorm)
+    typed, stats = to_typed_fp16(graph, regions)
+    check_graph(typed)
+    problems = lint_model(typed, job.target.name)
+    if problems:
+        raise UserError(f"the FP16 form of {job.stem} fails the {job.target.name} lint: {problems[0].message}")
+    data = typed.SerializeToString()
+    figures = {name: depth_metrics(ort_session(data).run([OUTPUT_NAME], {INPUT_NAME: x[None]})[0], ref)
+               for name, x, ref in zip(bundle.names, bundle.inputs, bundle.outputs)}
+    if any(m["non_finite"] for m in figures.values()):
+        raise UserError(f"the strongly typed FP16 form of {job.stem} outputs NaN/Inf on ONNX Runtime: not exported")
+    path = typed_fp16_path(job.onnx_path)
+    with atomic_path(path) as tmp:
+        onnx.save(typed, str(tmp))
+    return {"file": path.name, "sha256": sha256_file(path), "fp32_regions": list(regions), **stats,
+            "agreement": {"method": "ONNX Runtime CPU, FP16 graph vs the FP32 export, after a scale-and-shift fit",
+                          **figures}}
 
 
 def _set_metadata(graph, artifact: OnnxArtifact) -> None:

@@ -9,8 +9,11 @@ from anydepth_edge.errors import UserError
 
 
 def open_run_backend(model: Optional[str], res: str, backend: str, engines_dir: str, export_dir: str,
-                     warn: Callable[[str], None], notify: Callable[[str], None] = lambda s: None):
-    """(backend, one-line description of what was chosen and why)."""
+                     warn: Callable[[str], None], notify: Callable[[str], None] = lambda s: None,
+                     allow_unverified: bool = False):
+    """(backend, one-line description of what was chosen and why). TensorRT engines are used only
+    when verified against FP32 (or `allow_unverified`); with `--backend auto` an ONNX export whose
+    precision ladder finds no agreeing engine runs on the next backend instead."""
     from anydepth_edge.resolution import parse_res
     from anydepth_edge.runtime.models import find_model
 
@@ -25,7 +28,8 @@ def open_run_backend(model: Optional[str], res: str, backend: str, engines_dir: 
             cuda = load_cuda_api()
             host = TrtHost.current(import_tensorrt(), cuda)
             cuda.close()
-        path = find_model(parse_res(res), Path(engines_dir), Path(export_dir), host, warn=warn)
+        path = find_model(parse_res(res), Path(engines_dir), Path(export_dir), host, warn=warn,
+                          allow_unverified=allow_unverified)
     else:
         path = Path(model)
         if not path.is_file():
@@ -43,17 +47,30 @@ def open_run_backend(model: Optional[str], res: str, backend: str, engines_dir: 
             from anydepth_edge.engines.ensure import ensure_engine
             from anydepth_edge.engines.trt_common import device_profile
 
-            notify(f"engine for {path.name}: reused when up to date, else built once (minutes on an Orin Nano)")
-            record, _ = ensure_engine(path, Path(engines_dir), device_profile("auto"), notify=notify)
-            artifact = record.path
+            notify(f"engine for {path.name}: reused when up to date, else built once and checked against FP32 "
+                   "(minutes on an Orin Nano)")
+            try:
+                record, _ = ensure_engine(path, Path(engines_dir), device_profile("auto"), notify=notify)
+                artifact = record.path
+            except UserError as e:
+                if (backend or "auto") != "auto":
+                    raise
+                warn(f"{e}; running {path.name} on the next backend instead")
+                choice = choose_backend("auto", device="cpu") if not _ort_cuda() else choose_backend("ort")
     else:
         raise UserError(f"--model {path}: expected an .engine or .onnx file")
-    be = open_backend(BackendSpec.for_choice(choice, artifact), warn=warn)
+    be = open_backend(BackendSpec.for_choice(choice, artifact, allow_unverified=allow_unverified), warn=warn)
     return be, f"{choice.label} on {Path(artifact).name} ({choice.reason})"
 
 
+def _ort_cuda() -> bool:
+    from anydepth_edge.engines.ort_backend import ort_has_cuda
+
+    return ort_has_cuda()
+
+
 def run_depth(source: str, model: Optional[str], res: str, backend: str, opts, engines_dir: str, export_dir: str,
-              console, warn: Callable[[str], None], notify: Callable[[str], None]):
+              console, warn: Callable[[str], None], notify: Callable[[str], None], allow_unverified: bool = False):
     """`anydepth-edge run`: validate, open the backend and the source, run the loop until the source
     ends, a signal arrives or --max-frames; print the summary. Returns the RunSummary."""
     import signal
@@ -73,7 +90,8 @@ def run_depth(source: str, model: Optional[str], res: str, backend: str, opts, e
         parse_serve(opts.serve)
     check_outputs(opts)  # before the model loads: a refused output costs nothing
     cv2 = import_cv2()
-    be, choice_text = open_run_backend(model, res, backend, engines_dir, export_dir, warn=warn, notify=notify)
+    be, choice_text = open_run_backend(model, res, backend, engines_dir, export_dir, warn=warn, notify=notify,
+                                       allow_unverified=allow_unverified)
     try:
         src = open_source(spec, cv2=cv2)
         loop = DepthLoop(be, src, spec, opts, notify=notify, cv2=cv2, warn=warn)

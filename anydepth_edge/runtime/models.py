@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 from anydepth_edge.errors import UserError
-from anydepth_edge.records import EngineArtifact, OnnxArtifact
+from anydepth_edge.records import TYPED_FP16_SUFFIX, EngineArtifact, OnnxArtifact
 from anydepth_edge.resolution import res_tag
 
 Warn = Optional[Callable[[str], None]]
@@ -43,22 +43,30 @@ def _newest(mtimes: Dict[Path, float], paths) -> Optional[Path]:
     return max(paths, key=lambda p: mtimes[p]) if paths else None
 
 
-def find_engine(res: Tuple[int, int], engines_dir: Path, host, warn: Warn = None) -> Optional[Path]:
-    """The newest engine for `res` that `compat.engine_problem` accepts on `host` (a TrtHost)."""
+def find_engine(res: Tuple[int, int], engines_dir: Path, host, warn: Warn = None,
+                allow_unverified: bool = False) -> Optional[Path]:
+    """The newest engine for `res` that `compat.engine_problem` accepts on `host` (a TrtHost) and
+    whose output was verified against FP32 on this board (unless `allow_unverified`)."""
     from anydepth_edge.engines.compat import engine_problem
 
     mtimes = _readable(engines_dir, "*.engine", warn)
-    matches = []
+    matches, unverified = [], []
     for p in mtimes:
         record = EngineArtifact.find(p)
         if record is None or record.resolution != list(res) or engine_problem(record, host):
             continue
+        if record.status != "verified" and not allow_unverified:
+            unverified.append(f"{p.name} ({record.status})")
+            continue
         matches.append(p)
+    if unverified and warn:
+        warn(f"not using {', '.join(unverified)}: an engine must agree with FP32 first (anydepth-edge verify "
+             "ENGINE, or --allow-unverified)")
     return _newest(mtimes, matches)
 
 
 def find_onnx(res: Tuple[int, int], export_dir: Path, warn: Warn = None) -> Optional[Path]:
-    mtimes = _readable(export_dir, "*.onnx", warn)
+    mtimes = {p: t for p, t in _readable(export_dir, "*.onnx", warn).items() if not p.name.endswith(TYPED_FP16_SUFFIX)}
     matches = []
     for p in mtimes:
         record = OnnxArtifact.find(p)
@@ -69,10 +77,11 @@ def find_onnx(res: Tuple[int, int], export_dir: Path, warn: Warn = None) -> Opti
     return _newest(mtimes, preferred or matches)
 
 
-def find_model(res: Tuple[int, int], engines_dir: Path, export_dir: Path, host=None, warn: Warn = None) -> Path:
+def find_model(res: Tuple[int, int], engines_dir: Path, export_dir: Path, host=None, warn: Warn = None,
+               allow_unverified: bool = False) -> Path:
     """`host` (a TrtHost) when TensorRT runs here: engines are looked for first."""
     if host is not None:
-        engine = find_engine(res, engines_dir, host, warn)
+        engine = find_engine(res, engines_dir, host, warn, allow_unverified)
         if engine is not None:
             return engine
     onnx = find_onnx(res, export_dir, warn)

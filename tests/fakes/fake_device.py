@@ -24,8 +24,10 @@ class FakeDevice:
         self.capturing = {}  # stream handle -> captured work
         self.log = []
         self.freed, self.destroyed_streams = [], []
-        # the fake network's output per element: 'sum' (channel sum, a correct engine), 'nan', or a callable
-        self.behaviour = "sum"
+        # How engines of each rung misbehave: {'fp16': 'nan' | 'noise' | 'zero' | callable}; an absent
+        # rung computes its ONNX correctly (ONNX Runtime, FP16 builds rounded to FP16).
+        self.behaviour = {}
+        self._sessions = {}
 
     # memory
     def malloc(self, nbytes):
@@ -74,15 +76,45 @@ class FakeDevice:
         self.enqueue(handle, lambda: np.copyto(dst, np.frombuffer(self.mem[src].tobytes(), dst.dtype).reshape(dst.shape)))
 
     # the network
-    def kernel(self, in_ptr, out_ptr):
-        x = np.frombuffer(self.mem[in_ptr].tobytes(), np.float32).reshape(1, 3, -1)
-        if callable(self.behaviour):
-            y = self.behaviour(x)
-        elif self.behaviour == "nan":
-            y = np.full(x.shape[2], np.nan, np.float32)
-        else:
-            y = x.sum(axis=1)
+    def run_engine(self, state, onnx, in_ptr, out_ptr):
+        """What a built engine computes: its ONNX on ONNX Runtime (FP16 builds rounded to FP16),
+        unless `behaviour` makes its rung misbehave."""
+        (in_shape,) = [shape for _, shape, mode in state["io"] if mode == "INPUT"]
+        (out_shape,) = [shape for _, shape, mode in state["io"] if mode == "OUTPUT"]
+        x = np.frombuffer(self.mem[in_ptr].tobytes(), np.float32).reshape(in_shape)
+        y = self._compute(state, onnx, x).reshape(out_shape)
+        bad = self.behaviour.get(engine_rung(state)) if isinstance(self.behaviour, dict) else self.behaviour
+        if callable(bad):
+            y = bad(y)
+        elif bad == "nan":
+            y = np.full_like(y, np.nan)
+        elif bad == "noise":  # scaled and noisy: right range, wrong structure
+            y = 0.5 * y + np.random.default_rng(0).normal(0, float(y.std()) + 1e-3, y.shape)
+        elif bad == "zero":
+            y = np.zeros_like(y)
         self.mem[out_ptr][:] = np.frombuffer(np.asarray(y, np.float32).tobytes(), np.uint8)
+
+    def _compute(self, state, onnx, x):
+        if not onnx:
+            return x.sum(axis=1)
+        key = hash(onnx)
+        if key not in self._sessions:
+            import onnxruntime as ort
+
+            self._sessions[key] = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
+        sess = self._sessions[key]
+        y = sess.run(None, {sess.get_inputs()[0].name: x})[0].astype(np.float32)
+        return y.astype(np.float16).astype(np.float32) if "FP16" in state["flags"] else y
+
+
+def engine_rung(state) -> str:
+    """fp32, fp16 or fp16-wide, from a fake engine's build state (flags and pins, or typed regions)."""
+    regions = state.get("fp32_regions")
+    if regions is not None:  # a strongly typed FP16 graph
+        return "fp16-wide" if "attention" in regions else "fp16"
+    if "FP16" not in state["flags"]:
+        return "fp32"
+    return "fp16-wide" if any(n.startswith("AttentionFP32/") for n in state["fp32_layers"]) else "fp16"
 
 
 DEVICE = FakeDevice()  # this process's fake GPU (used by the fake pycuda package)

@@ -49,8 +49,11 @@ def make_fake_tensorrt(version="10.3.0", fail_obey=False, oom=False, parse_error
             pass
 
     trt.ILogger = ILogger
-    trt.NetworkDefinitionCreationFlag = SimpleNamespace(EXPLICIT_BATCH=0)  # deprecated and ignored on 10.x
-    trt.BuilderFlag = SimpleNamespace(FP16="FP16", OBEY_PRECISION_CONSTRAINTS="OBEY", PREFER_PRECISION_CONSTRAINTS="PREFER")
+    # EXPLICIT_BATCH: deprecated and ignored on 10.x; STRONGLY_TYPED from 10.0 (bit 1)
+    trt.NetworkDefinitionCreationFlag = (SimpleNamespace(EXPLICIT_BATCH=0, STRONGLY_TYPED=1) if major >= 10
+                                         else SimpleNamespace(EXPLICIT_BATCH=0))
+    trt.BuilderFlag = SimpleNamespace(FP16="FP16", OBEY_PRECISION_CONSTRAINTS="OBEY", PREFER_PRECISION_CONSTRAINTS="PREFER",
+                                      TF32="TF32")
     trt.MemoryPoolType = SimpleNamespace(WORKSPACE="WORKSPACE")
     trt.ProfilingVerbosity = SimpleNamespace(DETAILED="DETAILED")
     trt.LayerInformationFormat = SimpleNamespace(JSON="JSON")
@@ -69,11 +72,23 @@ def make_fake_tensorrt(version="10.3.0", fail_obey=False, oom=False, parse_error
             self.name, self.dtype = name, dtype
 
     class Layer:
-        def __init__(self, name, ltype, inputs, outputs):
+        def __init__(self, name, ltype, inputs, outputs, network):
             self.name, self.type = name, ltype
             self._inputs, self._outputs = inputs, outputs
-            self.precision = None
+            self._precision = None
             self.output_types = {}
+            self.network = network
+
+        @property
+        def precision(self):
+            return self._precision
+
+        @precision.setter
+        def precision(self, value):
+            # TensorRT: "setting layer precision is not allowed on a strongly typed network"
+            if self.network.strongly_typed:
+                self.network.errors.append(f"layer {self.name}: precision set on a strongly typed network")
+            self._precision = value
 
         num_inputs = property(lambda self: len(self._inputs))
         num_outputs = property(lambda self: len(self._outputs))
@@ -85,12 +100,18 @@ def make_fake_tensorrt(version="10.3.0", fail_obey=False, oom=False, parse_error
             return self._outputs[i]
 
         def set_output_type(self, i, dtype):
+            if self.network.strongly_typed:
+                self.network.errors.append(f"layer {self.name}: output type set on a strongly typed network")
             self.output_types[i] = dtype
 
     class Network:
         def __init__(self, flags):
             self.flags = flags
+            self.strongly_typed = major >= 10 and bool(flags & (1 << 1))
+            self.errors = []
             self.layers = []
+            self.onnx = b""
+            self.fp32_regions = None  # a strongly typed FP16 graph's FP32 regions (its metadata)
             self.io = []  # (name, shape, mode) of the graph's inputs and outputs
 
         num_layers = property(lambda self: len(self.layers))
@@ -127,11 +148,16 @@ def make_fake_tensorrt(version="10.3.0", fail_obey=False, oom=False, parse_error
 
             self.network.io = ([(i.name, shape(i), "INPUT") for i in model.graph.input]
                                + [(o.name, shape(o), "OUTPUT") for o in model.graph.output])
+            self.network.onnx = bytes(data)  # the engine carries its network, as a real one carries weights
+            meta = {p.key: p.value for p in model.metadata_props}
+            if "anydepth.fp32_regions" in meta:
+                self.network.fp32_regions = meta["anydepth.fp32_regions"].split(",")
             for init in model.graph.initializer:
-                self.network.layers.append(Layer(init.name, trt.LayerType.CONSTANT, [], [tensor(init.name, init.data_type)]))
+                self.network.layers.append(Layer(init.name, trt.LayerType.CONSTANT, [], [tensor(init.name, init.data_type)],
+                                                 self.network))
             for node in model.graph.node:
                 self.network.layers.append(Layer(node.name, trt.LayerType.OTHER, [tensor(n) for n in node.input if n],
-                                                 [tensor(n) for n in node.output]))
+                                                 [tensor(n) for n in node.output], self.network))
             return True
 
         @property
@@ -156,7 +182,7 @@ def make_fake_tensorrt(version="10.3.0", fail_obey=False, oom=False, parse_error
         __slots__ = base_config_attrs + (["builder_optimization_level"] if (major, minor) >= (8, 6) else [])
 
         def __init__(self):
-            self.flags = set()
+            self.flags = {"TF32"}  # on by default, as in TensorRT
             self.pools = {}
             self.profiling_verbosity = None
             self.cache = None
@@ -213,7 +239,8 @@ def make_fake_tensorrt(version="10.3.0", fail_obey=False, oom=False, parse_error
                 "flags": sorted(config.flags), "pools": config.pools,
                 "opt_level": getattr(config, "builder_optimization_level", None),
                 "fp32_layers": sorted(layer.name for layer in network.layers if layer.precision is trt.float32),
-                "network_flags": network.flags, "io": network.io,
+                "network_flags": network.flags, "io": network.io, "strongly_typed": network.strongly_typed,
+                "fp32_regions": network.fp32_regions,
             }
             calls.append(("build", state))
             if config._progress is not None:
@@ -227,7 +254,12 @@ def make_fake_tensorrt(version="10.3.0", fail_obey=False, oom=False, parse_error
             if fail_obey and "OBEY" in config.flags:
                 self.logger.log(ILogger.ERROR, "no implementation obeys reformatting-free rules")
                 return None
-            return ENGINE_MAGIC + json.dumps(state).encode()
+            refused = network.errors + [f"BuilderFlag.{f} on a strongly typed network" for f in sorted(config.flags)
+                                        if network.strongly_typed and f in ("FP16", "OBEY", "PREFER")]
+            if refused:  # what TensorRT does with precision controls on a strongly typed network
+                self.logger.log(ILogger.ERROR, "4: API Usage Error (" + refused[0] + ")")
+                return None
+            return ENGINE_MAGIC + json.dumps(state).encode() + b"\n" + network.onnx
 
     trt.Builder = Builder
 
@@ -251,12 +283,13 @@ def make_fake_tensorrt(version="10.3.0", fail_obey=False, oom=False, parse_error
             calls.append(("execute_async_v3", stream_handle))
             (inp,), (out,) = self.engine.inputs, self.engine.outputs
             dev = trt.device
-            dev.enqueue(stream_handle, lambda: dev.kernel(self.addresses[inp], self.addresses[out]))
+            dev.enqueue(stream_handle, lambda: dev.run_engine(self.engine.state, self.engine.onnx, self.addresses[inp],
+                                                              self.addresses[out]))
             return True
 
     class Engine:
-        def __init__(self, state):
-            self.state = state
+        def __init__(self, state, onnx=b""):
+            self.state, self.onnx = state, onnx
             self.io = {name: (tuple(shape), mode) for name, shape, mode in state["io"]}
             self.names = list(self.io)
             self.inputs = [n for n in self.names if self.io[n][1] == "INPUT"]
@@ -295,7 +328,8 @@ def make_fake_tensorrt(version="10.3.0", fail_obey=False, oom=False, parse_error
             if not data.startswith(ENGINE_MAGIC):
                 self.logger.log(ILogger.ERROR, "1: [stdArchiveReader.cpp::StdArchiveReader::32] Error Code 1: Serialization (Magic tag does not match)")
                 return None
-            return Engine(json.loads(data[len(ENGINE_MAGIC):]))
+            state, _, onnx = data[len(ENGINE_MAGIC):].partition(b"\n")
+            return Engine(json.loads(state), onnx)
 
     trt.Runtime = Runtime
     return trt

@@ -1,0 +1,98 @@
+"""`anydepth-edge verify FILE`: does an engine or an ONNX file give the FP32 export's depth?
+
+Against the export's reference bundle (numpy only), or with `--images DIR` against the FP32 ONNX
+run on ONNX Runtime CPU over those images. An engine's verdict is written into its record, so
+`run` and `bench` take it afterwards. No PyTorch. Python 3.8.
+"""
+
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+from anydepth_edge.agreement import Bundle, Verdict, verify_backend
+from anydepth_edge.errors import UserError
+from anydepth_edge.records import TYPED_FP16_SUFFIX, EngineArtifact, OnnxArtifact
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+MAX_IMAGES = 16
+
+
+def _export_of(path: Path) -> Tuple[OnnxArtifact, str]:
+    """The FP32 export a file is checked against, and the precision its limits are for."""
+    if path.suffix == ".engine":
+        record = EngineArtifact.load(path)
+        return OnnxArtifact.load(record.onnx_path).require_content(), record.rung or record.precision
+    if path.name.endswith(TYPED_FP16_SUFFIX):
+        return OnnxArtifact.load(path.with_name(path.name[: -len(TYPED_FP16_SUFFIX)] + ".onnx")).require_content(), "fp16"
+    return OnnxArtifact.load(path).require_content(), "fp32"
+
+
+def images_bundle(folder: Path, export: OnnxArtifact) -> Bundle:
+    """Up to MAX_IMAGES images of `folder`, stretched to the model size, and the FP32 export's depth
+    on ONNX Runtime CPU."""
+    from anydepth_edge.engines.ort_backend import OrtBackend
+    from anydepth_edge.preprocess import normalise
+
+    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTS)[:MAX_IMAGES] \
+        if Path(folder).is_dir() else []
+    if not files:
+        raise UserError(f"--images {folder}: no images ({', '.join(IMAGE_EXTS)}) there")
+    h, w = export.res
+    inputs = np.concatenate([normalise(_read_rgb(p, (h, w))) for p in files])
+    reference = OrtBackend(export.path)
+    outputs = np.concatenate([reference.infer(x[None]).copy() for x in inputs])
+    return Bundle([p.name for p in files], inputs, outputs)
+
+
+def _read_rgb(path: Path, size) -> np.ndarray:
+    try:
+        import cv2
+    except ImportError:
+        raise UserError("--images needs OpenCV: pip install 'anydepth-edge[cv]'") from None
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise UserError(f"--images: cannot read {path}")
+    return cv2.cvtColor(cv2.resize(bgr, (size[1], size[0]), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+
+
+def verify_file(path, images: Optional[Path] = None, device: str = "cpu", record_verdict: bool = True,
+                open_backend=None) -> Tuple[Verdict, List[str]]:
+    """(verdict, notes) for an engine, an FP32 export or its `.fp16.onnx` form."""
+    from anydepth_edge.engines import BackendSpec
+    from anydepth_edge.engines import open_backend as default_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"not found: {path}")
+    export, precision = _export_of(path)
+    if images is not None:
+        bundle, what = images_bundle(images, export), f"{images} (FP32 ONNX Runtime CPU as reference)"
+    else:
+        if not export.companion_matches("reference"):
+            raise UserError(f"{export.path.name} has no intact reference bundle: re-export it "
+                            f"({export.rebuild_command()}), or pass --images DIR")
+        bundle, what = Bundle.read(export.companion("reference")), f"the reference bundle of {export.path.name}"
+    if path.name.endswith(TYPED_FP16_SUFFIX):  # listed by its export's record, trusted by that sha256
+        if path != export.companion("typed_fp16") or not export.companion_matches("typed_fp16"):
+            raise UserError(f"{path.name} is not the FP16 form {export.path.name}'s sidecar describes: "
+                            f"{export.rebuild_command()}")
+        from anydepth_edge.engines.ort_backend import OrtBackend
+
+        backend = OrtBackend(path, device=device)
+    else:
+        kind = "tensorrt" if path.suffix == ".engine" else "onnxruntime"
+        backend = (open_backend or default_open)(BackendSpec(kind, "cuda" if kind == "tensorrt" else device, str(path),
+                                                             allow_unverified=True))
+    try:
+        verdict = verify_backend(backend, bundle, precision)
+    finally:
+        backend.close()
+    notes = [f"{path.name} against {what}: {'pass' if verdict.passed else 'FAIL'} ({verdict.why})"]
+    if path.suffix == ".engine" and record_verdict and images is None:
+        record = EngineArtifact.load(path)
+        record.verification = {**verdict.to_dict(), "bundle_sha256": export.reference["sha256"]}
+        record.write_sidecar()
+        notes.append(f"recorded in {path.with_suffix('.json').name}: run and bench "
+                     + ("will use it" if verdict.passed else "will not use it"))
+    return verdict, notes

@@ -1,0 +1,321 @@
+"""Engines you can trust: the reference bundle, the agreement metrics, the strongly typed FP16
+form, the precision ladder (through the TensorRT fake, whose engines compute their ONNX on ONNX
+Runtime and can be made wrong per rung), `verify`, and run / bench refusing unverified engines."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from conftest import assert_one_line_error, run_cli
+from fakes.fake_device import FakeCuda
+from fakes.fake_tensorrt import make_fake_tensorrt
+
+from anydepth_edge.agreement import LIMITS, Bundle, depth_metrics, judge
+from anydepth_edge.engines.ensure import ensure_engine
+from anydepth_edge.engines.trt_common import DEVICE_PROFILES
+from anydepth_edge.errors import UserError
+from anydepth_edge.platform_info import PlatformInfo
+from anydepth_edge.records import EngineArtifact, OnnxArtifact, reference_path, typed_fp16_path
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+X86 = PlatformInfo(machine="x86_64")
+ORIN = DEVICE_PROFILES["orin-nano"]
+
+
+@pytest.fixture
+def export_copy(exported, tmp_path):
+    """A private copy of the tiny trt10 export with everything beside it (bundle, FP16 form)."""
+    _, res = exported
+    src = res["trt10"].onnx_path
+    for p in src.parent.glob(src.stem + ".*"):
+        shutil.copy(p, tmp_path)
+    return tmp_path / src.name
+
+
+def _ort(path, x):
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+
+
+# ----------------------------------------------------------------------------- the bundle
+
+def test_reference_bundle_round_trip(export_copy):
+    record = OnnxArtifact.load(export_copy)
+    assert record.companion_matches("reference") and record.reference["inputs"] == ["photo", "photo-crop-flip",
+                                                                                     "synthetic-room"]
+    with np.load(reference_path(export_copy), allow_pickle=False) as z:  # numpy alone, no pickle
+        assert z["inputs"].shape == (3, 3, 64, 64) and z["outputs"].shape == (3, 1, 64, 64)
+    bundle = Bundle.read(reference_path(export_copy))
+    for x, ref in zip(bundle.inputs, bundle.outputs):
+        assert np.array_equal(_ort(export_copy, x[None])[0], ref)  # the FP32 export's own depth
+        # real-looking, not noise: neighbouring pixels correlate
+        assert np.corrcoef(x[:, :, 1:].ravel(), x[:, :, :-1].ravel())[0, 1] > 0.7
+    assert not np.allclose(bundle.inputs[0], bundle.inputs[1])
+
+
+def test_metrics_see_what_they_must():
+    rng = np.random.default_rng(0)
+    ref = rng.uniform(0.5, 3.0, (64, 64)).astype(np.float32)
+    ref += np.linspace(0, 1, 64)[None]  # structure
+    same = depth_metrics(2 * ref + 1, ref)  # affine-invariant: a scaled and shifted map agrees
+    assert same["abs_rel"] < 1e-6 and same["delta1"] == 1.0 and same["rmse_over_std"] < 1e-6
+    assert judge({"a": same}, "fp32").passed
+    flat = depth_metrics(np.full_like(ref, ref.mean()), ref)
+    assert flat["rmse_over_std"] == pytest.approx(1.0) and not judge({"a": flat}, "fp16").passed
+    noisy = depth_metrics(0.5 * ref + rng.normal(0, ref.std(), ref.shape), ref)
+    assert not judge({"a": noisy}, "fp16").passed
+    nan = depth_metrics(np.where(ref > 3, np.nan, ref), ref)
+    verdict = judge({"a": nan}, "fp16")
+    assert nan["non_finite"] > 0 and not verdict.passed and "NaN/Inf" in verdict.why
+    assert LIMITS["fp32"].abs_rel < LIMITS["fp16"].abs_rel
+
+
+# ----------------------------------------------------------------------------- strongly typed FP16
+
+def test_strongly_typed_fp16_form(export_copy):
+    from anydepth_edge.export.lint import lint_model
+
+    record = OnnxArtifact.load(export_copy)
+    typed = record.typed_fp16
+    assert record.companion_matches("typed_fp16") and set(typed["fp32_regions"]) == {"dysample", "layernorm"}
+    model = onnx.load(str(typed_fp16_path(export_copy)))
+    onnx.checker.check_model(model, full_check=True)
+    assert lint_model(model, "trt10") == []
+    types = {t.data_type for t in model.graph.initializer}
+    assert onnx.TensorProto.FLOAT16 in types  # weights are FP16...
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # ...the IO stays FP32
+    casts = [n for n in model.graph.node if n.op_type == "Cast"]
+    assert casts and typed["casts"] == len(casts)
+    grids = [n for n in model.graph.node if n.op_type == "GridSample"]
+    inferred = onnx.shape_inference.infer_shapes(model)
+    elem = {v.name: v.type.tensor_type.elem_type for v in inferred.graph.value_info}
+    assert all(elem[n.input[1]] == onnx.TensorProto.FLOAT for n in grids)  # sampling coordinates stay FP32
+    # it runs on ONNX Runtime here and agrees with FP32 within the FP16 limits (measured at export)
+    bundle = Bundle.read(reference_path(export_copy))
+    got = _ort(typed_fp16_path(export_copy), bundle.inputs[:1])
+    assert judge({"photo": depth_metrics(got, bundle.outputs[0])}, "fp16").passed
+    assert typed["agreement"]["photo"]["rmse_over_std"] < LIMITS["fp16"].rmse_over_std
+    # within the emulation's figures: ORT computes most FP16 nodes in FP32, so it is the optimistic bound
+    emulated = record.fp16["with_pins"]
+    assert typed["agreement"]["photo"]["abs_rel"] <= emulated["abs_rel"] + 1e-3
+
+
+# ----------------------------------------------------------------------------- the ladder
+
+def _ensure(export_copy, tmp_path, version="10.3.0", behaviour=None, **kw):
+    cuda = FakeCuda()
+    cuda.device.behaviour = behaviour or {}
+    trt = make_fake_tensorrt(version, device=cuda.device)
+    notes = []
+    record, reused = ensure_engine(export_copy, tmp_path / "engines", ORIN, trt=trt, cuda=cuda, platform=X86,
+                                   notify=notes.append, **kw)
+    return trt, record, reused, notes
+
+
+def _builds(trt):
+    return [c[1] for c in trt.calls if c[0] == "build"]
+
+
+def test_ladder_keeps_the_first_rung_that_agrees(export_copy, tmp_path):
+    trt, record, _, _ = _ensure(export_copy, tmp_path)
+    assert record.rung == "fp16" and record.status == "verified" and len(_builds(trt)) == 1
+    assert record.verification["passed"] and set(record.verification["per_input"]) == {
+        "photo", "photo-crop-flip", "synthetic-room"}
+    assert [r["rung"] for r in record.ladder] == ["fp16"]
+
+
+def test_ladder_lands_on_fp32_when_fp16_is_wrong_and_says_why(export_copy, tmp_path):
+    """FP16 outputs NaN, the wider FP16 set outputs scaled noise, FP32 is right: FP32 is kept."""
+    trt, record, _, _ = _ensure(export_copy, tmp_path, behaviour={"fp16": "nan", "fp16-wide": "noise"})
+    assert record.rung == "fp32" and record.status == "verified" and len(_builds(trt)) == 3
+    ladder = {r["rung"]: r for r in record.ladder}
+    assert ladder["fp16"]["status"] == "failed" and "NaN/Inf" in ladder["fp16"]["why"]
+    assert ladder["fp16-wide"]["status"] == "failed" and "RMSE/std" in ladder["fp16-wide"]["why"]
+    assert "TF32" in _builds(trt)[0]["flags"] and "TF32" not in _builds(trt)[2]["flags"]  # true FP32 at the end
+    wide = _builds(trt)[1]
+    assert any(n.startswith("AttentionFP32/") for n in wide["fp32_layers"])  # the wider set was pinned
+    assert any(n.startswith("ResidualFP32/") for n in wide["fp32_layers"])
+    engines = sorted(p.name for p in (tmp_path / "engines").glob("*.engine"))
+    assert engines == [record.path.name]  # wrong engines are not left where run could pick them up
+    failed = EngineArtifact.load(tmp_path / "engines" / record.path.name.replace("-fp32-", "-fp16-"), require_file=False)
+    assert failed.status == "failed" and failed.engine_sha256 == ""  # the record stays, without its engine
+    # known failures are not rebuilt in vain, and the kept engine is reused
+    trt2, again, reused, _ = _ensure(export_copy, tmp_path, behaviour={"fp16": "nan", "fp16-wide": "noise"})
+    assert reused and again.path == record.path and _builds(trt2) == []
+
+
+def test_no_rung_agrees_is_one_clear_error(export_copy, tmp_path):
+    behaviour = {"fp16": "nan", "fp16-wide": "nan", "fp32": "zero"}
+    with pytest.raises(UserError) as e:
+        _ensure(export_copy, tmp_path, behaviour=behaviour)
+    msg = str(e.value)
+    assert "agrees with FP32 on TensorRT 10.3.0" in msg and "known to miscompile DINOv3" in msg
+    assert "fp16: " in msg and "fp32: " in msg and "--dysample gather" in msg and "--backend ort" in msg
+    assert not list((tmp_path / "engines").glob("*.engine"))
+
+
+def test_forced_precision_is_still_verified(export_copy, tmp_path):
+    with pytest.raises(UserError, match="fp16: .*NaN/Inf"):
+        _ensure(export_copy, tmp_path, behaviour={"fp16": "nan"}, precision="fp16")
+    _, record, _, _ = _ensure(export_copy, tmp_path, precision="fp32")
+    assert record.rung == "fp32" and record.status == "verified" and "-fp32-" in record.path.name
+
+
+def test_strongly_typed_build_from_tensorrt_10_12(export_copy, tmp_path):
+    """10.16 (JetPack 7.2): an FP16 graph with Casts, built strongly typed: no FP16 flag, no pins."""
+    trt, record, _, _ = _ensure(export_copy, tmp_path, version="10.16.0")
+    (state,) = _builds(trt)
+    assert record.typing == "strong" and state["strongly_typed"] and state["network_flags"] & 0b10
+    assert "FP16" not in state["flags"] and state["fp32_layers"] == []
+    assert sorted(state["fp32_regions"]) == ["dysample", "layernorm"]  # parsed the typed graph
+    assert record.status == "verified" and record.settings["strongly_typed"]
+    # the wide rung converts on the fly (attention and residual regions FP32 in the graph)
+    trt, record, _, _ = _ensure(export_copy, tmp_path / "wide", version="10.16.0", precision="fp16-wide")
+    (state,) = _builds(trt)
+    assert "attention" in state["fp32_regions"] and "residual" in state["fp32_regions"]
+    assert not list((tmp_path / "wide" / "engines").glob("*.partial"))  # the converted graph is not kept
+
+
+def test_the_fake_refuses_precision_controls_on_a_strongly_typed_network():
+    """As TensorRT does: the FP16 flag or a layer precision on a strongly typed network fails the build."""
+    trt = make_fake_tensorrt("10.16.0")
+    log = []
+
+    class Logger(trt.ILogger):
+        def log(self, severity, msg):
+            log.append(msg)
+
+    builder = trt.Builder(Logger())
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    config = builder.create_builder_config()
+    config.set_flag(trt.BuilderFlag.FP16)
+    assert builder.build_serialized_network(network, config) is None and "strongly typed" in log[-1]
+    assert "STRONGLY_TYPED" not in vars(make_fake_tensorrt("8.6.2").NetworkDefinitionCreationFlag)
+
+
+def test_weak_typing_is_refused_where_it_does_not_exist(export_copy, tmp_path):
+    with pytest.raises(UserError, match="no strongly typed networks"):
+        _ensure(export_copy, tmp_path, version="8.6.2", typing="strong")
+
+
+# ----------------------------------------------------------------------------- verify, run, bench
+
+def test_verify_cli_on_onnx_files(export_copy, tmp_path):
+    ok = run_cli("verify", export_copy)
+    assert ok.returncode == 0 and "pass" in ok.stdout and "synthetic-room" in ok.stdout, ok.stderr
+    typed = run_cli("verify", typed_fp16_path(export_copy), "--json")
+    verdict = json.loads(typed.stdout)
+    assert typed.returncode == 0 and verdict["passed"] and verdict["precision"] == "fp16"
+    # a corrupted copy (a weight perturbed, its sidecar updated to match) must fail
+    bad = tmp_path / "bad" / export_copy.name
+    bad.parent.mkdir()
+    for p in export_copy.parent.glob(export_copy.stem + ".*"):
+        shutil.copy(p, bad.parent)
+    model = onnx.load(str(bad))
+    conv = max((t for t in model.graph.initializer if t.dims and len(t.dims) == 4), key=lambda t: np.prod(t.dims))
+    w = onnx.numpy_helper.to_array(conv).copy()
+    w += np.random.default_rng(0).normal(0, 3 * w.std(), w.shape).astype(w.dtype)
+    conv.CopyFrom(onnx.numpy_helper.from_array(w, conv.name))
+    onnx.save(model, str(bad))
+    record = OnnxArtifact.load(bad)
+    from anydepth_edge.artifacts import sha256_file
+
+    record.onnx_sha256 = sha256_file(bad)
+    record.write_sidecar()
+    proc = run_cli("verify", bad)
+    assert proc.returncode == 1 and "FAIL" in proc.stdout, proc.stdout
+
+
+def test_verify_with_images_folder(export_copy, tmp_path):
+    from anydepth_edge.export.reference import synthetic_scene
+
+    pytest.importorskip("cv2")
+    import cv2
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(folder / f"{i}.png"), synthetic_scene((90, 120), seed=i)[:, :, ::-1])
+    proc = run_cli("verify", typed_fp16_path(export_copy), "--images", folder)
+    assert proc.returncode == 0 and "0.png" in proc.stdout and "FP32 ONNX Runtime CPU as reference" in proc.stdout
+    assert_one_line_error(run_cli("verify", export_copy, "--images", tmp_path / "none"), "no images")
+
+
+def test_verify_records_an_engines_verdict(export_copy, tmp_path):
+    """An engine built before bundles existed is unverified: `verify` checks and records it."""
+    _, record, _, _ = _ensure(export_copy, tmp_path)
+    record.verification = None
+    record.write_sidecar()
+    assert EngineArtifact.load(record.path).status == "unverified"
+    proc = run_cli("verify", record.path, fake_tensorrt="10.3.0")
+    assert proc.returncode == 0 and "run and bench will use it" in proc.stdout, proc.stderr
+    assert EngineArtifact.load(record.path).status == "verified"
+
+
+def test_run_uses_only_verified_engines(export_copy, tmp_path):
+    from conftest import REPO
+
+    _, record, _, _ = _ensure(export_copy, tmp_path)
+    record.verification = None  # unverified
+    record.write_sidecar()
+    folder = REPO / "anydepth_edge" / "data"
+    common = ("--source", folder, "--max-frames", "1", "--engines-dir", tmp_path / "engines")
+    refused = run_cli("run", *common, "--model", record.path, "--backend", "trt", fake_tensorrt="10.3.0")
+    assert_one_line_error(refused, "is unverified", "anydepth-edge verify")
+    allowed = run_cli("run", *common, "--model", record.path, "--backend", "trt", "--allow-unverified",
+                      fake_tensorrt="10.3.0")
+    assert allowed.returncode == 0 and "TensorRT (cuda)" in allowed.stderr, allowed.stderr
+    # auto: the unverified engine is skipped with one line, the export runs (its engine re-verified)
+    auto = run_cli("run", *common, "--res", "64", "--export-dir", export_copy.parent, fake_tensorrt="10.3.0")
+    assert auto.returncode == 0, auto.stderr
+    assert "not using" in auto.stderr and "(unverified)" in auto.stderr
+
+
+def test_run_falls_back_when_no_rung_agrees(export_copy, tmp_path):
+    from conftest import REPO
+
+    env = {"FAKE_GPU_BEHAVIOUR": "fp16=nan,fp16-wide=nan,fp32=zero"}
+    proc = run_cli("run", "--source", REPO / "anydepth_edge" / "data", "--max-frames", "1", "--model", export_copy,
+                   "--engines-dir", tmp_path / "engines", fake_tensorrt="10.3.0", env=env)
+    assert proc.returncode == 0 and "on the next backend instead" in proc.stderr and "ONNX Runtime" in proc.stderr
+    forced = run_cli("run", "--source", REPO / "anydepth_edge" / "data", "--max-frames", "1", "--model", export_copy,
+                     "--backend", "trt", "--engines-dir", tmp_path / "engines", fake_tensorrt="10.3.0", env=env)
+    assert_one_line_error(forced, "agrees with FP32")
+
+
+def test_bench_reports_the_rung(export_copy, tmp_path):
+    out = tmp_path / "results"
+    proc = run_cli("bench", "--device", "cuda", "--backend", "trt", "--decoder", "sdt", "--res", "64", "--iters", "2",
+                   "--warmup", "0", "--e2e-iters", "0", "--export-dir", export_copy.parent,
+                   "--engines-dir", tmp_path / "engines", "--out-dir", out, fake_tensorrt="10.3.0",
+                   env={"FAKE_GPU_BEHAVIOUR": "fp16=nan"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = json.loads(next(out.glob("*.json")).read_text())
+    (row,) = record["results"]
+    assert row["rung"] == "fp16-wide" and row["verification"] == "verified"
+    assert "fp16-wide" in next(out.glob("*.md")).read_text()
+
+
+@pytest.mark.integration
+def test_verify_a_real_vits_export_and_a_broken_copy(tmp_path):
+    """A real ViT-S export passes `verify`; the same file with one convolution's weights perturbed fails.
+    (Removing LayerNorms is no test with random weights: their inputs are already near unit scale, so
+    the depth moves by 1e-4 only.)"""
+    proc = run_cli("export", "--res", "64", "--target", "trt10", "--no-fp16-check", "--out-dir", tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    good = tmp_path / "anydepth-sdt-vits-64x64-trt10.onnx"
+    assert run_cli("verify", good).returncode == 0
+    model = onnx.load(str(good))
+    conv = max((t for t in model.graph.initializer if len(t.dims) == 4), key=lambda t: int(np.prod(t.dims)))
+    w = onnx.numpy_helper.to_array(conv).copy()
+    w += np.random.default_rng(0).normal(0, 2 * float(w.std()), w.shape).astype(w.dtype)
+    conv.CopyFrom(onnx.numpy_helper.from_array(w, conv.name))
+    onnx.save(model, str(good))
+    record = OnnxArtifact.load(good)
+    from anydepth_edge.artifacts import sha256_file
+
+    record.onnx_sha256 = sha256_file(good)  # as if the export itself had been wrong
+    record.write_sidecar()
+    proc = run_cli("verify", good)
+    assert proc.returncode == 1 and "FAIL" in proc.stdout, proc.stdout
