@@ -25,11 +25,13 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# Python 3.8 with the robot-side dependencies only (no torch), for the 3.8 compatibility test.
-$(STAMP38): pyproject.toml
+# Python 3.8 with the robot-side dependencies only (no torch), for the 3.8 compatibility test: the
+# versions JetPack 5's image has (its pip constraints and requirements: NumPy 1.23.5, not 1.24's break).
+JP5_CONSTRAINTS := docker/constraints/jp5.txt
+$(STAMP38): pyproject.toml $(JP5_CONSTRAINTS) docker/requirements/runtime.txt
 	@if [ -n "$(PY38)" ] && $(PY38) -c 'import sys; assert sys.version_info[:2] == (3, 8)' 2>/dev/null; then \
 		$(PY38) -m venv $(VENV38) && \
-		$(VENV38)/bin/pip install -q "numpy<1.25" "typer>=0.9" "rich>=12" "onnxruntime<1.20" && \
+		$(VENV38)/bin/pip install -q -c $(JP5_CONSTRAINTS) -r docker/requirements/runtime.txt "typer>=0.9" "rich>=12" && \
 		$(VENV38)/bin/pip install -q --no-deps -e . && touch $(STAMP38); \
 	else echo "no Python 3.8 here: the 3.8 runtime test will be skipped"; fi
 

@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from anydepth_edge.engines.compat import TrtHost, engine_problem
-from anydepth_edge.platform_info import PlatformInfo, Tools, detect
+from anydepth_edge.platform_info import HOST_COPY_DIR, MODEL_ENV, PlatformInfo, Tools, detect
 from anydepth_edge.records import EngineArtifact, OnnxArtifact, export_files
 
 JOBS = ("run", "bench", "export")
 MIN_FREE_DISK_MB = 2048  # an engine build writes ~0.1-0.5 GB, the timing cache and logs; keep room
 MIN_AVAILABLE_MEM_MB = 1200  # TensorRT's builder on a 4 GB Orin Nano
+JETSON_TOOLS_FIX = ("in the image: docker/compose.yaml mounts the host's tegrastats, nvpmodel and its state read-only "
+                    "(docker/host-setup.sh writes their paths); on the host: sudo apt install nvidia-l4t-tools nvidia-l4t-nvpmodel")
 
 
 @dataclass
@@ -126,8 +128,15 @@ def _platform_checks(info: PlatformInfo) -> List[Check]:
     if not info.is_jetson:
         return [Check("platform", "info", f"{info.machine or '?'} {info.cpu_model} ({info.cpu_count} CPUs, "
                                           f"{info.mem_total_mb} MB): not a Jetson")]
-    checks = [Check("platform", "ok" if info.is_orin_nano else "info",
-                    f"{info.device_model} ({info.module or 'module unknown'}), {info.mem_total_mb} MB")]
+    if info.device_model:
+        checks = [Check("platform", "ok" if info.is_orin_nano else "info",
+                        f"{info.device_model} ({info.module or 'module unknown'}), {info.mem_total_mb} MB; "
+                        f"model from {info.model_source}")]
+    else:  # a container: Docker masks /sys/firmware, where /proc/device-tree points
+        checks = [Check("platform", "wrong", f"a Jetson whose board model is unreadable ({info.mem_total_mb} MB): "
+                                             "Orin Nano settings (bench --device orin-nano, the 4 GB build workspace) are off",
+                        f"on the host: docker/host-setup.sh (compose mounts docker/host at /{HOST_COPY_DIR}); "
+                        f"or set {MODEL_ENV}=\"NVIDIA Jetson Orin Nano Developer Kit\"")]
     if info.l4t:
         old = info.jetpack.startswith("5.0") or not info.jetpack
         checks.append(Check("JetPack", "wrong" if old else "ok", f"L4T {info.l4t} = JetPack {info.jetpack or '?'}",
@@ -135,6 +144,10 @@ def _platform_checks(info: PlatformInfo) -> List[Check]:
     if info.nvpmodel:
         checks.append(Check("power mode", "ok" if info.nvpmodel_is_max else "wrong", info.nvpmodel,
                             "" if info.nvpmodel_is_max else "sudo nvpmodel -m 0 (the maximum mode) for paper-like figures"))
+    elif info.l4t:
+        checks.append(Check("power mode", "missing", "nvpmodel not found (or `nvpmodel -q` said nothing)", JETSON_TOOLS_FIX))
+    if not info.tegrastats:
+        checks.append(Check("tegrastats", "missing", "not on PATH: bench reports no Orin memory figure", JETSON_TOOLS_FIX))
     if info.clocks_locked is not None:
         checks.append(Check("clocks", "ok" if info.clocks_locked else "wrong",
                             "GPU clocks locked" if info.clocks_locked else "GPU clocks float",

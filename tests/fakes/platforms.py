@@ -24,6 +24,13 @@ class FixtureTools(Tools):
     def nvpmodel(self):
         return self._text("nvpmodel-q.txt")
 
+    def environ(self):
+        return {}  # the fixture machine's environment, not this one's
+
+    def which(self, program):
+        """A tool is on the fixture machine's PATH when the tree has `fixture-which-<tool>`."""
+        return program if (self.root / f"fixture-which-{program}").exists() else None
+
 
 class FixtureProbe(Probe):
     """`fixture-modules.json`: importable modules and versions, ORT providers, OpenCV GStreamer,
