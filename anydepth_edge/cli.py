@@ -194,13 +194,18 @@ def build(
 
     Writes `engines/<onnx stem>-<rung>-trt<version>-<gpu>.engine` with a sidecar (TensorRT version, GPU, JetPack, ONNX sha256, settings, the verification figures of every rung tried), the engine inspector JSON and the build log. Engines only run on the TensorRT and GPU that built them.
     """
+    from anydepth_edge.console import progress
     from anydepth_edge.engines.ensure import build_engines
     from anydepth_edge.resolution import parse_res_list
 
-    for item in build_engines(Path(onnx), Path(out_dir), device.value, precision=precision.value, typing=typing.value,
+    with progress() as prog:  # the build's phases as they come, with the time elapsed
+        task = prog.add_task("TensorRT engines", total=None)
+        items = build_engines(Path(onnx), Path(out_dir), device.value, precision=precision.value, typing=typing.value,
                               builder=builder.value, workspace_mib=workspace,
                               timing_cache=Path(timing_cache) if timing_cache else None, force=force,
-                              resolutions=parse_res_list(res), notify=info):
+                              resolutions=parse_res_list(res),
+                              notify=lambda text: prog.update(task, description=text) if not prog.disable else info(text))
+    for item in items:
         out.print(item, markup=False) if isinstance(item, str) else out.print(item)
 
 
@@ -265,7 +270,8 @@ def bench(
     iters: Optional[int] = typer.Option(None, "--iters", help="Timed runs (default per device: cpu 10, cuda 200, orin-nano 50)."),
     e2e_iters: Optional[int] = typer.Option(None, "--e2e-iters", help="End-to-end runs with pre/post-processing of a 640x480 frame."),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help=CKPT_HELP),
-    out_dir: str = typer.Option("benchmarks/results", "--out-dir", "-o", help="Where the JSON, Markdown, CSV and PNG go."),
+    out_dir: str = typer.Option("benchmarks/runs", "--out-dir", "-o", help="Where the JSON, Markdown, CSV and PNG go "
+                                                                            "(benchmarks/runs is yours and untracked; the committed references are in benchmarks/results)."),
     cuda_graph: bool = typer.Option(False, "--cuda-graph", help="Replay inference as a CUDA graph (TensorRT with cuda-python, PyTorch CUDA)."),
     dysample: Sampler = typer.Option("gridsample", "--dysample", case_sensitive=False,
                                      help="DySample export form to benchmark: gridsample or gather."),
@@ -362,6 +368,20 @@ def doctor(
     raise typer.Exit(print_report(report, job.value, out))
 
 
+def _readable_metavars() -> None:
+    """TEXT / N / NUMBER in `--help` instead of typer's <str> / <int> / <float>, and nothing after
+    a flag (typer prints <bool>); choices (enums) keep their lists."""
+    import inspect
+
+    names = {str: "TEXT", int: "N", float: "NUMBER", Optional[str]: "TEXT", Optional[int]: "N",
+             Optional[float]: "NUMBER", List[str]: "TEXT", bool: " "}
+    for command in app.registered_commands + ([app.registered_callback] if app.registered_callback else []):
+        for p in inspect.signature(command.callback).parameters.values():
+            info = p.default
+            if isinstance(info, (typer.models.OptionInfo, typer.models.ArgumentInfo)) and info.metavar is None:
+                info.metavar = names.get(p.annotation)
+
+
 def _click_exceptions():
     """(UsageError, ClickException, Abort) of the click typer runs on (newer typer vendors its own)."""
     mro = typer.BadParameter.__mro__
@@ -373,6 +393,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     """Console entry point: user errors and bad options become one line on stderr and a non-zero exit."""
     usage_error, click_exception, abort = _click_exceptions()
     interrupt_on_sigterm()
+    _readable_metavars()
     try:
         code = app(args=argv, prog_name="anydepth-edge", standalone_mode=False)
     except UserError as e:

@@ -1,47 +1,64 @@
-"""One place for user-facing output: rich on stderr for messages, stdout for results."""
+"""One place for user-facing output: rich on stderr for messages, stdout for results.
+
+Messages carry user text (paths, URLs, `--serve 0.0.0.0:abc:`), so the text after the coloured
+label is printed as text: no markup, no emoji codes. Each warning is printed once per process.
+"""
 
 import signal
 import sys
 
 from rich.console import Console
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 # Piped or logged output: wide enough that tables do not wrap (rich assumes 80 columns off a TTY).
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+out = Console(highlight=False, emoji=False, width=None if sys.stdout.isatty() else 160)
+_warned = set()
+
+
+def _line(label: str, msg: str) -> None:
+    err.print(label, end="")
+    err.print(str(msg), markup=False)
 
 
 def info(msg: str) -> None:
-    err.print(f"[cyan]info[/]: {msg}")
+    _line("[cyan]info[/]: ", msg)
 
 
 def warn(msg: str) -> None:
-    err.print(f"[bold yellow]warning[/]: {msg}")
+    if msg in _warned:  # e.g. "random weights" once, not once per exported model
+        return
+    _warned.add(msg)
+    _line("[bold yellow]warning[/]: ", msg)
 
 
 def error_line(msg: str) -> None:
-    # Plain text (no markup parsing) so paths with brackets print as they are.
-    err.print("[bold red]error[/]: ", end="")
-    err.print(msg, markup=False)
+    _line("[bold red]error[/]: ", msg)
 
 
 def progress(transient: bool = True):
-    """A progress display for slow steps (stderr, so JSON on stdout stays clean)."""
+    """A progress display for slow steps: description, bar, done/total, elapsed and the estimate of
+    what is left. On stderr (JSON on stdout stays clean); silent when stderr is not a terminal (a log
+    or CI gets the results, not redraws)."""
     from rich.progress import (
         BarColumn,
         Progress,
         SpinnerColumn,
         TextColumn,
         TimeElapsedColumn,
+        TimeRemainingColumn,
     )
 
     return Progress(
         SpinnerColumn(),
-        TextColumn("[progress.description]{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
         TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
         console=err,
         transient=transient,
+        disable=not err.is_terminal,
     )
 
 

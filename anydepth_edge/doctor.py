@@ -17,6 +17,7 @@ from typing import Dict, List, Optional, Tuple
 from anydepth_edge.engines.compat import TrtHost, engine_problem
 from anydepth_edge.platform_info import HOST_COPY_DIR, MODEL_ENV, PlatformInfo, Tools, detect
 from anydepth_edge.records import EngineArtifact, OnnxArtifact, export_files
+from anydepth_edge.targets import KNOWN_BAD_DINOV3
 
 JOBS = ("run", "bench", "export")
 MIN_FREE_DISK_MB = 2048  # an engine build writes ~0.1-0.5 GB, the timing cache and logs; keep room
@@ -169,11 +170,20 @@ def _runtime_checks(info: PlatformInfo, probe: Probe, found: Dict) -> List[Check
         add(Check("TensorRT", "missing", "not importable",
                   "Jetson: sudo apt install python3-libnvinfer (or the anydepth-edge image); x86: pip install 'anydepth-edge[trt]'"))
     cuda_api = found["cuda_api"] = probe.version("cuda") and "cuda-python" or (probe.version("pycuda") and "pycuda")
-    add(Check("CUDA buffers", "ok" if cuda_api else "missing", cuda_api or "neither cuda-python nor pycuda",
-              "" if cuda_api else "pip install cuda-python (JetPack 6) or pycuda (JetPack 5)"))
     gpu = found["gpu"] = probe.gpu() if (trt or cuda_api) else None
-    if gpu:
+    if not cuda_api:
+        add(Check("CUDA buffers", "missing", "neither cuda-python nor pycuda",
+                  "pip install cuda-python (JetPack 6) or pycuda (JetPack 5)"))
+    elif gpu is None:  # a library without a GPU behind it holds no buffers
+        add(Check("CUDA buffers", "info", f"{cuda_api} installed, but no CUDA GPU answers"))
+    else:
+        add(Check("CUDA buffers", "ok", cuda_api))
         add(Check("GPU", "ok", f"{gpu[0]} (sm_{''.join(map(str, gpu[1]))})"))
+    known_bad = trt and tuple(int(p) for p in trt.split(".")[:2] if p.isdigit()) in KNOWN_BAD_DINOV3
+    if known_bad:  # NVIDIA/TensorRT#4723, #4558, #4742
+        add(Check("TensorRT and DINOv3", "info", f"TensorRT {trt} is known to miscompile DINOv3 (FP16 and FP32)",
+                  "engines are checked against FP32 when built; check older ones with anydepth-edge verify ENGINE, "
+                  "or use a JetPack with a newer TensorRT"))
     ort = found["onnxruntime"] = probe.version("onnxruntime")
     providers = probe.ort_providers() if ort else []
     add(Check("ONNX Runtime", "ok" if ort else "missing", f"{ort} ({', '.join(providers)})" if ort else "not installed",
@@ -256,7 +266,7 @@ def diagnose(root="/", export_dir="export", engines_dir="engines", probe: Option
     found: Dict = {}
     checks = (_platform_checks(info) + _runtime_checks(info, probe, found) + _resource_checks(root, probe, engines)
               + _artifact_checks(exports, engines, info, found))
-    runtime_ok = bool((found["tensorrt"] and found["cuda_api"]) or found["onnxruntime"])
+    runtime_ok = bool((found["tensorrt"] and found["cuda_api"] and found["gpu"]) or found["onnxruntime"])
     can = {
         "export": bool(found["torch"] and probe.version("timm") and probe.version("onnx") and probe.version("onnxslim")),
         "run": bool(found["cv2"] and runtime_ok and (found["engines"] or (found["exports"] and (found["onnxruntime"] or found["tensorrt"])))),

@@ -58,6 +58,9 @@ TARGETS: Dict[str, Target] = {
     "ort": Target("ort", 17, False, True, help="ONNX Runtime"),
 }
 TRT_TARGETS = tuple(name for name, t in TARGETS.items() if t.tensorrt)
+# TensorRT releases known to miscompile DINOv3 (NVIDIA/TensorRT#4723, #4558, #4742): engines are
+# verified against FP32 anyway; doctor and the ladder's error name these.
+KNOWN_BAD_DINOV3 = ((10, 3), (10, 4))
 TARGET_CHOICES = ("auto",) + tuple(TARGETS)
 DEFAULT_TRT_TARGET = "trt10"  # JetPack 6.1/6.2, what an Orin Nano runs when none is installed here
 

@@ -319,3 +319,25 @@ def test_verify_a_real_vits_export_and_a_broken_copy(tmp_path):
     record.write_sidecar()
     proc = run_cli("verify", good)
     assert proc.returncode == 1 and "FAIL" in proc.stdout, proc.stdout
+
+
+def test_doctor_knows_jetpack_72_and_warns_on_tensorrt_103(tmp_path):
+    from conftest import REPO
+    from fakes.platforms import fixture
+
+    from anydepth_edge.doctor import diagnose
+
+    jp6 = REPO / "tests" / "fixtures" / "platforms" / "orin-nano-4gb-jp6"  # TensorRT 10.3.0
+    checks = {c.name: c for c in diagnose(jp6, "export", "engines", **fixture(jp6))["checks"]}
+    assert "known to miscompile DINOv3" in checks["TensorRT and DINOv3"].detail
+    assert "anydepth-edge verify" in checks["TensorRT and DINOv3"].fix
+    jp72 = tmp_path / "jp72"
+    shutil.copytree(jp6, jp72)
+    (jp72 / "etc" / "nv_tegra_release").write_text("# R39 (release), REVISION: 2.0, GCID: 1, BOARD: generic\n")
+    data = json.loads((jp72 / "fixture-modules.json").read_text())
+    data["modules"]["tensorrt"] = "10.16.0"
+    (jp72 / "fixture-modules.json").write_text(json.dumps(data))
+    report = diagnose(jp72, "export", "engines", **fixture(jp72))
+    checks = {c.name: c for c in report["checks"]}
+    assert report["platform"]["jetpack"] == "7.2" and report["platform"]["expected_tensorrt"] == "10.16"
+    assert checks["TensorRT"].status == "ok" and "TensorRT and DINOv3" not in checks

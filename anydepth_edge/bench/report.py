@@ -156,7 +156,8 @@ def chart(record: Dict[str, Any], path: Path) -> bool:
     x = range(len(rows))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     w = 0.38
-    ax1.bar([i - w / 2 for i in x], [r["latency_ms"] for r in rows], w, label=f"ours ({record['device']})")
+    ours = f"ours ({record['device']})" if not record.get("mismatch") else "ours (NOT an Orin Nano)"
+    ax1.bar([i - w / 2 for i in x], [r["latency_ms"] for r in rows], w, label=ours)
     ax1.bar([i + w / 2 for i in x], [r["paper_latency_ms"] or 0 for r in rows], w, label="paper (Orin Nano)")
     ax1.set_xticks(list(x), labels)
     ax1.set_ylabel("latency (ms)")
@@ -181,7 +182,10 @@ def write_outputs(record: Dict[str, Any], out_dir: Path) -> Dict[str, Path]:
 
     out_dir = ensure_writable_dir(out_dir)
     stamp = record["created"].replace(":", "").replace("-", "")[:15]
-    stem = f"bench-{record['device']}-{record['backend']['kind']}-{record['precision']}-{stamp}"
+    device = record["device"]
+    if record.get("mismatch"):  # an orin-nano profile measured elsewhere is never named like an Orin Nano run
+        device = f"{device}-profile-on-{record['environment']['platform'].get('machine') or 'other'}"
+    stem = f"bench-{device}-{record['backend']['kind']}-{record['precision']}-{stamp}"
     paths = {"json": out_dir / f"{stem}.json", "md": out_dir / f"{stem}.md", "csv": out_dir / f"{stem}.csv"}
     png = out_dir / f"{stem}.png"
     if chart(record, png):

@@ -158,7 +158,10 @@ def open_backend(spec: BackendSpec, warn: Optional[Callable[[str], None]] = None
         from anydepth_edge.records import OnnxArtifact
 
         record = OnnxArtifact.load(spec.artifact).require_content()  # trusted by content, not by name
-        backend = OrtBackend(spec.artifact, device=spec.device, threads=spec.threads)
+        try:
+            backend = OrtBackend(spec.artifact, device=spec.device, threads=spec.threads)
+        except UserError as e:
+            raise UserError(f"{e}; re-export it: {record.rebuild_command()}") from None
         record.check_shape(backend.input_shape, Path(spec.artifact).name)
         return backend
     if spec.kind == "torch":

@@ -53,6 +53,7 @@ from anydepth_edge.records import (
     inspector_path,
 )
 from anydepth_edge.targets import (
+    KNOWN_BAD_DINOV3,
     TARGETS,
     check_target_for_tensorrt,
     target_for_tensorrt_version,
@@ -67,7 +68,6 @@ TYPINGS = ("auto", "strong", "weak")
 BUILDERS = ("python", "trtexec")
 STRONG_TYPING_FROM = (10, 0)
 STRONG_TYPING_DEFAULT_FROM = (10, 12)  # weak typing is deprecated from here (removed in 11)
-KNOWN_BAD_DINOV3 = ((10, 3), (10, 4))  # NVIDIA/TensorRT#4723, #4558, #4742
 
 
 def default_timing_cache(out_dir: Path, trt_version: str, gpu_name: str) -> Path:

@@ -30,9 +30,10 @@ class Problem:
     kind: str  # unsupported-op | opset | gridsample | control-flow | dynamic-shape | custom-domain
     node: str
     message: str
+    fix: str = ""
 
     def to_dict(self) -> Dict[str, str]:
-        return {"kind": self.kind, "node": self.node, "message": self.message}
+        return {"kind": self.kind, "node": self.node, "message": self.message, "fix": self.fix}
 
 
 def op_table(target: str) -> Dict:
@@ -99,7 +100,8 @@ def lint_model(model, target: str) -> List[Problem]:
         hi = min(table["max_opset"], TRT_OPSET_CEILING)
         if not table["min_opset"] <= opset <= hi:
             why = " (opset 20 renames GridSample 'bilinear' to 'linear', imported as NEAREST)" if opset >= 20 else ""
-            problems.append(Problem("opset", "-", f"opset {opset} outside {table['min_opset']}-{hi} for {target}{why}"))
+            problems.append(Problem("opset", "-", f"opset {opset} outside {table['min_opset']}-{hi} for {target}{why}",
+                                    f"anydepth-edge export --target {target}"))
 
     ranks = _ranks(model)
     for node in _iter_nodes(model.graph):
@@ -108,21 +110,23 @@ def lint_model(model, target: str) -> List[Problem]:
             problems.append(Problem("custom-domain", name, f"{node.domain}::{node.op_type} is not a standard ONNX op"))
             continue
         if node.op_type in CONTROL_FLOW:
-            problems.append(Problem("control-flow", name, f"{node.op_type} node: engines here are fixed-size, "
-                                    "bake the branch (TensorRT 10.3 rejects RoPE's If)"))
+            problems.append(Problem("control-flow", name, f"{node.op_type} node (TensorRT 10.3 rejects RoPE's If)",
+                                    "export with anydepth-edge export: fixed size, RoPE baked"))
         elif node.op_type not in supported:
             listed = node.op_type in table["unsupported"]
-            problems.append(Problem("unsupported-op", name, f"{node.op_type} is {'not supported' if listed else 'not in the operator table'} "
-                                    f"by {target}" + (" (export for trt8.5 decomposes LayerNorm at opset 16)"
-                                                      if node.op_type == "LayerNormalization" else "")))
+            problems.append(Problem("unsupported-op", name,
+                                    f"{node.op_type} is {'not supported' if listed else 'not in the operator table'} by {target}",
+                                    "anydepth-edge export --target trt8.5 (LayerNorm decomposed at opset 16)"
+                                    if node.op_type == "LayerNormalization" else "export without this op"))
         if node.op_type == "GridSample":
             mode = _attr(node, "mode", "linear" if (opset or 0) >= 20 else "bilinear")
             if mode != "bilinear":
-                problems.append(Problem("gridsample", name, f"GridSample mode {mode!r}: TensorRT needs 'bilinear' "
-                                        "(opset <= 19); other names import as NEAREST"))
+                problems.append(Problem("gridsample", name, f"GridSample mode {mode!r} imports as NEAREST",
+                                        "export at opset <= 19 (mode 'bilinear'): anydepth-edge export"))
             rank = ranks.get(node.input[0]) if node.input else None
             if rank is not None and rank != 4:
-                problems.append(Problem("gridsample", name, f"GridSample on a {rank}-D input: TensorRT takes 4-D only"))
+                problems.append(Problem("gridsample", name, f"GridSample on a {rank}-D input: TensorRT takes 4-D only",
+                                        "a 4-D sampler (anydepth-edge export)"))
 
     for vi in list(model.graph.input) + list(model.graph.output):
         if not vi.type.HasField("tensor_type"):
@@ -130,7 +134,8 @@ def lint_model(model, target: str) -> List[Problem]:
         dims = vi.type.tensor_type.shape.dim
         shape = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or "?") for d in dims]
         if not dims or any(not isinstance(s, int) for s in shape):
-            problems.append(Problem("dynamic-shape", vi.name, f"{vi.name} has dynamic shape {shape}: export a fixed size"))
+            problems.append(Problem("dynamic-shape", vi.name, f"{vi.name} has dynamic shape {shape}",
+                                    "export a fixed size: anydepth-edge export --res HxW"))
     return problems
 
 
@@ -167,11 +172,11 @@ def problems_table(path, target: str, problems: List[Problem]):
 
     groups: Dict[tuple, List[str]] = {}
     for p in problems:
-        groups.setdefault((p.kind, p.message), []).append(p.node)
+        groups.setdefault((p.kind, p.message, p.fix), []).append(p.node)
     t = Table(title=f"{path}: {len(problems)} problems for {target}")
-    for col in ("kind", "nodes", "problem"):
+    for col in ("kind", "nodes", "problem", "fix"):
         t.add_column(col, overflow="fold")
-    for (kind, message), nodes in groups.items():
+    for (kind, message, fix), nodes in groups.items():
         shown = nodes[0] if len(nodes) == 1 else f"{len(nodes)} nodes, e.g. {nodes[0]}"
-        t.add_row(Text(kind), Text(shown), Text(message))
+        t.add_row(Text(kind), Text(shown), Text(message), Text(fix))
     return t

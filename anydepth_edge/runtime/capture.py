@@ -27,6 +27,7 @@ class Frame:
     tensor: np.ndarray  # model input (1, 3, H, W) float32
     geometry: Any  # letterbox geometry (or None)
     preprocess_ms: float
+    name: Optional[str] = None  # the input file's name (folder sources)
 
 
 class CaptureThread(threading.Thread):
@@ -144,7 +145,8 @@ class CaptureThread(threading.Thread):
                 pre_ms = (time.perf_counter() - t_capture) * 1000.0
                 geometry = getattr(self.preprocess, "geometry", None)
                 # each frame owns its input buffer: the model may still read the previous one
-                self._put(Frame(self.captured, image, aux, t_capture, tensor.copy(), geometry, pre_ms))
+                self._put(Frame(self.captured, image, aux, t_capture, tensor.copy(), geometry, pre_ms,
+                                getattr(self.source, "current_name", None)))
                 self.captured += 1
                 if period:
                     next_due += period

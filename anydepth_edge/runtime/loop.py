@@ -26,7 +26,7 @@ from anydepth_edge.runtime.metric import fit_scale_shift
 from anydepth_edge.runtime.outputs import check_depth_folder, check_record_target
 from anydepth_edge.runtime.processing import Postprocessor, Preprocessor, import_cv2
 from anydepth_edge.runtime.recording import VideoRecorder
-from anydepth_edge.runtime.sinks import DepthSaver, Display, side_by_side
+from anydepth_edge.runtime.sinks import BADGE, DepthSaver, Display, side_by_side
 from anydepth_edge.runtime.sources import FrameSource, SourceSpec, redact
 
 STAGES = ("capture_wait", "preprocess", "inference", "postprocess", "end_to_end")
@@ -111,9 +111,13 @@ class DepthLoop:
         pace_fps = 0.0
         if spec.kind == "file" and opts.pace == "native":
             pace_fps = source.fps or 30.0
+        # --max-frames counts processed frames: the loop stops itself. Only when every frame is
+        # processed (an offline file, no pacing) may capture stop at the same count.
+        every_frame = not spec.live and pace_fps == 0
         self.capture = CaptureThread(source, self.pre, live=spec.live, pace_fps=pace_fps,
                                      reconnect_timeout=opts.reconnect_timeout, notify=notify,
-                                     max_frames=opts.max_frames)
+                                     max_frames=opts.max_frames if every_frame else None)
+        self.random_weights = bool(getattr(backend, "random_weights", False))
         self.out_queue: "queue.Queue" = queue.Queue(maxsize=2)
         check_outputs(opts)
         self.recorder = None
@@ -157,6 +161,7 @@ class DepthLoop:
             "loop_fps": self.loop_fps(), "inference_fps": 1000.0 / inf if inf else None,
             "stages": {s: st.summary() for s, st in self.stats.items()}, "metric": self.metric_last,
             "resize_policy": self.opts.resize_policy, "nonfinite_frames": self.nonfinite_frames,
+            "random_weights": self.random_weights,
         }
 
     def _overlay(self, nonfinite: Optional[float]) -> List[str]:
@@ -215,11 +220,12 @@ class DepthLoop:
         colour = self.post.colourise(depth_frame)
         view = None
         if self.recorder or self.display or self.hub:
-            view = side_by_side(frame.image, colour, self._overlay(nonfinite) if self.opts.overlay else [], self.cv2)
+            view = side_by_side(frame.image, colour, self._overlay(nonfinite) if self.opts.overlay else [], self.cv2,
+                                badge=BADGE if self.random_weights else "")
         if self.recorder:
             self.recorder.write(view)
         if self.saver:
-            self.saver.save(frame.index, depth_frame)
+            self.saver.save(frame.index, depth_frame, frame.name)
         t_done = time.perf_counter()
         self.stats["postprocess"].add((t_done - t0) * 1000.0)
         self.stats["end_to_end"].add((t_done - frame.t_capture) * 1000.0)
@@ -257,6 +263,9 @@ class DepthLoop:
                 self.stats["preprocess"].add(frame.preprocess_ms)
                 self.stats["inference"].add((t2 - t1) * 1000.0)
                 self.out_queue.put((frame, depth))
+                if self.opts.max_frames is not None and self.stats["inference"].count >= self.opts.max_frames:
+                    summary.stopped_by = "max frames"
+                    break
                 if self.display and self.latest_view is not None and not self.display.show(self.latest_view):
                     summary.stopped_by = "window closed"
                     break
@@ -301,7 +310,7 @@ class DepthLoop:
                 summary.stopped_by = "error"
             elif self.stop_event.is_set():
                 summary.stopped_by = "signal"
-            elif self.opts.max_frames is not None and summary.captured >= self.opts.max_frames:
+            elif self.opts.max_frames is not None and summary.frames >= self.opts.max_frames:
                 summary.stopped_by = "max frames"
             else:
                 summary.stopped_by = "end of source"

@@ -93,9 +93,10 @@ class Postprocessor:
         return self.cv2.resize(d, (frame_hw[1], frame_hw[0]), interpolation=self.cv2.INTER_LINEAR)
 
     def colourise(self, depth_frame: np.ndarray, lo: Optional[float] = None, hi: Optional[float] = None) -> np.ndarray:
-        """Near = bright. Affine-invariant depth has no absolute scale: stretch min..max per frame
-        (over the finite values); NaN / Inf pixels are painted NON_FINITE_BGR."""
-        finite, flo, fhi = finite_range(depth_frame)
+        """Near = bright. Affine-invariant depth has no absolute scale: stretch the 2nd..98th
+        percentile of each frame (a border of a few pixels at 3x the depth would otherwise flatten
+        the whole map); NaN / Inf pixels are painted NON_FINITE_BGR."""
+        finite, flo, fhi = display_range(depth_frame)
         lo = flo if lo is None else lo
         hi = fhi if hi is None else hi
         with np.errstate(invalid="ignore", over="ignore"):  # non-finite pixels are painted below
@@ -105,10 +106,16 @@ class Postprocessor:
         return colour
 
 
-def finite_range(a: np.ndarray) -> Tuple[np.ndarray, float, float]:
-    """(mask of the finite values, their min, their max); 0, 0 when none is finite."""
+DISPLAY_PERCENTILES = (2.0, 98.0)
+
+
+def display_range(a: np.ndarray, percentiles=DISPLAY_PERCENTILES) -> Tuple[np.ndarray, float, float]:
+    """(mask of the finite values, low and high percentile of them); 0, 0 when none is finite.
+    Percentiles of every 4th pixel of every 4th row: the same range to a few 1e-3, 16x cheaper."""
     finite = np.isfinite(a)
-    values = a if finite.all() else a[finite]
+    sample = a[::4, ::4] if a.ndim == 2 and a.shape[0] >= 16 and a.shape[1] >= 16 else a
+    values = sample[np.isfinite(sample)]
     if not values.size:
         return finite, 0.0, 0.0
-    return finite, float(values.min()), float(values.max())
+    lo, hi = np.percentile(values, percentiles)
+    return finite, float(lo), float(hi)

@@ -9,31 +9,48 @@ Python 3.8.
 import io
 import os
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 
 from anydepth_edge.artifacts import write_bytes_atomic
 from anydepth_edge.errors import UserError
 from anydepth_edge.runtime.outputs import write_failure
-from anydepth_edge.runtime.processing import finite_range
+from anydepth_edge.runtime.processing import display_range
 
 
-def side_by_side(rgb_bgr: np.ndarray, depth_bgr: np.ndarray, lines: List[str], cv2) -> np.ndarray:
-    """RGB | depth with the timing lines drawn in the top-left corner."""
+BADGE = "RANDOM WEIGHTS: depth is meaningless"
+
+
+def side_by_side(rgb_bgr: np.ndarray, depth_bgr: np.ndarray, lines: List[str], cv2, badge: str = "") -> np.ndarray:
+    """RGB | depth, the timing lines on a dark band in the top-left corner (readable on light
+    scenes), and `badge` (RANDOM WEIGHTS) in red over the depth half."""
     view = np.concatenate([rgb_bgr, depth_bgr], axis=1)
-    y = 18
-    for text in lines:
-        cv2.putText(view, text, (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(view, text, (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-        y += 18
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.5
+    if lines:
+        width = max(cv2.getTextSize(t, font, scale, 1)[0][0] for t in lines) + 16
+        band = view[: 18 * len(lines) + 8, : min(width, view.shape[1])]
+        band[:] = (band * 0.3).astype(np.uint8)  # darken what is behind the text
+        for i, text in enumerate(lines):
+            cv2.putText(view, text, (8, 18 * (i + 1)), font, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    if badge:
+        (tw, th), _ = cv2.getTextSize(badge, font, scale, 1)
+        x0 = rgb_bgr.shape[1] + max(4, depth_bgr.shape[1] - tw - 16)
+        cv2.rectangle(view, (x0, 4), (min(view.shape[1] - 1, x0 + tw + 12), th + 14), (0, 0, 200), -1)
+        cv2.putText(view, badge, (x0 + 6, th + 8), font, scale, (255, 255, 255), 1, cv2.LINE_AA)
     return view
 
 
+SCALE_FILE = "depth_scale.csv"
+
+
 class DepthSaver:
-    """Per frame: `<n>.png` (16-bit: millimetres with --metric, else min-max normalised; NaN and
-    Inf are 0) and `<n>.npy` (float32 depth at the frame size: metres with --metric, else model
-    units; NaN stays NaN). `folder` was checked by outputs.check_depth_folder."""
+    """Per frame: `<name>.png` (16-bit: millimetres with --metric, else the frame's 2nd..98th
+    percentile stretched over 1..65535; NaN and Inf are 0) and `<name>.npy` (float32 depth at the
+    frame size: metres with --metric, else model units; NaN stays NaN). `<name>` is the input
+    image's name for a folder source, else the frame number. Each PNG's scale goes into
+    `depth_scale.csv` beside them (depth = lo + (png - 1) / 65534 * (hi - lo), or png / 1000 m).
+    `folder` was checked by outputs.check_depth_folder."""
 
     def __init__(self, folder, cv2, metric: bool):
         self.dir = Path(folder)
@@ -41,28 +58,45 @@ class DepthSaver:
         self.metric = metric
         self.count = 0  # complete PNG + NPY pairs
         self.failed = False
+        self.used = set()
+        self.scale_rows: List[str] = ["file,lo,hi,unit"]
 
-    def save(self, index: int, depth: np.ndarray) -> None:
-        ok, buf = self.cv2.imencode(".png", depth_png(depth, self.metric))
+    def _name(self, index: int, source_name: Optional[str]) -> str:
+        name = Path(source_name).stem if source_name else f"{index:06d}"
+        if name in self.used:  # a.jpg and a.png in one folder
+            name = f"{name}-{index:06d}"
+        self.used.add(name)
+        return name
+
+    def save(self, index: int, depth: np.ndarray, source_name: Optional[str] = None) -> None:
+        pixels, lo, hi = depth_png(depth, self.metric)
+        ok, buf = self.cv2.imencode(".png", pixels)
         if not ok:
             raise UserError("cannot encode a depth PNG")
         npy = io.BytesIO()
         np.save(npy, depth.astype(np.float32))
-        for name, data in ((f"{index:06d}.png", buf.tobytes()), (f"{index:06d}.npy", npy.getvalue())):
+        name = self._name(index, source_name)
+        self.scale_rows.append(f"{name}.png,{lo:.6g},{hi:.6g},{'mm' if self.metric else 'model units'}")
+        for path, data in ((self.dir / f"{name}.png", buf.tobytes()), (self.dir / f"{name}.npy", npy.getvalue()),
+                           (self.dir / SCALE_FILE, ("\n".join(self.scale_rows) + "\n").encode())):
             try:
-                write_bytes_atomic(self.dir / name, data)
+                write_bytes_atomic(path, data)
             except OSError as e:
                 self.failed = True
-                raise write_failure(f"--save-depth {self.dir}", self.dir / name, e) from None
+                raise write_failure(f"--save-depth {self.dir}", path, e) from None
         self.count += 1
 
 
-def depth_png(depth: np.ndarray, metric: bool) -> np.ndarray:
-    """16-bit PNG pixels: millimetres, or min-max over the finite values; NaN / Inf become 0."""
-    finite, lo, hi = finite_range(depth)
+def depth_png(depth: np.ndarray, metric: bool):
+    """(16-bit PNG pixels, lo, hi): millimetres (lo, hi = 0, 65.535 m), or the 2nd..98th percentile
+    over 1..65535 (clipped outside; 0 = not finite)."""
+    finite, lo, hi = display_range(depth)
     with np.errstate(invalid="ignore", over="ignore"):  # non-finite pixels are replaced below
-        scaled = depth * 1000.0 if metric else (depth - lo) * (65535.0 / max(hi - lo, 1e-9))
-        return np.where(finite, np.clip(scaled, 0, 65535), 0).astype(np.uint16)
+        if metric:
+            scaled, lo, hi = depth * 1000.0, 0.0, 65535.0
+        else:
+            scaled = 1.0 + (depth - lo) * (65534.0 / max(hi - lo, 1e-9))
+        return np.where(finite, np.clip(scaled, 1 if not metric else 0, 65535), 0).astype(np.uint16), lo, hi
 
 
 class Display:

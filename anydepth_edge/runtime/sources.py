@@ -196,6 +196,7 @@ class FolderSource(FrameSource):
         self.spec, self.cv2 = spec, cv2
         self.files = sorted(f for f in glob.glob(os.path.join(spec.target, "*")) if f.lower().endswith(IMAGE_EXTS))
         self.index = 0
+        self.current_name: Optional[str] = None  # the file the last frame came from (depth files keep it)
 
     def open(self) -> None:
         if not self.files:
@@ -208,6 +209,7 @@ class FolderSource(FrameSource):
             self.index += 1
             frame = self.cv2.imread(path, self.cv2.IMREAD_COLOR)
             if frame is not None:
+                self.current_name = os.path.basename(path)
                 return frame, None
         raise StopIteration
 
