@@ -275,16 +275,25 @@ def test_bench_forwards_sigterm_to_its_child_and_cleans_up(tmp_path):
     )
     env = dict(os.environ, PYTHONPATH=f"{REPO / 'tests'}{os.pathsep}{REPO}", TMPDIR=str(tmp_path))
     parent = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=str(REPO))
-    deadline = time.time() + 60
-    while time.time() < deadline and not pid_file.exists():
-        time.sleep(0.1)
-    child = int(pid_file.read_text())
-    assert list(tmp_path.glob("anydepth-bench-*"))
-    parent.send_signal(signal.SIGTERM)
-    assert parent.wait(timeout=30) == 143
-    time.sleep(0.5)
-    assert not Path(f"/proc/{child}").exists() or "zombie" in Path(f"/proc/{child}/status").read_text().lower()
-    assert not list(tmp_path.glob("anydepth-bench-*"))
+    child = None
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not pid_file.exists():
+            time.sleep(0.1)
+        child = int(pid_file.read_text())
+        assert list(tmp_path.glob("anydepth-bench-*"))
+        parent.send_signal(signal.SIGTERM)
+        assert parent.wait(timeout=30) == 143
+        time.sleep(0.5)
+        assert not Path(f"/proc/{child}").exists() or "zombie" in Path(f"/proc/{child}/status").read_text().lower()
+        assert not list(tmp_path.glob("anydepth-bench-*"))
+    finally:  # a failed run leaves nothing behind either
+        for pid in (parent.pid, child):
+            if pid:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
 
 def test_fixture_tiny_config_is_valid():

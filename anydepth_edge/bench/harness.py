@@ -9,9 +9,12 @@ backend is benchmarked or an export is needed.
 import datetime as _dt
 import json
 import platform as _platform
+import queue
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -214,8 +217,23 @@ def run_child(spec: Dict[str, Any], on_iter: Callable[[int, int], None] = lambda
         proc = subprocess.Popen([sys.executable, "-m", "anydepth_edge.bench.child", str(spec_path), str(result_path)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         tail: List[str] = []
-        try:
+        progress: "queue.Queue" = queue.Queue()
+
+        def read_stderr():  # a thread: the main thread never blocks in read(), so signals reach it at once
             for line in proc.stderr:
+                progress.put(line)
+
+        reader = threading.Thread(target=read_stderr, daemon=True)
+        reader.start()
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        try:
+            while reader.is_alive() or not progress.empty():
+                try:
+                    line = progress.get(timeout=0.2)
+                except queue.Empty:
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise subprocess.TimeoutExpired(proc.args, timeout_s) from None
+                    continue
                 if line.startswith("ITER "):
                     done, total = line.split()[1:3]
                     on_iter(int(done), int(total))
