@@ -56,7 +56,10 @@ BenchDevice = _choices("BenchDevice", ("auto", "orin-nano", "cpu", "cuda"))
 BackendName = _choices("BackendName", ("auto", "trt", "ort", "torch"))
 Resize = _choices("Resize", ("stretch", "letterbox"))
 Pace = _choices("Pace", ("native", "none"))
-Job = _choices("Job", ("run", "bench", "export"))
+Job = _choices("Job", ("run", "bench", "export", "ros2"))
+DepthSize = _choices("DepthSize", ("model", "frame"))
+Reliability = _choices("Reliability", ("reliable", "best_effort"))
+ROS_PANEL = "ROS 2 (--ros2, --record-bag, --source ros:TOPIC; docs/ros2.md)"
 SAMPLERS = {"gridsample": "grid_sample", "gather": "gather"}
 
 ENCODER_HELP = "DINOv3 encoder size: vits (ViT-S, 21.6M), vitb (ViT-B), vitl (ViT-L)."
@@ -310,7 +313,7 @@ def bench(
 
 @app.command()
 def run(
-    source: str = typer.Option(..., "--source", "-s", help="0 or /dev/video0 (USB), csi://0?mode=2&width=1280&height=720&fps=30 (CSI), realsense[:SERIAL][?depth=1] or a .bag recording, a video file, an image folder, rtsp://host/path."),
+    source: str = typer.Option(..., "--source", "-s", help="0 or /dev/video0 (USB), csi://0?mode=2&width=1280&height=720&fps=30 (CSI), realsense[:SERIAL][?depth=1] or a .bag recording, a video file, an image folder, rtsp://host/path, ros:/TOPIC (a ROS 2 image topic; .../compressed for CompressedImage)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="An .engine or .onnx file (default: the newest matching one in engines/, else export/)."),
     res: str = typer.Option("256", "--res", "-r", help="Model size to look for when --model is not given. " + RES_HELP),
     backend: BackendName = typer.Option("auto", "--backend", "-b", case_sensitive=False, help=BACKEND_HELP),
@@ -331,6 +334,25 @@ def run(
     export_dir: str = typer.Option("export", "--export-dir", help="Where to look for ONNX files."),
     allow_unverified: bool = typer.Option(False, "--allow-unverified", help="Use a TensorRT engine whose output was "
                                                                             "not (or not successfully) checked against FP32."),
+    ros2: bool = typer.Option(False, "--ros2", rich_help_panel=ROS_PANEL,
+                              help="Publish on a ROS 2 node: ~/depth (32FC1: relative depth, metres with --metric), ~/depth/camera_info, ~/points, /diagnostics. Needs a sourced ROS 2 (rclpy)."),
+    record_bag: Optional[str] = typer.Option(None, "--record-bag", rich_help_panel=ROS_PANEL,
+                                             help="Write the same ROS 2 messages to this .mcap bag (ros2 bag play, Foxglove); no ROS needed."),
+    camera_info: Optional[str] = typer.Option(None, "--camera-info", rich_help_panel=ROS_PANEL,
+                                              help="Camera calibration, a ROS camera_info YAML (default: the RealSense's, or the ros: source's camera_info topic)."),
+    frame_id: str = typer.Option("", "--frame-id", rich_help_panel=ROS_PANEL,
+                                 help="header.frame_id (default: the ros: source's; camera_color_optical_frame for a RealSense; else camera_optical_frame)."),
+    depth_size: DepthSize = typer.Option("model", "--depth-size", case_sensitive=False, rich_help_panel=ROS_PANEL,
+                                         help="model (the model's grid, letterbox padding cropped; intrinsics follow) or frame (the camera frame's size)."),
+    points_decimation: int = typer.Option(4, "--points-decimation", min=0, rich_help_panel=ROS_PANEL,
+                                          help="~/points from every n-th pixel of every n-th row; 0: no cloud."),
+    colored: bool = typer.Option(False, "--colored", rich_help_panel=ROS_PANEL, help="Also publish ~/depth/colored (bgr8)."),
+    node_name: str = typer.Option("anydepth_edge", "--node-name", rich_help_panel=ROS_PANEL, help="ROS 2 node name."),
+    namespace: str = typer.Option("", "--namespace", rich_help_panel=ROS_PANEL, help="ROS 2 namespace, e.g. /robot."),
+    reliability: Reliability = typer.Option("reliable", "--reliability", case_sensitive=False, rich_help_panel=ROS_PANEL,
+                                            help="QoS of the published topics: reliable (REP 2003) or best_effort."),
+    ros_args: str = typer.Option("", "--ros-args", rich_help_panel=ROS_PANEL,
+                                 help='ROS arguments for the node, e.g. "-p points_decimation:=2 -r __ns:=/robot".'),
 ) -> None:
     """Run depth behind a camera: capture, inference and output overlap; latency never builds up (only the newest frame is kept).
 
@@ -342,15 +364,26 @@ def run(
     opts = RunOptions(max_frames=max_frames, resize_policy=resize.value, pace=pace.value, display=display,
                       record=record, save_depth=save_depth, serve=serve, metric=metric,
                       reconnect_timeout=reconnect_timeout, overwrite=overwrite, min_free_mb=min_free_mb)
-    summary = run_depth(source, model, res, backend.value, opts, engines_dir, export_dir, console=out, warn=warn,
-                        notify=info, allow_unverified=allow_unverified)
+    if ros2 or record_bag or source.strip().lower().startswith("ros:"):
+        from anydepth_edge.ros2.app import RosOptions, run_ros
+        from anydepth_edge.ros2.publisher import PublishSettings
+
+        ros = RosOptions(publish=ros2, record_bag=record_bag, camera_info=camera_info, node_name=node_name,
+                         namespace=namespace, ros_args=ros_args, reliability=reliability.value,
+                         settings=PublishSettings(frame_id=frame_id, depth_size=depth_size.value,
+                                                  points_decimation=points_decimation, colored=colored))
+        summary = run_ros(source, model, res, backend.value, opts, ros, engines_dir, export_dir, console=out,
+                          warn=warn, notify=info, allow_unverified=allow_unverified)
+    else:
+        summary = run_depth(source, model, res, backend.value, opts, engines_dir, export_dir, console=out, warn=warn,
+                            notify=info, allow_unverified=allow_unverified)
     if summary.error:
         raise HardwareMissing(summary.error)
 
 
 @app.command()
 def doctor(
-    job: Job = typer.Option("run", "--for", case_sensitive=False, help="The job to check for: run, bench or export."),
+    job: Job = typer.Option("run", "--for", case_sensitive=False, help="The job to check for: run, bench, export or ros2."),
     root: str = typer.Option("/", "--root", help="Inspect a file-system root other than / (an image, a copied tree)."),
     export_dir: str = typer.Option("export", "--export-dir", help="Where exports live (relative to the current folder, or --root)."),
     engines_dir: str = typer.Option("engines", "--engines-dir", help="Where engines live."),

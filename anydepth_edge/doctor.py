@@ -19,7 +19,7 @@ from anydepth_edge.platform_info import HOST_COPY_DIR, MODEL_ENV, PlatformInfo, 
 from anydepth_edge.records import EngineArtifact, OnnxArtifact, export_files
 from anydepth_edge.targets import KNOWN_BAD_DINOV3
 
-JOBS = ("run", "bench", "export")
+JOBS = ("run", "bench", "export", "ros2")
 MIN_FREE_DISK_MB = 2048  # an engine build writes ~0.1-0.5 GB, the timing cache and logs; keep room
 MIN_AVAILABLE_MEM_MB = 1200  # TensorRT's builder on a 4 GB Orin Nano
 JETSON_TOOLS_FIX = ("in the image: docker/compose.yaml mounts the host's tegrastats, nvpmodel and its state read-only "
@@ -45,7 +45,8 @@ class Probe:
                 return None
         except (ImportError, ValueError):
             return None
-        dist = {"cv2": "opencv-python", "cuda": "cuda-python", "tensorrt": "tensorrt", "pyrealsense2": "pyrealsense2"}
+        dist = {"cv2": "opencv-python", "cuda": "cuda-python", "tensorrt": "tensorrt", "pyrealsense2": "pyrealsense2",
+                "mcap_ros2": "mcap-ros2-support"}
         try:
             from importlib.metadata import PackageNotFoundError, version
 
@@ -272,7 +273,11 @@ def diagnose(root="/", export_dir="export", engines_dir="engines", probe: Option
         "run": bool(found["cv2"] and runtime_ok and (found["engines"] or (found["exports"] and (found["onnxruntime"] or found["tensorrt"])))),
         "bench": bool((runtime_ok or found["torch"]) and (found["exports"] or found["engines"] or found["torch"])),
     }
-    return {"platform": info.to_dict(), "checks": checks, "can": can}
+    from anydepth_edge.ros2.doctor import ros2_checks, ros2_ready
+
+    ros = ros2_checks(probe)
+    can["ros2"] = can["run"] and ros2_ready(ros)
+    return {"platform": info.to_dict(), "checks": checks + ros, "can": can}
 
 
 def report_json(report: Dict) -> str:
@@ -291,5 +296,6 @@ def print_report(report: Dict, job: str, console) -> int:
         fix = f"  -> {escape(c.fix)}" if c.fix else ""
         console.print(f"[{colours[c.status]}]{c.status:<8}[/] {escape(c.name)}: {escape(c.detail)}{fix}", highlight=False)
     verdict = report["can"][job]
-    console.print(("[green]ready[/]" if verdict else "[red]not ready[/]") + f" for `anydepth-edge {job}`")
+    command = "run --ros2" if job == "ros2" else job
+    console.print(("[green]ready[/]" if verdict else "[red]not ready[/]") + f" for `anydepth-edge {command}`")
     return 0 if verdict else 1

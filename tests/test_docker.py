@@ -947,7 +947,7 @@ def test_doctor_orin_nano_jetpack5():
     engine = c["engine anydepth-sdt-vits-256x256-trt8.5-fp16-trt8.6.2-orin.engine"]
     assert engine.status == "wrong" and "built with TensorRT 8.6.2" in engine.detail and "--force" in engine.fix
     assert c["memory"].status == "ok" and c["exports"].status == "ok"
-    assert r["can"] == {"run": True, "bench": True, "export": False}  # no PyTorch in the runtime image
+    assert r["can"] == {"run": True, "bench": True, "export": False, "ros2": False}  # no PyTorch in the runtime image
 
 
 def test_doctor_orin_nano_jetpack6():
@@ -979,7 +979,7 @@ def test_doctor_x86_host():
     assert c["TensorRT"].status == "missing" and "anydepth-edge[trt]" in c["TensorRT"].fix
     assert c["OpenCV"].status == "ok"  # no GStreamer needed off a Jetson
     assert "JetPack" not in c and "power mode" not in c and "tegrastats" not in c
-    assert r["can"] == {"run": True, "bench": True, "export": True}
+    assert r["can"] == {"run": True, "bench": True, "export": True, "ros2": False}
 
 
 class _Tools(FixtureTools):

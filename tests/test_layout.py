@@ -17,6 +17,7 @@ ALLOWED = {  # layer -> what its modules may import at module level (besides the
     "engines": BASE,
     "bench": BASE | {"engines"},
     "runtime": BASE | {"engines"},
+    "ros2": BASE | {"engines", "runtime"},
 }
 
 
