@@ -16,6 +16,7 @@ import typer
 
 from anydepth_edge import __version__
 from anydepth_edge.console import error_line, info, interrupt_on_sigterm, out, warn
+from anydepth_edge.engines import TORCH_LAYOUTS
 from anydepth_edge.errors import HardwareMissing, UserError
 from anydepth_edge.targets import TARGET_CHOICES
 
@@ -45,7 +46,8 @@ Decoder = _choices("Decoder", ("sdt", "dpt"))
 DecoderOrAll = _choices("DecoderOrAll", ("sdt", "dpt", "all"))
 Target = _choices("Target", TARGET_CHOICES)
 TrtTarget = _choices("TrtTarget", ("auto", "trt8.5", "trt8.6", "trt10"))
-Sampler = _choices("Sampler", ("gridsample", "gather"))
+Sampler = _choices("Sampler", ("auto", "gridsample", "gather"))
+Layout = _choices("Layout", TORCH_LAYOUTS)
 EngineMode = _choices("EngineMode", ("auto", "never", "always"))
 Precision = _choices("Precision", ("fp16", "fp32"))
 Rung = _choices("Rung", ("auto", "fp16", "fp16-wide", "fp32"))
@@ -60,7 +62,10 @@ Job = _choices("Job", ("run", "bench", "export", "ros2"))
 DepthSize = _choices("DepthSize", ("model", "frame"))
 Reliability = _choices("Reliability", ("reliable", "best_effort"))
 ROS_PANEL = "ROS 2 (--ros2, --record-bag, --source ros:TOPIC; docs/ros2.md)"
-SAMPLERS = {"gridsample": "grid_sample", "gather": "gather"}
+SAMPLERS = {"auto": None, "gridsample": "grid_sample", "gather": "gather"}  # auto: the target's measured form
+SAMPLER_HELP = ("DySample form: gridsample (ONNX GridSample, TensorRT >= 8.5), gather (the same bilinear sampling "
+                "from Gather + arithmetic, 2x faster on ONNX Runtime CPU); auto = the target's default: gather for ort, "
+                "gridsample for TensorRT.")
 
 ENCODER_HELP = "DINOv3 encoder size: vits (ViT-S, 21.6M), vitb (ViT-B), vitl (ViT-L)."
 RES_HELP = "Input size: one side (256) or HEIGHTxWIDTH (256x320); multiples of 16."
@@ -127,11 +132,7 @@ def export(
              "ort (ONNX Runtime); auto = the TensorRT installed here, else trt10. All opset 16/17, never 20.",
     ),
     out_dir: str = typer.Option("export", "--out-dir", "-o", help="Where the ONNX files and sidecars go."),
-    dysample: Sampler = typer.Option(
-        "gridsample", "--dysample", case_sensitive=False,
-        help="gridsample: ONNX GridSample (TensorRT >= 8.5); gather: an equivalent Gather-based bilinear sampler "
-             "for runtimes without GridSample.",
-    ),
+    dysample: Sampler = typer.Option("auto", "--dysample", case_sensitive=False, help=SAMPLER_HELP),
     fp16_check: bool = typer.Option(True, "--fp16-check/--no-fp16-check",
                                     help="Measure FP16-vs-FP32 depth agreement (emulated) with and without FP32 pins."),
     engine: EngineMode = typer.Option("auto", "--engine", case_sensitive=False,
@@ -276,8 +277,10 @@ def bench(
     out_dir: str = typer.Option("benchmarks/runs", "--out-dir", "-o", help="Where the JSON, Markdown, CSV and PNG go "
                                                                             "(benchmarks/runs is yours and untracked; the committed references are in benchmarks/results)."),
     cuda_graph: bool = typer.Option(False, "--cuda-graph", help="Replay inference as a CUDA graph (TensorRT with cuda-python, PyTorch CUDA)."),
-    dysample: Sampler = typer.Option("gridsample", "--dysample", case_sensitive=False,
-                                     help="DySample export form to benchmark: gridsample or gather."),
+    dysample: Sampler = typer.Option("auto", "--dysample", case_sensitive=False, help=SAMPLER_HELP),
+    layout: Layout = typer.Option("auto", "--layout", case_sensitive=False,
+                                  help="PyTorch memory layout: nchw, channels-last, or auto (time both on the first "
+                                       "runs of each configuration and keep the faster; the report says which)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime CPU threads (default: all cores)."),
     allow_mismatch: bool = typer.Option(False, "--allow-mismatch", help="Run --device orin-nano elsewhere, labelling every figure as not from an Orin Nano."),
     export_dir: str = typer.Option("export", "--export-dir", help="Where ONNX files are found / exported."),
@@ -298,8 +301,8 @@ def bench(
         device=device.value, resolutions=parse_res_list(res), decoders=list(dict.fromkeys(d.value for d in decoder)),
         encoder=encoder.value, backend=backend.value, precision=precision.value if precision else None, warmup=warmup,
         iters=iters, e2e_iters=e2e_iters, checkpoint=checkpoint, out_dir=Path(out_dir), allow_mismatch=allow_mismatch,
-        cuda_graph=cuda_graph, dysample=SAMPLERS[dysample.value], threads=threads, export_dir=Path(export_dir),
-        engines_dir=Path(engines_dir), allow_unverified=allow_unverified,
+        cuda_graph=cuda_graph, dysample=SAMPLERS[dysample.value], layout=layout.value, threads=threads,
+        export_dir=Path(export_dir), engines_dir=Path(engines_dir), allow_unverified=allow_unverified,
     )
     with progress(transient=True) as prog:
         record = run_bench(opts, warn=warn, progress=prog)

@@ -230,6 +230,7 @@ class OnnxArtifact(_Record):
     toolkit_version: str = ""
     params: Dict[str, int] = field(default_factory=dict)
     gflops: Dict[str, float] = field(default_factory=dict)
+    traffic: Dict[str, int] = field(default_factory=dict)  # bytes one FP32 inference moves (export/traffic.py)
     nodes: Dict[str, int] = field(default_factory=dict)
     op_counts: Dict[str, int] = field(default_factory=dict)
     fp32_nodes: List[str] = field(default_factory=list)  # the default FP16 pins (pins.PIN_SETS)

@@ -32,6 +32,15 @@ class Target:
     trt_min: Optional[Version] = None  # TensorRT versions this target is built for (inclusive)
     trt_max: Optional[Version] = None  # exclusive
     help: str = ""
+    sampler: str = "grid_sample"  # DySample form exported by default (one of SAMPLERS), chosen by measurement
+
+    def sampler_for(self, decoder: str, choice: Optional[str] = None) -> str:
+        """The DySample form to export: `choice` when given, else this target's measured default. DPT
+        has no DySample: its exports are always the plain form (no '-gather' in their names)."""
+        form = choice or self.sampler
+        if form not in SAMPLERS:
+            raise UserError(f"unknown DySample form {form!r}: choose one of {', '.join(SAMPLERS)}")
+        return form if decoder == "sdt" else SAMPLERS[0]
 
     @property
     def decompose_layernorm(self) -> bool:
@@ -47,6 +56,10 @@ class Target:
                     and (self.trt_max is None or v < self.trt_max[:2]))
 
 
+# DySample's two export forms: ONNX GridSample (TensorRT >= 8.5) or the same bilinear sampling from
+# Gather + arithmetic (anydepth_edge/export/forms.py).
+SAMPLERS = ("grid_sample", "gather")
+
 TARGETS: Dict[str, Target] = {
     # JetPack 5.1.x: TensorRT 8.5.2 cannot import LayerNormalization -> opset 16, decomposed.
     "trt8.5": Target("trt8.5", 16, True, False, (8, 5), (8, 6), "JetPack 5.1: opset 16, LayerNorm decomposed"),
@@ -54,8 +67,9 @@ TARGETS: Dict[str, Target] = {
     "trt8.6": Target("trt8.6", 17, True, True, (8, 6), (10, 0), "JetPack 6.0"),
     # JetPack 6.1/6.2 (TensorRT 10.3) and 7.2 (10.16): opset <= 20, but never 20 (GridSample 'linear').
     "trt10": Target("trt10", 17, True, True, (10, 0), None, "JetPack 6.1/6.2, 7.2"),
-    # ONNX Runtime (CPU / CUDA / TensorRT EP).
-    "ort": Target("ort", 17, False, True, help="ONNX Runtime"),
+    # ONNX Runtime (CPU / CUDA / TensorRT EP). Gather form: ORT's CPU GridSample kernel made DySample
+    # 2x slower (ViT-S 256 SDT, 2-core Xeon: DySample 364 -> ~175 ms, SDT 1300 -> 1067 ms min).
+    "ort": Target("ort", 17, False, True, help="ONNX Runtime", sampler="gather"),
 }
 TRT_TARGETS = tuple(name for name, t in TARGETS.items() if t.tensorrt)
 # TensorRT releases known to miscompile DINOv3 (NVIDIA/TensorRT#4723, #4558, #4742): engines are

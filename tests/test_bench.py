@@ -191,6 +191,14 @@ def test_bench_cli_tiny_run_writes_every_output(tmp_path):
         assert len(r["latencies_ms"]) == 3 and r["latency"]["mean_ms"] > 0
         assert r["peak_memory"]["peak_mb"] > 50 and "RSS" in r["peak_memory"]["method"]
         assert r["gflops"] > 10 and 0 < r["peak_fraction"] and r["end_to_end"]["mean_ms"] >= r["latency"]["min_ms"]
+        # ONNX Runtime gets the target's measured DySample form; the report sets bytes against the Orin Nano
+        form = "gather" if r["decoder"] == "sdt" else "grid_sample"  # DPT has no DySample, no '-gather' name
+        assert r["dysample"] == form and r["artifact"].endswith("-ort-gather.onnx" if form == "gather" else "-ort.onnx")
+        t = r["traffic"]
+        assert 0 < t["fused_bytes"] < t["bytes"] and t["orin_nano_memory_bound_ms"] > 0
+        assert t["orin_nano_compute_bound_ms"] == pytest.approx(r["gflops"] / 5.0e3 * 1e3)
+    assert "What bounds it on an Orin Nano" in next(out.glob("*.md")).read_text()
+    assert "What bounds it on an Orin Nano" in proc.stdout
     env = record["environment"]
     assert env["platform"]["cpu_count"] >= 1 and "onnxruntime" in env["versions"] and env["git_commit"]
 
@@ -205,9 +213,24 @@ def test_bench_orin_nano_on_this_host_is_one_line():
     (["--backend", "tflite"], "'tflite' is not one of 'auto', 'trt', 'ort', 'torch'"),
     (["--device", "cpu", "--precision", "fp16"], "FP16 on the CPU"),
     (["--device", "cpu", "--iters", "0"], "--iters"),
+    (["--layout", "nhwc"], "'nhwc' is not one of 'auto', 'nchw', 'channels-last'"),
 ])
 def test_bench_bad_inputs(args, needle):
     assert_one_line_error(run_cli("bench", *args), needle)
+
+
+@pytest.mark.integration
+def test_bench_cli_through_pytorch_records_the_layout(tmp_path):
+    """`bench --backend torch --layout L`: the layout reaches the child, the record and the report."""
+    out = tmp_path / "results"
+    proc = run_cli("bench", "--device", "cpu", "--backend", "torch", "--decoder", "sdt", "--res", "64", "--iters", "2",
+                   "--warmup", "1", "--e2e-iters", "1", "--layout", "channels-last", "--out-dir", out, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = json.loads(next(out.glob("*.json")).read_text())
+    (row,) = record["results"]
+    assert record["backend"]["kind"] == "torch" and record["settings"]["layout"] == "channels-last"
+    assert row["backend"]["layout"] == "channels-last" and row["backend"]["layout_ms"] == {}
+    assert "| SDT (channels-last) |" in next(out.glob("*.md")).read_text()
 
 
 def test_bench_cli_through_tensorrt(exported, tmp_path):
@@ -229,4 +252,15 @@ def test_bench_cli_through_tensorrt(exported, tmp_path):
     assert record["backend"]["kind"] == "tensorrt" and record["precision"] == "fp16"
     (row,) = record["results"]
     assert row["artifact"].endswith("-fp16-trt10.3.0-orin.engine") and len(row["latencies_ms"]) == 3
+    assert row["dysample"] == "grid_sample"  # the TensorRT targets keep GridSample
     assert "cudaMemGetInfo" in row["peak_memory"]["method"] and row["backend"]["tensorrt"] == "10.3.0"
+
+
+def test_ort_sessions_run_without_a_memory_pattern(exported):
+    """The memory pattern packed SDT's full-resolution maps badly (ViT-S 512: 2051 vs 1255 MB peak)."""
+    from anydepth_edge.engines.ort_backend import OrtBackend
+
+    _, res = exported
+    backend = OrtBackend(res["trt10"].onnx_path)
+    opts = backend.session.get_session_options()
+    assert opts.enable_mem_pattern is False and opts.enable_cpu_mem_arena is True

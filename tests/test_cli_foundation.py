@@ -13,7 +13,7 @@ DECODER_M = {("vits", "sdt"): 5.517, ("vitb", "sdt"): 9.451, ("vitl", "sdt"): 13
 
 # The modules that run on the robot (JetPack 5 = Python 3.8, no PyTorch), and among them the ones
 # that are PyTorch features (imported only when that feature is used).
-PYTORCH_FEATURES = {"torch_backend.py"}
+PYTORCH_FEATURES = {"torch_backend.py", "official.py"}  # dev-machine features: import torch
 ROBOT_SIDE = ["__init__.py", "__main__.py", "cli.py", "errors.py", "specs.py", "resolution.py", "targets.py",
               "records.py", "pins.py", "memory.py", "preprocess.py", "artifacts.py", "console.py", "engines", "runtime",
               "bench", "doctor.py", "platform_info.py"]
@@ -117,17 +117,14 @@ def test_version():
     assert proc.returncode == 0 and proc.stdout.startswith("anydepth-edge ")
 
 
-def _venv38_python():
-    p = REPO / ".venv38" / "bin" / "python"
-    return p if p.exists() else None
-
-
-def test_robot_side_imports_and_runs_on_python38():
-    """Syntax is not enough (3.9+ builtins, `list[int]` in evaluated annotations): import every
-    robot-side module and run the CLI under the Python 3.8 venv `make test` creates."""
-    py = _venv38_python()
-    if py is None:
-        pytest.skip("no .venv38 (needs a Python 3.8 interpreter; `make venv38`)")
+@pytest.mark.parametrize("venv,version", [(".venv38", (3, 8)), (".venv312", (3, 12))])
+def test_robot_side_imports_and_runs_on_jetpack_pythons(venv, version):
+    """JetPack 5 has Python 3.8, JetPack 7.2 Python 3.12. Syntax is not enough (3.9+ builtins,
+    `list[int]` in evaluated annotations; 3.12's removed distutils/imp): import every robot-side
+    module and run the CLI under the venvs `make test` creates with each image's constraints."""
+    py = REPO / venv / "bin" / "python"
+    if not py.exists():
+        pytest.skip(f"no {venv} (needs a Python {version[0]}.{version[1]} interpreter; `make {venv[1:]}`)")
     modules = []
     for f in _robot_files():
         rel = f.relative_to(REPO).with_suffix("")
@@ -135,6 +132,6 @@ def test_robot_side_imports_and_runs_on_python38():
             modules.append(".".join(rel.parts).replace(".__init__", ""))
     code = "import importlib, sys\nfor m in sys.argv[1:]:\n    importlib.import_module(m)\nprint('OK', sys.version_info[:2])\n"
     proc = subprocess.run([str(py), "-c", code, *modules], capture_output=True, text=True, cwd=str(REPO))
-    assert proc.returncode == 0 and "OK (3, 8)" in proc.stdout, proc.stderr
+    assert proc.returncode == 0 and f"OK {version}" in proc.stdout, proc.stderr
     proc = subprocess.run([str(py), "-m", "anydepth_edge", "--help"], capture_output=True, text=True, cwd=str(REPO))
     assert proc.returncode == 0 and "info" in proc.stdout, proc.stderr

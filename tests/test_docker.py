@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import tarfile
-import threading
 from pathlib import Path
 
 import pytest
@@ -281,7 +280,7 @@ def test_dockerignore_keeps_the_context_to_what_the_images_copy(dockerfile):
         probe = next(p for p in sorted(path.rglob("*")) if p.is_file() and "__pycache__" not in p.parts) \
             if path.is_dir() else path
         assert not _docker_ignored(str(probe.relative_to(REPO)), patterns), f"{src} is excluded from the build context"
-    for junk in (".venv/bin/python", ".venv38/bin/python", ".git/HEAD", "engines/x.engine", "export/x.onnx",
+    for junk in (".venv/bin/python", ".venv38/bin/python", ".venv312/bin/python", ".git/HEAD", "engines/x.engine", "export/x.onnx",
                  "docker/.env", "docker/host/device-model", "benchmarks/results/a.json", "checkpoints/x.pth",
                  "anydepth_edge/__pycache__/cli.cpython-311.pyc", "tests/test_docker.py"):
         assert _docker_ignored(junk, patterns), junk
@@ -436,18 +435,22 @@ def test_export_requirements_resolve(pypi, tmp_path):
     assert proc.returncode == 0, proc.stderr
 
 
-def test_venv38_has_the_numpy_jetpack5_has():
-    """`make venv38` installs JetPack 5's pins: the Python 3.8 compatibility test
-    (test_cli_foundation.py) runs with NumPy 1.23.5, where TensorRT 8.5's `trt.nptype` (np.bool) works."""
-    py = REPO / ".venv38" / "bin" / "python"
+@pytest.mark.parametrize("venv,version,constraints,probe", [(".venv38", "3.8", "jp5.txt", "numpy.bool"),
+                                                             (".venv312", "3.12", "jp7.txt", "numpy.bool_")])
+def test_jetpack_venvs_have_the_pins_their_image_has(venv, version, constraints, probe):
+    """`make venv38` / `make venv312` install JetPack 5's / 7.2's pins: the compatibility test
+    (test_cli_foundation.py) runs with the NumPy and ONNX Runtime the image has (NumPy 1.23.5 on
+    JetPack 5, where TensorRT 8.5's `trt.nptype` (np.bool) works)."""
+    py = REPO / venv / "bin" / "python"
     if not py.exists():
-        pytest.skip("no .venv38 (needs a Python 3.8 interpreter; `make venv38`)")
-    pins, _ = check_image.read_constraints(CONSTRAINTS / "jp5.txt")
-    code = "import numpy, onnxruntime, warnings; warnings.simplefilter('ignore'); numpy.bool; print(numpy.__version__, onnxruntime.__version__)"
+        pytest.skip(f"no {venv} (needs a Python {version} interpreter; `make {venv[1:]}`)")
+    pins, _ = check_image.read_constraints(CONSTRAINTS / constraints)
+    code = "import numpy, onnxruntime, warnings; warnings.simplefilter('ignore'); " + probe + "; print(numpy.__version__, onnxruntime.__version__)"
     proc = subprocess.run([str(py), "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == [pins["numpy"], pins["onnxruntime"]]
-    assert "-c $(JP5_CONSTRAINTS)" in (REPO / "Makefile").read_text()
+    assert f"JETPACK_VENV,{venv},$(PY{version.replace('.', '')}),{version},docker/constraints/{constraints}" in \
+        (REPO / "Makefile").read_text()
 
 
 # ----------------------------------------------------------------------------- check_image.py

@@ -446,6 +446,43 @@ def test_torch_backend_from_sidecar(exported):
     model, res = exported
     be = open_backend(BackendSpec("torch", "cpu", str(res["trt10"].onnx_path)))
     assert be.input_shape == (1, 3, 64, 64) and be.model.config.encoder_depth == 4
+    assert set(be.layout_ms) == {"nchw", "channels-last"} and be.layout in be.layout_ms  # auto: measured
+    be = open_backend(BackendSpec("torch", "cpu", str(res["trt10"].onnx_path), layout="channels-last"))
+    assert be.layout == "channels-last" and be.layout_ms == {} and be.describe()["layout"] == "channels-last"
+
+
+def _conv_layout(model) -> str:
+    import torch
+
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)
+                and m.weight.shape[1] > 1)
+    return "channels-last" if conv.weight.is_contiguous(memory_format=torch.channels_last) else "nchw"
+
+
+def test_torch_layouts_agree_and_auto_keeps_the_faster(tiny_model, monkeypatch):
+    pytest.importorskip("torch")
+    from anydepth_edge.engines.torch_backend import TorchBackend
+    from anydepth_edge.preprocess import load_sample_image, normalise
+
+    x = normalise(load_sample_image((64, 64)))
+    outputs = {}
+    for layout in ("nchw", "channels-last"):
+        with TorchBackend(tiny_model("dpt"), (64, 64), layout=layout) as be:
+            assert be.layout == layout and _conv_layout(be.model) == layout
+            outputs[layout] = be.infer(x).copy()
+    a, b = outputs.values()
+    assert np.max(np.abs(a - b)) / np.max(np.abs(a)) < 1e-5  # same depth, float rounding apart
+
+    for timings in ({"nchw": 9.0, "channels-last": 4.0}, {"nchw": 4.0, "channels-last": 9.0}):
+        timed = []
+        monkeypatch.setattr(TorchBackend, "_forward_ms", lambda self, t=timings: timed.append(_conv_layout(self.model))
+                            or t[timed[-1]])
+        be = TorchBackend(tiny_model("sdt"), (64, 64))
+        faster = min(timings, key=timings.get)
+        assert timed == ["nchw", "channels-last"] and be.layout_ms == timings
+        assert be.layout == faster and _conv_layout(be.model) == faster and be.describe()["layout_ms"] == timings
+    with pytest.raises(UserError, match="unknown layout 'nhwc'"):
+        TorchBackend(tiny_model("sdt"), (64, 64), layout="nhwc")
 
 
 def test_backend_spec_refuses_the_wrong_artifact(exported, tmp_path):

@@ -130,7 +130,7 @@ def test_gather_form_has_no_gridsample(exported):
     sampler = [n for n in g.graph.node if ".sampler/" in n.name]
     assert sampler and all(n.name.startswith(DYSAMPLE_PREFIX) for n in sampler)
     gathers = [n for n in sampler if n.op_type == "Gather"]
-    assert len(gathers) == 4 * 6  # per DySample: x and y picked from the grid, four corners read
+    assert len(gathers) == 4 * (2 + 4 * 4)  # per DySample: x and y picked from the grid, 4 corners x 4 groups read
     assert all(types[n.input[1]] in (onnx.TensorProto.INT32, onnx.TensorProto.INT64) for n in gathers)
     for n in sampler:
         if n.op_type == "Clip":
@@ -273,7 +273,7 @@ def test_check_onnx_cli(exported, tmp_path):
     (["--res", "250"], "use 240 or 256"),
     (["--target", "trt7"], "'trt7' is not one of 'auto', 'trt8.5', 'trt8.6', 'trt10', 'ort'"),
     (["--checkpoint", "/nonexistent/x.pth"], "not found"),
-    (["--dysample", "nearest"], "'nearest' is not one of 'gridsample', 'gather'"),
+    (["--dysample", "nearest"], "'nearest' is not one of 'auto', 'gridsample', 'gather'"),
     (["--decoder", "unet"], "'unet' is not one of 'sdt', 'dpt', 'all'"),
 ])
 def test_export_bad_inputs_are_one_line(args, needle, tmp_path):
@@ -284,3 +284,46 @@ def test_export_unwritable_out_dir(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     assert_one_line_error(run_cli("export", "--out-dir", blocker / "sub", "--res", "64"), "cannot create output folder")
+
+
+# ----------------------------------------------------------------------------- issue 16: forms per target, traffic
+
+def test_each_target_exports_its_measured_dysample_form(tiny_model, tmp_path, monkeypatch):
+    """`--dysample auto`: gather for ONNX Runtime (measured 2x faster there), GridSample for TensorRT;
+    an explicit choice wins."""
+    import anydepth_edge.export.onnx_export as onnx_export
+    from anydepth_edge.models import factory
+
+    jobs = []
+    monkeypatch.setattr(factory, "resolve_model", lambda *a, **k: (tiny_model("sdt"), types_ns(ref=None)))
+    monkeypatch.setattr(onnx_export, "export_onnx", lambda job, step: jobs.append(job) or job)
+    for target, choice in (("ort", None), ("trt10", None), ("ort", "grid_sample"), ("trt8.5", "gather")):
+        onnx_export.export_models("vits", ["sdt"], [TINY_RES], TARGETS[target], tmp_path, dysample=choice,
+                                  fp16_check=False)
+    assert [j.dysample for j in jobs] == ["gather", "grid_sample", "grid_sample", "gather"]
+    assert TARGETS["ort"].sampler_for("dpt") == TARGETS["ort"].sampler_for("dpt", "gather") == "grid_sample"
+    with pytest.raises(UserError, match="unknown DySample form 'nearest'"):
+        TARGETS["ort"].sampler_for("sdt", "nearest")
+
+
+def types_ns(**kw):
+    import types
+
+    return types.SimpleNamespace(**kw)
+
+
+def test_graph_traffic_counts_every_read_and_write():
+    from onnx import TensorProto, helper, numpy_helper
+
+    from anydepth_edge.export.traffic import graph_traffic
+
+    w = numpy_helper.from_array(np.zeros((8, 4, 3, 3), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["y"], ["z"])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 10, 10])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 8, 10, 10])], [w])
+    t = graph_traffic(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    x, y, wb = 4 * 100 * 4, 8 * 100 * 4, 8 * 4 * 9 * 4
+    assert t["weight_bytes"] == wb and t["activation_bytes"] == x + y + y + y  # conv reads x, writes y; relu reads y, writes z
+    assert t["bytes"] == x + 3 * y + wb and t["fused_bytes"] == x + y + wb  # the Relu fuses into the Conv
+    assert t["largest_tensor_bytes"] == y

@@ -4,11 +4,9 @@ that print user text as text."""
 
 import csv
 import json
-import os
 import shutil
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest

@@ -59,7 +59,8 @@ class BenchOptions:
     engines_dir: Path = Path("engines")
     allow_mismatch: bool = False
     cuda_graph: bool = False
-    dysample: str = "grid_sample"
+    dysample: Optional[str] = None  # None: each target's own form (targets.Target.sampler)
+    layout: str = "auto"  # PyTorch memory layout (engines.TORCH_LAYOUTS)
     threads: Optional[int] = None
     platform_root: str = "/"
     allow_unverified: bool = False
@@ -73,6 +74,7 @@ class Cell:
     gflops: Optional[float] = None
     params: Optional[Dict[str, int]] = None
     artifact: Optional[str] = None
+    traffic: Optional[Dict[str, int]] = None
 
 
 def resolve_device(requested: str, info: PlatformInfo, allow_mismatch: bool) -> Tuple[str, str, Optional[str]]:
@@ -119,7 +121,8 @@ def _checkpoint_sha(path: Optional[str]) -> str:
 def find_onnx(opts: BenchOptions, decoder: str, res, target: str) -> Optional[Path]:
     """An existing export for this configuration and checkpoint (no PyTorch needed to find it)."""
     sha = _checkpoint_sha(opts.checkpoint)
-    path = opts.export_dir / (onnx_stem(decoder, opts.encoder, res, target, opts.dysample, sha) + ".onnx")
+    form = TARGETS[target].sampler_for(decoder, opts.dysample)
+    path = opts.export_dir / (onnx_stem(decoder, opts.encoder, res, target, form, sha) + ".onnx")
     record = OnnxArtifact.find(path)
     if record is None or record.checkpoint.sha256 != sha or not record.content_matches():
         return None  # missing, another checkpoint's, or not the file its sidecar describes: export again
@@ -165,7 +168,7 @@ def prepare(opts: BenchOptions, choice: BackendChoice, precision: str, profile: 
                 check_fits_memory(res, f"benchmarking {decoder.upper()}", decoder=decoder)
             if choice.kind == "torch":
                 backend = BackendSpec.for_choice(choice, None, precision=precision, cuda_graph=opts.cuda_graph,
-                                                 model={"encoder": opts.encoder, "decoder": decoder,
+                                                 layout=opts.layout, model={"encoder": opts.encoder, "decoder": decoder,
                                                         "checkpoint": opts.checkpoint, "res": list(res)})
                 cell.params, cell.gflops = _torch_counts(opts, decoder, res)
             else:
@@ -173,6 +176,8 @@ def prepare(opts: BenchOptions, choice: BackendChoice, precision: str, profile: 
                 onnx = ensure_onnx(opts, decoder, res, target, warn)
                 cell.gflops = onnx.gflops.get("total")
                 cell.params = onnx.params or None
+                cell.traffic = onnx.traffic or None
+                spec["dysample"] = onnx.dysample
                 artifact = onnx.path
                 if choice.kind == "tensorrt":
                     from anydepth_edge.engines.ensure import ensure_engine
@@ -277,6 +282,16 @@ def peak_memory(result: Dict[str, Any], choice: BackendChoice) -> Dict[str, Any]
             "method": "peak RSS of the benchmark process over its idle baseline"}
 
 
+def orin_nano_bounds(traffic_bytes: float, gflops: Optional[float]) -> Dict[str, Optional[float]]:
+    """Estimated floors of one FP16 inference on the Orin Nano, in ms: moving the bytes (half of the
+    FP32 graph's fused traffic) at its memory bandwidth, and the FLOPs at its dense FP16 peak."""
+    from anydepth_edge.engines.trt_common import DEVICE_PROFILES
+
+    p = DEVICE_PROFILES["orin-nano"]
+    return {"orin_nano_memory_bound_ms": traffic_bytes / 2 / p.memory_bandwidth * 1e3,
+            "orin_nano_compute_bound_ms": gflops * 1e9 / p.peak_fp16_flops * 1e3 if gflops else None}
+
+
 def utilisation(gflops: Optional[float], mean_ms: float, peak_flops: Dict[str, Any], profile: str, precision: str):
     if not gflops or mean_ms <= 0:
         return None, None, None
@@ -362,6 +377,11 @@ def run_bench(opts: BenchOptions, warn: Callable[[str], None], progress=None) ->
         row: Dict[str, Any] = {"decoder": cell.decoder, "res": list(cell.res), "artifact": cell.artifact,
                                "gflops": cell.gflops, "params": cell.params,
                                "paper": paper_figures(cell.res, cell.decoder)}
+        if cell.traffic:  # which limit an Orin Nano figure is near: moving the bytes, or the FLOPs
+            moved = cell.traffic.get("fused_bytes", cell.traffic["bytes"])
+            row["traffic"] = dict(cell.traffic, **orin_nano_bounds(moved, cell.gflops))
+        if "dysample" in cell.spec:
+            row["dysample"] = cell.spec["dysample"]
         if "rung" in cell.spec:  # TensorRT: which rung of the precision ladder, verified against FP32 or not
             row["rung"], row["verification"] = cell.spec["rung"], cell.spec["verification"]
         if "error" in out:
@@ -388,7 +408,8 @@ def run_bench(opts: BenchOptions, warn: Callable[[str], None], progress=None) ->
                      "decoders": opts.decoders, "warmup": cells[0].spec["warmup"] if cells else None,
                      "iters": cells[0].spec["iters"] if cells else None,
                      "e2e_iters": cells[0].spec["e2e_iters"] if cells else None,
-                     "cuda_graph": opts.cuda_graph, "dysample": opts.dysample},
+                     "cuda_graph": opts.cuda_graph, "dysample": opts.dysample or "auto",
+                     "layout": opts.layout},
         "checkpoint": {"path": opts.checkpoint, "sha256": _checkpoint_sha(opts.checkpoint)} if opts.checkpoint
         else {"path": None, "sha256": "random", "note": "random weights: latency and memory are valid, depth is not"},
         "environment": environment(info),

@@ -14,18 +14,31 @@ def _f(value: Optional[float], fmt: str = "{:.2f}") -> str:
     return "-" if value is None else fmt.format(value)
 
 
+def _decoder_label(r: Dict[str, Any]) -> str:
+    """SDT / DPT, with what was chosen for it: the TensorRT rung, PyTorch's measured layout."""
+    notes = [f"{r['rung']}, {r['verification']}"] if r.get("rung") else []
+    layout = (r.get("backend") or {}).get("layout")
+    if layout:
+        notes.append(layout)
+    return r["decoder"].upper() + (f" ({'; '.join(notes)})" if notes else "")
+
+
 def _rows(record: Dict[str, Any]) -> List[Dict[str, Any]]:
     rows = []
     for r in record["results"]:
         paper = r.get("paper") or {}
         row = {
             "resolution": res_tag(r["res"]),
-            "decoder": r["decoder"].upper() + (f" ({r['rung']}, {r['verification']})" if r.get("rung") else ""),
+            "decoder": _decoder_label(r),
             "latency_ms": None, "std_ms": None, "p90_ms": None, "fps": None, "e2e_ms": None,
             "paper_latency_ms": paper.get("latency_ms"), "paper_fps": paper.get("fps"),
             "peak_mb": None, "memory_method": None, "paper_memory_mb": paper.get("memory_mb"),
             "gflops": r.get("gflops"), "achieved_gflops_s": r.get("achieved_gflops_per_s"),
             "peak_fraction": r.get("peak_fraction"), "error": r.get("error"),
+            "mb_moved": (r.get("traffic") or {}).get("fused_bytes", 0) / 1e6 or None,
+            "mb_moved_unfused": (r.get("traffic") or {}).get("bytes", 0) / 1e6 or None,
+            "orin_memory_ms": (r.get("traffic") or {}).get("orin_nano_memory_bound_ms"),
+            "orin_compute_ms": (r.get("traffic") or {}).get("orin_nano_compute_bound_ms"),
         }
         if "latency" in r:
             lat = r["latency"]
@@ -71,7 +84,16 @@ def console_tables(record: Dict[str, Any]):
                         row["memory_method"])
     for res, r in record.get("ratios", {}).items():
         mem.add_row(res, "SDT/DPT", _f(r["memory_sdt_over_dpt"], "{:.3f}"), _f(r["paper_memory_sdt_over_dpt"], "{:.3f}"), "")
-    return lat, mem
+    if not any(row["mb_moved"] for row in rows):
+        return lat, mem
+    bounds = Table(title="What bounds it on an Orin Nano (FP16 floors from this graph; the Markdown report explains)")
+    for col in ("Resolution", "Decoder", "GFLOPs", "MB moved", "Memory floor ms", "Compute floor ms"):
+        bounds.add_column(col, justify="right" if col not in ("Resolution", "Decoder") else "left")
+    for row in rows:
+        if row["mb_moved"]:
+            bounds.add_row(row["resolution"], row["decoder"], _f(row["gflops"], "{:.1f}"), f"{row['mb_moved']:.0f}",
+                           _f(row["orin_memory_ms"], "{:.1f}"), _f(row["orin_compute_ms"], "{:.1f}"))
+    return lat, mem, bounds
 
 
 def markdown(record: Dict[str, Any], chart_name: Optional[str] = None) -> str:
@@ -109,6 +131,23 @@ def markdown(record: Dict[str, Any], chart_name: Optional[str] = None) -> str:
         lines.append(f"| {row['resolution']} | {row['decoder']} | {row['latency_ms']:.2f} +- {row['std_ms']:.2f} | {row['p90_ms']:.2f} | "
                      f"{row['fps']:.2f} | {_f(row['e2e_ms'])} | {_f(row['paper_latency_ms'])} | {_f(row['paper_fps'], '{:.1f}')} | "
                      f"{_f(row['gflops'], '{:.1f}')} | {_f(row['achieved_gflops_s'], '{:.0f}')} | {frac} |")
+    if any(row["mb_moved"] for row in rows):
+        from anydepth_edge.engines.trt_common import DEVICE_PROFILES
+
+        orin = DEVICE_PROFILES["orin-nano"]
+        lines += ["", "## What bounds it on an Orin Nano", "",
+                  f"Bytes one inference of the graph benchmarked here moves (FP32; element-wise nodes counted as "
+                  f"fused, unfused in brackets), halved for FP16 (an `ort` export samples DySample with Gather, "
+                  f"which moves more than the GridSample form of the TensorRT exports), against the Orin Nano's {orin.memory_bandwidth / 1e9:.0f} GB/s of "
+                  f"shared memory; next to it the FLOPs against its {orin.peak_fp16_flops / 1e12:.0f} TFLOPS dense "
+                  "FP16. These are floors: an Orin figure near the larger one is limited by it.", "",
+                  "| Resolution | Decoder | GFLOPs | MB moved (FP32) | memory floor ms | compute floor ms |",
+                  "|---|---|---|---|---|---|"]
+        for row in rows:
+            if row["mb_moved"]:
+                lines.append(f"| {row['resolution']} | {row['decoder']} | {_f(row['gflops'], '{:.1f}')} | "
+                             f"{row['mb_moved']:.0f} ({_f(row['mb_moved_unfused'], '{:.0f}')}) | "
+                             f"{_f(row['orin_memory_ms'], '{:.1f}')} | {_f(row['orin_compute_ms'], '{:.1f}')} |")
     sources = sorted({r.get("peak_source") for r in record["results"] if r.get("peak_source")})
     if sources:
         lines += ["", "Reference peak for the last column: " + "; ".join(sources)
@@ -162,13 +201,14 @@ def chart(record: Dict[str, Any], path: Path) -> bool:
     ax1.set_xticks(list(x), labels)
     ax1.set_ylabel("latency (ms)")
     ax1.set_title("Latency")
-    ax1.legend()
     ax2.bar([i - w / 2 for i in x], [r["peak_mb"] for r in rows], w, label="ours")
     ax2.bar([i + w / 2 for i in x], [r["paper_memory_mb"] or 0 for r in rows], w, label="paper (256 only)")
     ax2.set_xticks(list(x), labels)
     ax2.set_ylabel("peak memory (MB)")
     ax2.set_title("Peak memory")
-    ax2.legend()
+    for ax in (ax1, ax2):  # headroom above the tallest bar, so the legend never covers one
+        ax.set_ylim(0, max(p.get_height() for p in ax.patches) * 1.3 or 1)
+        ax.legend(loc="upper left")
     fig.suptitle(_title(record), fontsize=8)
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:

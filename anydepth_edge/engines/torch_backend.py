@@ -4,11 +4,13 @@ The model comes from a checkpoint / config (or an ONNX sidecar naming them), not
 Needs the `export` extra (PyTorch); never imported on the robot's runtime image.
 """
 
+import time
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import torch
 
+from anydepth_edge.engines import TORCH_LAYOUTS
 from anydepth_edge.engines.base import Backend
 from anydepth_edge.errors import HardwareMissing, UserError
 
@@ -17,24 +19,28 @@ class TorchBackend(Backend):
     name = "torch"
 
     def __init__(self, model: torch.nn.Module, res: Tuple[int, int], device: str = "cpu", precision: str = "fp32",
-                 cuda_graph: bool = False, channels_last: bool = False):
+                 cuda_graph: bool = False, layout: str = "auto"):
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise HardwareMissing("PyTorch sees no CUDA GPU here: use --device cpu")
         if precision not in ("fp32", "fp16"):
             raise UserError(f"unknown precision {precision!r}: fp32 or fp16")
         if precision == "fp16" and not device.startswith("cuda"):
             raise UserError("FP16 PyTorch inference needs a CUDA device (CPU half kernels are ~500x slower here)")
+        if cuda_graph and not device.startswith("cuda"):
+            raise UserError("CUDA graphs need --device cuda")
+        if layout not in TORCH_LAYOUTS:
+            raise UserError(f"unknown layout {layout!r}: one of {', '.join(TORCH_LAYOUTS)}")
         self.device = torch.device(device)
         self.dtype = torch.float16 if precision == "fp16" else torch.float32
         self.precision = precision
         # Fixed input size: bake RoPE (no per-frame table, and no host work inside a CUDA graph).
         model.encoder.bake_rope(*res)
         self.model = model.eval().to(self.device, self.dtype)
-        if channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
         self.input_shape = (1, 3, res[0], res[1])
         self.output_shape = (1, 1, res[0], res[1])
         self.static_in = torch.zeros(self.input_shape, device=self.device, dtype=self.dtype)
+        self.layout_ms: Dict[str, float] = {}  # what `auto` measured
+        self.layout = self._choose_layout(layout)
         self.host_in = torch.zeros(self.input_shape, dtype=torch.float32)
         self.host_out = torch.zeros(self.output_shape, dtype=torch.float32)
         if self.device.type == "cuda":
@@ -45,9 +51,34 @@ class TorchBackend(Backend):
         self.graph: Optional[torch.cuda.CUDAGraph] = None
         self.static_out: Optional[torch.Tensor] = None
         if cuda_graph:
-            if self.device.type != "cuda":
-                raise UserError("CUDA graphs need --device cuda")
             self._capture()
+
+    def _set_layout(self, layout: str) -> None:
+        fmt = torch.channels_last if layout == "channels-last" else torch.contiguous_format
+        self.model = self.model.to(memory_format=fmt)
+
+    def _forward_ms(self) -> float:
+        """Best of a few timed forwards after a warm-up (counts per device: a CPU forward takes seconds)."""
+        warmup, timed = (3, 10) if self.device.type == "cuda" else (1, 2)
+        best = float("inf")
+        with torch.inference_mode():
+            for i in range(warmup + timed):
+                start = time.perf_counter()
+                self._run()
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                if i >= warmup:
+                    best = min(best, (time.perf_counter() - start) * 1e3)
+        return best
+
+    def _choose_layout(self, layout: str) -> str:
+        if layout == "auto":
+            for candidate in TORCH_LAYOUTS[1:]:
+                self._set_layout(candidate)
+                self.layout_ms[candidate] = self._forward_ms()
+            layout = min(self.layout_ms, key=self.layout_ms.get)
+        self._set_layout(layout)
+        return layout
 
     def _run(self) -> torch.Tensor:
         return self.model(self.static_in)
@@ -93,7 +124,7 @@ class TorchBackend(Backend):
     def describe(self) -> Dict[str, Any]:
         d = super().describe()
         d.update({"device": str(self.device), "precision": self.precision, "cuda_graph": self.graph is not None,
-                  "torch": torch.__version__})
+                  "layout": self.layout, "layout_ms": dict(self.layout_ms), "torch": torch.__version__})
         if self.device.type == "cuda":
             d["gpu"] = torch.cuda.get_device_name(self.device)
         return d
@@ -127,4 +158,4 @@ def torch_backend(spec, warn=None) -> TorchBackend:
         raise UserError("the PyTorch backend needs an ONNX export (its sidecar names the model) or a model spec")
     model, _ = resolve_model(ckpt, encoder, decoder, warn=warn, **overrides)
     return TorchBackend(model, tuple(res), device=spec.device, precision=spec.precision, cuda_graph=spec.cuda_graph,
-                        channels_last=bool(spec.options.get("channels_last", False)))
+                        layout=spec.layout)

@@ -59,9 +59,11 @@ class DeviceProfile:
     workspace_mib: int
     builder_optimization_level: int
     memory_hint: str
-    # Dense peak throughput, for the benchmark's utilisation figure (FLOP/s).
+    # Dense peak throughput, for the benchmark's utilisation figure (FLOP/s), and the memory bandwidth
+    # (bytes/s) for its memory-bound figure.
     peak_fp16_flops: Optional[float] = None
     peak_fp32_flops: Optional[float] = None
+    memory_bandwidth: Optional[float] = None
 
 
 DEVICE_PROFILES = {
@@ -73,6 +75,7 @@ DEVICE_PROFILES = {
                      "or lower --workspace (e.g. 512)"),
         # 512 CUDA cores + 16 tensor cores at 625 MHz: ~5 TFLOPS dense FP16 (tensor cores), 0.64 FP32.
         peak_fp16_flops=5.0e12, peak_fp32_flops=512 * 2 * 625e6,
+        memory_bandwidth=34e9,  # LPDDR5, shared by CPU and GPU
     ),
     "generic": DeviceProfile(
         "generic", workspace_mib=4096, builder_optimization_level=3,

@@ -30,6 +30,7 @@ from anydepth_edge.artifacts import (
 )
 from anydepth_edge.errors import UserError
 from anydepth_edge.agreement import Bundle, depth_metrics
+from anydepth_edge.export.traffic import graph_traffic
 from anydepth_edge.onnx_fp16 import to_typed_fp16, typed_fp16_regions
 from anydepth_edge.records import (
     CheckpointRef,
@@ -265,6 +266,7 @@ def export_onnx(job: ExportJob, step: Callable[[str], None] = lambda s: None) ->
         outputs=[TensorSpec(OUTPUT_NAME, [1, 1, h, w], "float32", meaning="affine-invariant depth, relu(x) + 0.001")],
         mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD), checkpoint=job.checkpoint, toolkit_version=__version__,
         params=count_params(job.model), gflops={k: round(v, 3) for k, v in count_gflops(job.model, job.res).items()},
+        traffic=graph_traffic(graph),
         nodes={"before_slim": nodes_before, "after_slim": nodes_after}, op_counts=op_counts(graph),
         fp32_nodes=fp32_nodes, pin_nodes={r: names for r, names in regions.items() if names},
         parity={"limit_rel": PARITY_LIMIT, "definition": "max|onnx - torch| / max|torch|", **par}, fp16=fp16,
@@ -341,13 +343,14 @@ def export_models(
     target: Target,
     out_dir: Path,
     checkpoint: Optional[str] = None,
-    dysample: str = "grid_sample",
+    dysample: Optional[str] = None,
     force: bool = False,
     fp16_check: bool = True,
     warn: Optional[Callable[[str], None]] = None,
     progress=None,
 ) -> List[ExportResult]:
-    """Export every (decoder, resolution); the model is loaded once per decoder."""
+    """Export every (decoder, resolution); the model is loaded once per decoder. `dysample` None: the
+    target's own form."""
     from anydepth_edge.artifacts import ensure_writable_dir
     from anydepth_edge.models.factory import resolve_model
     from anydepth_edge.resolution import check_fits_memory
@@ -362,7 +365,7 @@ def export_models(
     for decoder in decoders:
         model, report = resolve_model(checkpoint, encoder, decoder, warn=warn)
         for res in resolutions:
-            job = ExportJob(model, res, target, report.ref, out_dir, dysample=dysample, force=force,
+            job = ExportJob(model, res, target, report.ref, out_dir, dysample=target.sampler_for(decoder, dysample), force=force,
                             fp16_check=fp16_check)
 
             def step(text, job=job):

@@ -11,6 +11,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from anydepth_edge.errors import UserError
 from anydepth_edge.records import TYPED_FP16_SUFFIX, EngineArtifact, OnnxArtifact
 from anydepth_edge.resolution import res_tag
+from anydepth_edge.targets import TARGETS
 
 Warn = Optional[Callable[[str], None]]
 
@@ -67,13 +68,14 @@ def find_engine(res: Tuple[int, int], engines_dir: Path, host, warn: Warn = None
 
 def find_onnx(res: Tuple[int, int], export_dir: Path, warn: Warn = None) -> Optional[Path]:
     mtimes = {p: t for p, t in _readable(export_dir, "*.onnx", warn).items() if not p.name.endswith(TYPED_FP16_SUFFIX)}
-    matches = []
+    matches, preferred = [], []
     for p in mtimes:
         record = OnnxArtifact.find(p)
         if record is not None and record.res == tuple(res):
             matches.append(p)
-    # prefer the plain SDT GridSample exports (the product) when several match
-    preferred = [p for p in matches if "-sdt-" in p.name and not p.stem.endswith("-gather")]
+            # prefer SDT (the product) in its target's own DySample form when several match
+            if record.decoder == "sdt" and record.target in TARGETS and record.dysample == TARGETS[record.target].sampler:
+                preferred.append(p)
     return _newest(mtimes, preferred or matches)
 
 

@@ -1,0 +1,45 @@
+"""How many bytes one inference moves, read off the exported graph (recorded in the export's
+sidecar; `bench` sets it against the Orin Nano's memory bandwidth, engines/trt_common.DEVICE_PROFILES).
+
+Two counts. `bytes`: every node reads its inputs and writes its outputs once, weights read once per
+use: the unfused graph, an upper bound. `fused_bytes`: the same with element-wise and shape-only
+nodes left out, as TensorRT fuses those into the convolution, GEMM or sampler beside them: closer
+to what an engine moves, and the figure the memory bound uses. Either way SDT's full-resolution
+maps (256 channels at the input's size) are written and read at least once per convolution.
+"""
+
+from typing import Dict
+
+ELEMENT_BYTES = {1: 4, 10: 2, 11: 8, 6: 4, 7: 8, 9: 1, 2: 1, 3: 1}  # FLOAT, FLOAT16, DOUBLE, INT32, INT64, BOOL, U8, I8
+# Nodes an engine fuses into a neighbour or that only relabel memory.
+FUSED = frozenset({
+    "Add", "Sub", "Mul", "Div", "Relu", "Sigmoid", "Tanh", "Erf", "Gelu", "Sqrt", "Pow", "Exp", "Neg", "Clip",
+    "Floor", "Min", "Max", "Cast", "BatchNormalization", "Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze",
+    "Shape", "Constant", "Expand", "Where", "Equal", "Less", "Greater", "Not", "And", "Or", "ReduceMean",
+})
+
+
+def graph_traffic(model) -> Dict[str, int]:
+    """{'bytes', 'fused_bytes', 'activation_bytes', 'weight_bytes', 'largest_tensor_bytes'} of one inference."""
+    import numpy as np
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    sizes: Dict[str, int] = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+        t = vi.type.tensor_type
+        dims = [d.dim_value for d in t.shape.dim]
+        if dims and all(d > 0 for d in dims):
+            sizes[vi.name] = int(np.prod(dims)) * ELEMENT_BYTES.get(t.elem_type, 4)
+    weights = {t.name: int(np.prod(t.dims or [1])) * ELEMENT_BYTES.get(t.data_type, 4) for t in model.graph.initializer}
+    activation = weight = fused = 0
+    for node in model.graph.node:
+        node_weight = sum(weights[name] for name in node.input if name in weights)
+        node_activation = (sum(sizes.get(name, 0) for name in node.input if name not in weights)
+                           + sum(sizes.get(name, 0) for name in node.output))
+        weight += node_weight
+        activation += node_activation
+        if node.op_type not in FUSED:
+            fused += node_weight + node_activation
+    return {"bytes": activation + weight, "fused_bytes": fused, "activation_bytes": activation,
+            "weight_bytes": weight, "largest_tensor_bytes": max(sizes.values(), default=0)}
