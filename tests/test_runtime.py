@@ -390,6 +390,7 @@ def test_viewer_page_in_headless_chromium(tmp_path):
     frames = re.search(r'id="frames">(\d+)<', dom)
     assert frames and int(frames.group(1)) > 0, dom[:1500]
     assert re.search(r'id="inference_mean">[\d.]+<', dom)
+    assert "<th>end to end</th>" in dom and "<th>capture wait</th>" in dom  # every underscore, not the first
 
 
 # ----------------------------------------------------------------------------- the CLI
