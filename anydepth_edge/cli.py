@@ -8,6 +8,7 @@ Heavy imports (torch, onnx, tensorrt, cv2) happen inside the verbs that need the
 
 import json
 import sys
+import time
 from enum import Enum
 from pathlib import Path
 from typing import List, Optional
@@ -208,7 +209,7 @@ def build(
                               builder=builder.value, workspace_mib=workspace,
                               timing_cache=Path(timing_cache) if timing_cache else None, force=force,
                               resolutions=parse_res_list(res),
-                              notify=lambda text: prog.update(task, description=text) if not prog.disable else info(text))
+                              notify=lambda text: prog.update(task, description=text))
     for item in items:
         out.print(item, markup=False) if isinstance(item, str) else out.print(item)
 
@@ -304,12 +305,14 @@ def bench(
         cuda_graph=cuda_graph, dysample=SAMPLERS[dysample.value], layout=layout.value, threads=threads,
         export_dir=Path(export_dir), engines_dir=Path(engines_dir), allow_unverified=allow_unverified,
     )
+    started = time.monotonic()
     with progress(transient=True) as prog:
         record = run_bench(opts, warn=warn, progress=prog)
     for table in console_tables(record):
         out.print(table)
     paths = write_outputs(record, opts.out_dir)
-    out.print("written: " + ", ".join(str(p) for p in paths.values()), markup=False)
+    minutes, seconds = divmod(round(time.monotonic() - started), 60)
+    out.print(f"written in {minutes} min {seconds:02d} s: " + ", ".join(str(p) for p in paths.values()), markup=False)
     if any("error" in r for r in record["results"]):
         raise typer.Exit(1)
 

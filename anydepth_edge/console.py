@@ -6,6 +6,7 @@ label is printed as text: no markup, no emoji codes. Each warning is printed onc
 
 import signal
 import sys
+import time
 
 from rich.console import Console
 
@@ -35,10 +36,43 @@ def error_line(msg: str) -> None:
     _line("[bold red]error[/]: ", msg)
 
 
+class StepLog:
+    """Progress off a terminal (a log, `make`, CI): one `info:` line each time a step's description
+    changes, with the seconds since the start; no redraws, no per-iteration lines. The subset of
+    rich's Progress that the commands use."""
+
+    disable = False
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self.start = clock()
+        self.steps = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        return False
+
+    def add_task(self, description: str, total=None, **_) -> int:
+        self.steps[len(self.steps)] = description
+        return len(self.steps) - 1
+
+    def update(self, task: int, description=None, **_) -> None:
+        if description is not None and description != self.steps[task]:
+            self.steps[task] = description
+            info(f"{description} ({self.clock() - self.start:.0f} s)")
+
+    def advance(self, task: int, advance: float = 1) -> None:
+        pass
+
+
 def progress(transient: bool = True):
     """A progress display for slow steps: description, bar, done/total, elapsed and the estimate of
-    what is left. On stderr (JSON on stdout stays clean); silent when stderr is not a terminal (a log
-    or CI gets the results, not redraws)."""
+    what is left, on stderr (JSON on stdout stays clean). Off a terminal, a StepLog: a log or CI
+    gets a line per step, not redraws."""
+    if not err.is_terminal:
+        return StepLog()
     from rich.progress import (
         BarColumn,
         Progress,
@@ -58,7 +92,6 @@ def progress(transient: bool = True):
         TimeRemainingColumn(),
         console=err,
         transient=transient,
-        disable=not err.is_terminal,
     )
 
 

@@ -2,6 +2,7 @@
 detection on fixture file systems, the CLI end to end at a tiny size."""
 
 import json
+import re
 import os
 import stat
 from pathlib import Path
@@ -197,8 +198,13 @@ def test_bench_cli_tiny_run_writes_every_output(tmp_path):
         t = r["traffic"]
         assert 0 < t["fused_bytes"] < t["bytes"] and t["orin_nano_memory_bound_ms"] > 0
         assert t["orin_nano_compute_bound_ms"] == pytest.approx(r["gflops"] / 5.0e3 * 1e3)
-    assert "What bounds it on an Orin Nano" in next(out.glob("*.md")).read_text()
-    assert "What bounds it on an Orin Nano" in proc.stdout
+    md = next(out.glob("*.md")).read_text()
+    assert "What bounds it on an Orin Nano" in md and "What bounds it on an Orin Nano" in proc.stdout
+    assert "SDT/DPT below 1: SDT is faster" in md and "SDT/DPT below 1" in proc.stdout
+    assert re.search(r"Reference peak for the last column: \d+ GFLOP/s", md)
+    # off a terminal: a line per step (export phases, then each configuration), and the total time
+    assert "info: benchmarking SDT 64x64 (1/2)" in proc.stderr and "info: benchmarking DPT 64x64 (2/2)" in proc.stderr
+    assert re.search(r"written in \d+ min \d\d s: ", proc.stdout)
     env = record["environment"]
     assert env["platform"]["cpu_count"] >= 1 and "onnxruntime" in env["versions"] and env["git_commit"]
 

@@ -190,10 +190,22 @@ def test_warnings_are_printed_once():
     assert seen == ["random weights"]
 
 
-def test_progress_is_quiet_off_a_terminal():
-    from anydepth_edge.console import err, progress
+def test_progress_off_a_terminal_is_a_line_per_step(monkeypatch):
+    from anydepth_edge import console
 
-    assert progress().disable == (not err.is_terminal)
+    assert isinstance(console.progress(), console.StepLog) == (not console.err.is_terminal)
+    lines = []
+    monkeypatch.setattr(console, "info", lines.append)
+    now = iter([100.0, 103.4, 161.0, 170.0])
+    with console.StepLog(clock=lambda: next(now)) as log:
+        task = log.add_task("iterations", total=10)
+        log.update(task, description="benchmarking SDT 256x256 (1/4)", completed=0)
+        for done in range(1, 11):  # iterations: no line each
+            log.update(task, completed=done)
+            log.advance(task)
+        log.update(task, description="benchmarking SDT 256x256 (1/4)")  # unchanged: no line
+        log.update(task, description="benchmarking DPT 256x256 (2/4)", completed=0)
+    assert lines == ["benchmarking SDT 256x256 (1/4) (3 s)", "benchmarking DPT 256x256 (2/4) (61 s)"]
 
 
 def test_check_onnx_groups_problems_with_their_fix(exported):

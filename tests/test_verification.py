@@ -225,6 +225,9 @@ def test_verify_cli_on_onnx_files(export_copy, tmp_path):
     record.write_sidecar()
     proc = run_cli("verify", bad)
     assert proc.returncode == 1 and "FAIL" in proc.stdout, proc.stdout
+    for wrong in (export_copy.with_suffix(".json"), export_copy.with_suffix(".ref.npz")):  # what a user might pass
+        assert_one_line_error(run_cli("verify", wrong), f"verify takes the model: an .onnx export or a TensorRT "
+                                                        f".engine, not {wrong.name}")
 
 
 def test_verify_with_images_folder(export_copy, tmp_path):

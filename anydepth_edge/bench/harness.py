@@ -129,7 +129,7 @@ def find_onnx(opts: BenchOptions, decoder: str, res, target: str) -> Optional[Pa
     return path
 
 
-def ensure_onnx(opts: BenchOptions, decoder: str, res, target_name: str, warn) -> OnnxArtifact:
+def ensure_onnx(opts: BenchOptions, decoder: str, res, target_name: str, warn, progress=None) -> OnnxArtifact:
     found = find_onnx(opts, decoder, res, target_name)
     if found is not None:
         return OnnxArtifact.load(found)
@@ -142,11 +142,12 @@ def ensure_onnx(opts: BenchOptions, decoder: str, res, target_name: str, warn) -
     from anydepth_edge.export.onnx_export import export_models
 
     (result,) = export_models(opts.encoder, [decoder], [res], TARGETS[target_name], opts.export_dir,
-                              checkpoint=opts.checkpoint, dysample=opts.dysample, warn=warn, force=True)
+                              checkpoint=opts.checkpoint, dysample=opts.dysample, warn=warn, force=True,
+                              progress=progress)
     return result.artifact
 
 
-def prepare(opts: BenchOptions, choice: BackendChoice, precision: str, profile: str, warn) -> List[Cell]:
+def prepare(opts: BenchOptions, choice: BackendChoice, precision: str, profile: str, warn, progress=None) -> List[Cell]:
     """One Cell per (resolution, decoder), artifacts made where missing."""
     cells = []
     warmup, iters = DEFAULT_COUNTS[profile if profile in DEFAULT_COUNTS else "cuda"]
@@ -173,7 +174,7 @@ def prepare(opts: BenchOptions, choice: BackendChoice, precision: str, profile: 
                 cell.params, cell.gflops = _torch_counts(opts, decoder, res)
             else:
                 target = resolve_target("auto").name if choice.kind == "tensorrt" else "ort"
-                onnx = ensure_onnx(opts, decoder, res, target, warn)
+                onnx = ensure_onnx(opts, decoder, res, target, warn, progress)
                 cell.gflops = onnx.gflops.get("total")
                 cell.params = onnx.params or None
                 cell.traffic = onnx.traffic or None
@@ -360,14 +361,14 @@ def run_bench(opts: BenchOptions, warn: Callable[[str], None], progress=None) ->
     if mismatch:
         warn(f"--allow-mismatch: {mismatch}; every figure is labelled so")
 
-    cells = prepare(opts, choice, precision, profile, warn)
+    cells = prepare(opts, choice, precision, profile, warn, progress)
     matrix = progress.add_task("configurations", total=len(cells)) if progress else None
     iters_task = progress.add_task("iterations", total=1) if progress else None
     results = []
-    for cell in cells:
+    for k, cell in enumerate(cells, 1):
         label = f"{cell.decoder.upper()} {res_tag(cell.res)}"
         if progress:
-            progress.update(iters_task, description=f"{label}: iterations", completed=0)
+            progress.update(iters_task, description=f"benchmarking {label} ({k}/{len(cells)})", completed=0)
 
         def on_iter(done, total, label=label):
             if progress:

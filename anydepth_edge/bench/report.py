@@ -10,6 +10,15 @@ from anydepth_edge.artifacts import atomic_path, write_json_atomic, write_text_a
 from anydepth_edge.resolution import res_tag
 
 
+def reading_note(record: Dict[str, Any]) -> str:
+    """How to read the ratios and the e2e column (users asked why e2e can be below the latency)."""
+    note = ("SDT/DPT below 1: SDT is faster (or lighter). e2e: a few runs on a 640x480 frame with pre- and "
+            "post-processing, fewer than the timed runs: on a busy machine it can read below the latency mean.")
+    if record["device"] == "cpu":  # measured on the 2-core development VMs
+        note += " Runs on a shared CPU differ by 15-25%: compare within one run."
+    return note
+
+
 def _f(value: Optional[float], fmt: str = "{:.2f}") -> str:
     return "-" if value is None else fmt.format(value)
 
@@ -61,7 +70,7 @@ def console_tables(record: Dict[str, Any]):
     from rich.table import Table
 
     rows = _rows(record)
-    lat = Table(title=f"Latency (ours vs paper, Jetson Orin Nano 4GB)\n{_title(record)}")
+    lat = Table(title=f"Latency (ours vs paper, Jetson Orin Nano 4GB)\n{_title(record)}", caption=reading_note(record))
     for col in ("Resolution", "Decoder", "Latency ms", "FPS", "e2e ms", "Paper ms", "Paper FPS", "GFLOP/s (% of ref.)"):
         lat.add_column(col, justify="right" if col not in ("Resolution", "Decoder") else "left")
     for row in rows:
@@ -86,7 +95,9 @@ def console_tables(record: Dict[str, Any]):
         mem.add_row(res, "SDT/DPT", _f(r["memory_sdt_over_dpt"], "{:.3f}"), _f(r["paper_memory_sdt_over_dpt"], "{:.3f}"), "")
     if not any(row["mb_moved"] for row in rows):
         return lat, mem
-    bounds = Table(title="What bounds it on an Orin Nano (FP16 floors from this graph; the Markdown report explains)")
+    gather = any(r.get("dysample") == "gather" for r in record["results"])
+    bounds = Table(title="What bounds it on an Orin Nano\nFP16 floors of the graph benchmarked here"
+                   + (" (SDT: the Gather form; TensorRT's GridSample form moves less)" if gather else ""))
     for col in ("Resolution", "Decoder", "GFLOPs", "MB moved", "Memory floor ms", "Compute floor ms"):
         bounds.add_column(col, justify="right" if col not in ("Resolution", "Decoder") else "left")
     for row in rows:
@@ -149,13 +160,16 @@ def markdown(record: Dict[str, Any], chart_name: Optional[str] = None) -> str:
                              f"{row['mb_moved']:.0f} ({_f(row['mb_moved_unfused'], '{:.0f}')}) | "
                              f"{_f(row['orin_memory_ms'], '{:.1f}')} | {_f(row['orin_compute_ms'], '{:.1f}')} |")
     sources = sorted({r.get("peak_source") for r in record["results"] if r.get("peak_source")})
+    peaks = sorted({round(r["achieved_gflops_per_s"] / r["peak_fraction"]) for r in record["results"]
+                    if r.get("peak_fraction")})
     if sources:
-        lines += ["", "Reference peak for the last column: " + "; ".join(sources)
+        lines += ["", "Reference peak for the last column: " + " / ".join(f"{p} GFLOP/s" for p in peaks) + ", "
+                  + "; ".join(sources)
                   + (" (a measured rate: a lower bound of the true peak, so convolutions can exceed it)"
                      if record["device"] == "cpu" else "")]
     lines += ["", "SDT/DPT latency ratio: " + "; ".join(
         f"{res}: ours {_f(r['latency_sdt_over_dpt'], '{:.3f}')}, paper {_f(r['paper_latency_sdt_over_dpt'], '{:.3f}')}"
-        for res, r in record.get("ratios", {}).items()), "",
+        for res, r in record.get("ratios", {}).items()), "", reading_note(record), "",
         "## Peak memory", "", "| Resolution | Decoder | Peak MB | Paper MB | Method |", "|---|---|---|---|---|"]
     for row in rows:
         if not row["error"]:

@@ -65,6 +65,8 @@ def verify_file(path, images: Optional[Path] = None, device: str = "cpu", record
     path = Path(path)
     if not path.is_file():
         raise UserError(f"not found: {path}")
+    if path.suffix not in (".onnx", ".engine"):  # e.g. the sidecar or the reference bundle
+        raise UserError(f"verify takes the model: an .onnx export or a TensorRT .engine, not {path.name}")
     export, precision = _export_of(path)
     if images is not None:
         bundle, what = images_bundle(images, export), f"{images} (FP32 ONNX Runtime CPU as reference)"
