@@ -19,6 +19,7 @@ from anydepth_edge import __version__
 from anydepth_edge.console import error_line, info, interrupt_on_sigterm, out, warn
 from anydepth_edge.engines import TORCH_LAYOUTS
 from anydepth_edge.errors import HardwareMissing, UserError
+from anydepth_edge.targets import SAMPLERS as SAMPLER_FORMS
 from anydepth_edge.targets import TARGET_CHOICES
 
 app = typer.Typer(
@@ -47,7 +48,9 @@ Decoder = _choices("Decoder", ("sdt", "dpt"))
 DecoderOrAll = _choices("DecoderOrAll", ("sdt", "dpt", "all"))
 Target = _choices("Target", TARGET_CHOICES)
 TrtTarget = _choices("TrtTarget", ("auto", "trt8.5", "trt8.6", "trt10"))
-Sampler = _choices("Sampler", ("auto", "gridsample", "gather"))
+# --dysample choices: auto (the target's measured form, None) and each export form without '_'.
+SAMPLERS = {"auto": None, **{form.replace("_", ""): form for form in SAMPLER_FORMS}}
+Sampler = _choices("Sampler", SAMPLERS)
 Layout = _choices("Layout", TORCH_LAYOUTS)
 EngineMode = _choices("EngineMode", ("auto", "never", "always"))
 Precision = _choices("Precision", ("fp16", "fp32"))
@@ -63,7 +66,6 @@ Job = _choices("Job", ("run", "bench", "export", "ros2"))
 DepthSize = _choices("DepthSize", ("model", "frame"))
 Reliability = _choices("Reliability", ("reliable", "best_effort"))
 ROS_PANEL = "ROS 2 (--ros2, --record-bag, --source ros:TOPIC; docs/ros2.md)"
-SAMPLERS = {"auto": None, "gridsample": "grid_sample", "gather": "gather"}  # auto: the target's measured form
 SAMPLER_HELP = ("DySample form: gridsample (ONNX GridSample, TensorRT >= 8.5), gather (the same bilinear sampling "
                 "from Gather + arithmetic, 2x faster on ONNX Runtime CPU); auto = the target's default: gather for ort, "
                 "gridsample for TensorRT.")

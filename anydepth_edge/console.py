@@ -41,8 +41,6 @@ class StepLog:
     changes, with the seconds since the start; no redraws, no per-iteration lines. The subset of
     rich's Progress that the commands use."""
 
-    disable = False
-
     def __init__(self, clock=time.monotonic):
         self.clock = clock
         self.start = clock()

@@ -25,12 +25,11 @@ from typing import Any, Dict, List
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from anydepth_edge.artifacts import write_json_atomic, write_text_atomic  # noqa: E402
-from anydepth_edge.bench.harness import BenchOptions, ensure_onnx, run_child  # noqa: E402
+from anydepth_edge.bench.harness import DEFAULT_COUNTS, BenchOptions, ensure_onnx, run_child  # noqa: E402
 from anydepth_edge.engines import BackendSpec  # noqa: E402
 from anydepth_edge.errors import UserError  # noqa: E402
 from anydepth_edge.platform_info import detect  # noqa: E402
 
-DEFAULT_RUNS = {"cpu": (2, 10), "cuda": (20, 200)}  # warm-up, timed
 AGREEMENT_LIMIT = 1e-4  # max |ours - official| / max |depth|, FP32, same weights
 
 
@@ -109,7 +108,7 @@ def main(argv: List[str] = None) -> int:
         from anydepth_edge.bench.official import agreement, load_official
 
         load_official(args.official)  # a clear error before anything is exported or timed
-        warmup, iters = DEFAULT_RUNS[args.device]
+        warmup, iters = DEFAULT_COUNTS[args.device]  # bench's own counts
         warmup = args.warmup if args.warmup is not None else warmup
         iters = args.iters if args.iters is not None else iters
         agree = {d: agreement(str(args.official), "vits", d, (64, 64)) for d in args.decoder}

@@ -13,8 +13,8 @@ import importlib
 import json
 import os
 import sys
-from pathlib import Path
 import time
+from pathlib import Path
 from typing import Any, Dict
 
 import numpy as np

@@ -89,6 +89,15 @@ def build_official(official: types.ModuleType, ours: nn.Module) -> nn.Module:
     return depther.eval()
 
 
+def seeded_model(encoder: str, decoder: str, seed: int) -> nn.Module:
+    """Our model with the random weights `seed` gives (both sides of a comparison load these)."""
+    from anydepth_edge.models import build_model
+    from anydepth_edge.models.anydepth import spread_random_init
+
+    torch.manual_seed(seed)
+    return spread_random_init(build_model(encoder, decoder), seed)
+
+
 def parameter_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
@@ -100,15 +109,11 @@ class OfficialBackend(Backend):
 
     def __init__(self, official: str, encoder: str, decoder: str, res: Sequence[int], device: str = "cpu",
                  precision: str = "fp32", seed: int = 0):
-        from anydepth_edge.models import build_model
-        from anydepth_edge.models.anydepth import spread_random_init
-
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise HardwareMissing("PyTorch sees no CUDA GPU here: use --device cpu")
         if precision == "fp16" and not device.startswith("cuda"):
             raise UserError("FP16 needs a CUDA device")
-        torch.manual_seed(seed)
-        ours = spread_random_init(build_model(encoder, decoder), seed)
+        ours = seeded_model(encoder, decoder, seed)
         self.model = build_official(load_official(official), ours).to(device)
         del ours
         self.device = torch.device(device)
@@ -150,11 +155,7 @@ class OfficialBackend(Backend):
 
 def agreement(official: str, encoder: str, decoder: str, res: Tuple[int, int], seed: int = 0) -> Dict[str, Optional[float]]:
     """Our model and the official code on the same weights and image: max |difference| / max |depth|."""
-    from anydepth_edge.models import build_model
-    from anydepth_edge.models.anydepth import spread_random_init
-
-    torch.manual_seed(seed)
-    ours = spread_random_init(build_model(encoder, decoder), seed).eval()
+    ours = seeded_model(encoder, decoder, seed).eval()
     theirs = build_official(load_official(official), ours)
     x = torch.randn(1, 3, *res, generator=torch.Generator().manual_seed(seed))
     with torch.inference_mode():

@@ -36,6 +36,7 @@ def _rows(record: Dict[str, Any]) -> List[Dict[str, Any]]:
     rows = []
     for r in record["results"]:
         paper = r.get("paper") or {}
+        traffic = r.get("traffic") or {}
         row = {
             "resolution": res_tag(r["res"]),
             "decoder": _decoder_label(r),
@@ -44,10 +45,10 @@ def _rows(record: Dict[str, Any]) -> List[Dict[str, Any]]:
             "peak_mb": None, "memory_method": None, "paper_memory_mb": paper.get("memory_mb"),
             "gflops": r.get("gflops"), "achieved_gflops_s": r.get("achieved_gflops_per_s"),
             "peak_fraction": r.get("peak_fraction"), "error": r.get("error"),
-            "mb_moved": (r.get("traffic") or {}).get("fused_bytes", 0) / 1e6 or None,
-            "mb_moved_unfused": (r.get("traffic") or {}).get("bytes", 0) / 1e6 or None,
-            "orin_memory_ms": (r.get("traffic") or {}).get("orin_nano_memory_bound_ms"),
-            "orin_compute_ms": (r.get("traffic") or {}).get("orin_nano_compute_bound_ms"),
+            "mb_moved": traffic.get("fused_bytes", 0) / 1e6 or None,
+            "mb_moved_unfused": traffic.get("bytes", 0) / 1e6 or None,
+            "orin_memory_ms": traffic.get("orin_nano_memory_bound_ms"),
+            "orin_compute_ms": traffic.get("orin_nano_compute_bound_ms"),
         }
         if "latency" in r:
             lat = r["latency"]

@@ -38,6 +38,7 @@ from anydepth_edge.records import (
     TensorSpec,
     onnx_stem,
     reference_path,
+    sidecar_path,
     typed_fp16_path,
 )
 from anydepth_edge.specs import IMAGENET_MEAN, IMAGENET_STD
@@ -188,8 +189,6 @@ def export_onnx(job: ExportJob, step: Callable[[str], None] = lambda s: None) ->
     """Export one model; reuse an up-to-date artifact unless `job.force`."""
     import onnx
 
-    from anydepth_edge.records import sidecar_path
-
     for path in (job.onnx_path, sidecar_path(job.onnx_path)):
         check_not_a_folder(path)  # before minutes of work, not at the final rename
     from anydepth_edge.export.forms import to_export_form
@@ -309,8 +308,8 @@ def write_typed_fp16(graph, job: "ExportJob", bundle: Bundle) -> Dict[str, Any]:
     problems = lint_model(typed, job.target.name)
     if problems:
         raise UserError(f"the FP16 form of {job.stem} fails the {job.target.name} lint: {problems[0].message}")
-    data = typed.SerializeToString()
-    figures = {name: depth_metrics(ort_session(data).run([OUTPUT_NAME], {INPUT_NAME: x[None]})[0], ref)
+    session = ort_session(typed.SerializeToString())
+    figures = {name: depth_metrics(session.run([OUTPUT_NAME], {INPUT_NAME: x[None]})[0], ref)
                for name, x, ref in zip(bundle.names, bundle.inputs, bundle.outputs)}
     if any(m["non_finite"] for m in figures.values()):
         raise UserError(f"the strongly typed FP16 form of {job.stem} outputs NaN/Inf on ONNX Runtime: not exported")

@@ -9,14 +9,23 @@ maps (256 channels at the input's size) are written and read at least once per c
 """
 
 from typing import Dict
-
-ELEMENT_BYTES = {1: 4, 10: 2, 11: 8, 6: 4, 7: 8, 9: 1, 2: 1, 3: 1}  # FLOAT, FLOAT16, DOUBLE, INT32, INT64, BOOL, U8, I8
 # Nodes an engine fuses into a neighbour or that only relabel memory.
 FUSED = frozenset({
     "Add", "Sub", "Mul", "Div", "Relu", "Sigmoid", "Tanh", "Erf", "Gelu", "Sqrt", "Pow", "Exp", "Neg", "Clip",
     "Floor", "Min", "Max", "Cast", "BatchNormalization", "Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze",
     "Shape", "Constant", "Expand", "Where", "Equal", "Less", "Greater", "Not", "And", "Or", "ReduceMean",
 })
+
+
+def _element_bytes(elem_type: int) -> int:
+    """Bytes per element of an ONNX tensor type (onnx's own table); 4 for an undefined type."""
+    import numpy as np
+    import onnx
+
+    try:
+        return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type)).itemsize
+    except (KeyError, TypeError):
+        return 4
 
 
 def graph_traffic(model) -> Dict[str, int]:
@@ -30,8 +39,8 @@ def graph_traffic(model) -> Dict[str, int]:
         t = vi.type.tensor_type
         dims = [d.dim_value for d in t.shape.dim]
         if dims and all(d > 0 for d in dims):
-            sizes[vi.name] = int(np.prod(dims)) * ELEMENT_BYTES.get(t.elem_type, 4)
-    weights = {t.name: int(np.prod(t.dims or [1])) * ELEMENT_BYTES.get(t.data_type, 4) for t in model.graph.initializer}
+            sizes[vi.name] = int(np.prod(dims)) * _element_bytes(t.elem_type)
+    weights = {t.name: int(np.prod(t.dims or [1])) * _element_bytes(t.data_type) for t in model.graph.initializer}
     activation = weight = fused = 0
     for node in model.graph.node:
         node_weight = sum(weights[name] for name in node.input if name in weights)
