@@ -19,6 +19,8 @@ from anydepth_edge import __version__
 from anydepth_edge.console import error_line, info, interrupt_on_sigterm, out, warn
 from anydepth_edge.engines import TORCH_LAYOUTS
 from anydepth_edge.errors import HardwareMissing, UserError
+from anydepth_edge.weights import WEIGHTS_HELP, checkpoint_for
+from anydepth_edge.specs import DECODERS
 from anydepth_edge.targets import SAMPLERS as SAMPLER_FORMS
 from anydepth_edge.targets import TARGET_CHOICES
 
@@ -44,8 +46,8 @@ def _choices(name: str, values) -> type:
 
 
 Encoder = _choices("Encoder", ("vits", "vitb", "vitl"))
-Decoder = _choices("Decoder", ("sdt", "dpt"))
-DecoderOrAll = _choices("DecoderOrAll", ("sdt", "dpt", "all"))
+Decoder = _choices("Decoder", DECODERS)
+DecoderOrAll = _choices("DecoderOrAll", DECODERS + ("all",))
 Target = _choices("Target", TARGET_CHOICES)
 TrtTarget = _choices("TrtTarget", ("auto", "trt8.5", "trt8.6", "trt10"))
 # --dysample choices: auto (the target's measured form, None) and each export form without '_'.
@@ -70,11 +72,16 @@ SAMPLER_HELP = ("DySample form: gridsample (ONNX GridSample, TensorRT >= 8.5), g
                 "from Gather + arithmetic, 2x faster on ONNX Runtime CPU); auto = the target's default: gather for ort, "
                 "gridsample for TensorRT.")
 
-ENCODER_HELP = "DINOv3 encoder size: vits (ViT-S, 21.6M), vitb (ViT-B), vitl (ViT-L)."
-RES_HELP = "Input size: one side (256) or HEIGHTxWIDTH (256x320); multiples of 16."
+ENCODER_HELP = ("Encoder size: vits (ViT-S, 21.6M), vitb (ViT-B), vitl (ViT-L). Default: the checkpoint's, "
+                "else vits (DINOv3, random weights).")
+DECODER_HELP = ("sdt (AnyDepth), dpt (the paper's baseline) or dav2 (Depth Anything V2's DPT head). Default: the "
+                "checkpoint's, else sdt.")
+RES_HELP = ("Input size: one side (256) or HEIGHTxWIDTH (256x320); multiples of the model's patch: 16 (DINOv3), "
+            "14 (DINOv2 weights: e.g. 266, or 518, their native size).")
 CKPT_HELP = (
-    "Weights: an official AnyDepth checkpoint, a Meta DINOv3 backbone (decoder stays random) or an "
-    "anydepth-edge .safetensors. Without one, random weights (timings valid, depth not)."
+    "Weights file: a released Depth Anything V2 layout file (dav2_sdt_vitb.pth, depth_anything_v2_vits.pth, ...), "
+    "an official AnyDepth checkpoint, a Meta DINOv3 backbone (decoder stays random) or an anydepth-edge "
+    ".safetensors; the architecture is read from it. Without one, random weights (timings valid, depth not)."
 )
 BACKEND_HELP = "auto (TensorRT > ORT-CUDA > PyTorch-CUDA > ORT-CPU), trt, ort or torch."
 
@@ -92,6 +99,10 @@ def _root(
     pass
 
 
+def _value(choice: Optional[Enum]) -> Optional[str]:
+    return choice.value if choice is not None else None
+
+
 def _require(module: str, extra: str) -> None:
     import importlib.util
 
@@ -101,21 +112,22 @@ def _require(module: str, extra: str) -> None:
 
 @app.command("info")
 def info_verb(
-    encoder: Encoder = typer.Option("vits", "--encoder", "-e", case_sensitive=False, help=ENCODER_HELP),
-    decoder: Decoder = typer.Option("sdt", "--decoder", "-d", case_sensitive=False,
-                                    help="sdt (AnyDepth) or dpt (baseline)."),
-    res: str = typer.Option("256", "--res", "-r", help=RES_HELP),
+    encoder: Optional[Encoder] = typer.Option(None, "--encoder", "-e", case_sensitive=False, help=ENCODER_HELP),
+    decoder: Optional[Decoder] = typer.Option(None, "--decoder", "-d", case_sensitive=False, help=DECODER_HELP),
+    res: Optional[str] = typer.Option(None, "--res", "-r", help=RES_HELP + " Default: 256, or 266 on 14-px models."),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help=CKPT_HELP),
+    weights: Optional[str] = typer.Option(None, "--weights", "-w", help=WEIGHTS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
 ) -> None:
     """Parameter counts, GFLOPs at a resolution, taken encoder layers and input rules of one model."""
     from anydepth_edge.resolution import parse_res
 
-    resolution = parse_res(res)
+    resolution = parse_res(res, multiple=None) if res else None
     _require("torch", "export")
     from anydepth_edge.models.report import info_tables, model_info
 
-    record = model_info(checkpoint, encoder.value, decoder.value, resolution, warn=warn)
+    record = model_info(checkpoint_for(checkpoint, weights), _value(encoder), _value(decoder), resolution,
+                        warn=warn, say=info)
     if as_json:
         sys.stdout.write(json.dumps(record) + "\n")
         return
@@ -125,10 +137,13 @@ def info_verb(
 
 @app.command()
 def export(
-    res: List[str] = typer.Option(["256"], "--res", "-r", help=RES_HELP + " Repeat for several."),
-    decoder: DecoderOrAll = typer.Option("sdt", "--decoder", "-d", case_sensitive=False, help="sdt, dpt or all."),
-    encoder: Encoder = typer.Option("vits", "--encoder", "-e", case_sensitive=False, help=ENCODER_HELP),
+    res: List[str] = typer.Option([], "--res", "-r", help=RES_HELP + " Repeat for several. Default: 256, or 266 "
+                                                                   "on 14-px models (the first multiple of 14 above 256)."),
+    decoder: Optional[DecoderOrAll] = typer.Option(None, "--decoder", "-d", case_sensitive=False,
+                                                   help=DECODER_HELP + " all: sdt and dpt (random weights)."),
+    encoder: Optional[Encoder] = typer.Option(None, "--encoder", "-e", case_sensitive=False, help=ENCODER_HELP),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help=CKPT_HELP),
+    weights: Optional[str] = typer.Option(None, "--weights", "-w", help=WEIGHTS_HELP),
     target: Target = typer.Option(
         "auto", "--target", "-t", case_sensitive=False,
         help="trt8.5 (JetPack 5.1: opset 16, LayerNorm decomposed), trt8.6 (JetPack 6.0), trt10 (JetPack 6.1/6.2 and 7.2), "
@@ -152,8 +167,8 @@ def export(
     from anydepth_edge.resolution import parse_res_list
     from anydepth_edge.targets import resolve_target
 
-    resolutions = parse_res_list(res)
-    decoders = ["sdt", "dpt"] if decoder.value == "all" else [decoder.value]
+    resolutions = parse_res_list(res, multiple=None)  # checked against the model's patch once it is loaded
+    decoders = ["sdt", "dpt"] if _value(decoder) == "all" else [_value(decoder)]
     tgt = resolve_target(target.value)
     _require("torch", "export")
     from anydepth_edge.engines.ensure import check_engine_mode, engines_after_export
@@ -162,10 +177,11 @@ def export(
     if tgt.tensorrt:
         check_engine_mode(engine.value)
 
+    checkpoint = checkpoint_for(checkpoint, weights)
     with progress() as prog:
-        results = export_models(encoder.value, decoders, resolutions, tgt, Path(out_dir), checkpoint=checkpoint,
+        results = export_models(_value(encoder), decoders, resolutions, tgt, Path(out_dir), checkpoint=checkpoint,
                                 dysample=SAMPLERS[dysample.value], force=force, fp16_check=fp16_check, warn=warn,
-                                progress=prog)
+                                progress=prog, say=info)
     out.print(results_table(results))
     if tgt.tensorrt:
         for line in engines_after_export([r.onnx_path for r in results], engine.value, Path(engines_dir), notify=info):
@@ -268,7 +284,8 @@ def bench(
                                        help="orin-nano, cuda, cpu or auto (detected). orin-nano on another host is refused unless --allow-mismatch."),
     res: List[str] = typer.Option(["256", "512"], "--res", "-r", help=RES_HELP + " Repeat for several."),
     decoder: List[Decoder] = typer.Option(["sdt", "dpt"], "--decoder", "-d", case_sensitive=False,
-                                          help="sdt or dpt; repeat for several (default: both)."),
+                                          help="sdt, dpt or dav2 (Depth Anything V2's head); repeat for several "
+                                               "(default: sdt and dpt)."),
     encoder: Encoder = typer.Option("vits", "--encoder", "-e", case_sensitive=False, help=ENCODER_HELP),
     backend: BackendName = typer.Option("auto", "--backend", "-b", case_sensitive=False, help=BACKEND_HELP),
     precision: Optional[Precision] = typer.Option(None, "--precision", case_sensitive=False,
@@ -301,7 +318,9 @@ def bench(
     from anydepth_edge.resolution import parse_res_list
 
     opts = BenchOptions(
-        device=device.value, resolutions=parse_res_list(res), decoders=list(dict.fromkeys(d.value for d in decoder)),
+        # with a checkpoint, sizes are checked against its patch (14 px for DINOv2 weights) once it is loaded
+        device=device.value, resolutions=parse_res_list(res, multiple=None if checkpoint else 16),
+        decoders=list(dict.fromkeys(d.value for d in decoder)),
         encoder=encoder.value, backend=backend.value, precision=precision.value if precision else None, warmup=warmup,
         iters=iters, e2e_iters=e2e_iters, checkpoint=checkpoint, out_dir=Path(out_dir), allow_mismatch=allow_mismatch,
         cuda_graph=cuda_graph, dysample=SAMPLERS[dysample.value], layout=layout.value, threads=threads,

@@ -222,6 +222,10 @@ class OnnxArtifact(_Record):
     outputs: List[TensorSpec]
     checkpoint: CheckpointRef
     schema: str = "anydepth-edge/onnx/2"
+    family: str = "dinov3"  # encoder family: dinov3 (patch 16) or dinov2 (patch 14)
+    output_kind: str = "depth"  # depth, or disparity (larger = nearer: Depth Anything V2's head)
+    licence: str = ""  # of the weights, when known (the released files)
+    notes: List[str] = field(default_factory=list)  # what the graph does beyond the model (e.g. SDT's resize)
     exporter: str = ""
     dysample: str = "grid_sample"
     layernorm: str = ""
@@ -276,7 +280,8 @@ class OnnxArtifact(_Record):
 
     @classmethod
     def _generic_rebuild(cls, artifact: Path) -> str:
-        m = re.match(r"anydepth-(sdt|dpt)-(vit[slb])-(\d+x\d+)-([a-z0-9.]+?)(-gather)?(-ckpt[0-9a-f]{8})?$", artifact.stem)
+        m = re.match(r"anydepth-(sdt|dpt|dav2)-(vit[slb])(?:14)?-(\d+x\d+)-([a-z0-9.]+?)(-gather)?(-ckpt[0-9a-f]{8})?$",
+                     artifact.stem)
         if not m:
             return "re-export it with anydepth-edge export"
         cmd = f"anydepth-edge export --decoder {m.group(1)} --encoder {m.group(2)} --res {m.group(3)} --target {m.group(4)}"

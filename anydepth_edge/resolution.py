@@ -1,7 +1,12 @@
-"""Input resolution parsing: '256' or 'HxW' ('256x320'), each side a multiple of the patch size."""
+"""Input resolution parsing: '256' or 'HxW' ('256x320'), each side a multiple of the patch size.
+
+The patch is a fact of the model (16 for DINOv3, 14 for DINOv2): verbs that know the model only
+after loading it parse with `multiple=None` and call `check_multiple` once it is known. A side
+that is not a multiple is refused with the two nearest choices, the same everywhere.
+"""
 
 import re
-from typing import Iterable, List, Tuple
+from typing import Iterable, List, Optional, Tuple
 
 from anydepth_edge.errors import UserError
 from anydepth_edge.specs import PATCH_SIZE
@@ -21,20 +26,39 @@ def nearest_valid(side: int, multiple: int = PATCH_SIZE) -> Tuple[int, int]:
     return below, max(above, multiple)
 
 
-def _check_side(side: int, what: str) -> None:
+def _check_side(side: int, what: str, multiple: Optional[int] = PATCH_SIZE) -> None:
     if side <= 0:
         raise UserError(f"{what} must be positive, got {side}")
     if side > MAX_SIDE:
         raise UserError(f"{what} {side} is larger than {MAX_SIDE}: AnyDepth's activations at that size do not fit "
                         "in any robot's memory (the paper uses 256 and 512)")
-    if side % PATCH_SIZE:
-        lo, hi = nearest_valid(side)
+    if multiple and side % multiple:
+        lo, hi = nearest_valid(side, multiple)
+        native = {14: " (518 is these weights' native size)"}.get(multiple, "")
         raise UserError(
-            f"{what} {side} is not a multiple of {PATCH_SIZE} (the ViT patch size): use {lo} or {hi}"
+            f"{what} {side} is not a multiple of {multiple} (the ViT patch size of this model): use {lo} or {hi}{native}"
         )
 
 
-def parse_res(text) -> Resolution:
+def default_resolution(multiple: int = PATCH_SIZE) -> Resolution:
+    """256 (the paper's Orin size) or, on other patches, the first multiple at or above it (266 for
+    14 px: no fewer pixels than the paper's figures)."""
+    side = nearest_valid(256, multiple)[1]
+    return side, side
+
+
+def check_multiple(res: Resolution, multiple: int) -> Resolution:
+    """`res` when both sides are multiples of the model's patch, else one clear error."""
+    h, w = res
+    if h == w:
+        _check_side(h, "resolution", multiple)
+    else:
+        _check_side(h, "height", multiple)
+        _check_side(w, "width", multiple)
+    return res
+
+
+def parse_res(text, multiple: Optional[int] = PATCH_SIZE) -> Resolution:
     """'256' -> (256, 256); '256x320' -> (256, 320) as height x width."""
     if isinstance(text, (tuple, list)):
         h, w = int(text[0]), int(text[1])
@@ -49,17 +73,17 @@ def parse_res(text) -> Resolution:
         h = int(m.group(1))
         w = int(m.group(2)) if m.group(2) else h
     if h == w:
-        _check_side(h, "resolution")
+        _check_side(h, "resolution", multiple)
     else:
-        _check_side(h, "height")
-        _check_side(w, "width")
+        _check_side(h, "height", multiple)
+        _check_side(w, "width", multiple)
     return h, w
 
 
-def parse_res_list(values: Iterable) -> List[Resolution]:
+def parse_res_list(values: Iterable, multiple: Optional[int] = PATCH_SIZE) -> List[Resolution]:
     out: List[Resolution] = []
     for v in values:
-        r = parse_res(v)
+        r = parse_res(v, multiple)
         if r not in out:
             out.append(r)
     return out
@@ -69,13 +93,13 @@ def res_tag(res: Resolution) -> str:
     return f"{res[0]}x{res[1]}"
 
 
-def activation_bytes(res: Resolution, decoder: str = "sdt", embed_dim: int = 384) -> int:
+def activation_bytes(res: Resolution, decoder: str = "sdt", embed_dim: int = 384, patch: int = PATCH_SIZE) -> int:
     """A rough upper bound of the memory one FP32 inference of AnyDepth needs at `res`: the decoder's
     full-resolution feature maps (SDT: 256 channels, a few alive at once; DPT: 512 channels at half
     size) plus the encoder's attention matrices. Measured peaks on ONNX Runtime CPU stay below it
     (SDT 512: 2.0 GB measured, 2.9 GB here)."""
     h, w = res
-    tokens = (h // PATCH_SIZE) * (w // PATCH_SIZE) + 5
+    tokens = (h // patch) * (w // patch) + 5
     heads = max(1, embed_dim // 64)
     attention = 2 * tokens * tokens * heads * 4
     decoder_maps = h * w * 256 * 4 * 10 if decoder == "sdt" else (h // 2) * (w // 2) * 512 * 4 * 10

@@ -274,7 +274,7 @@ def test_check_onnx_cli(exported, tmp_path):
     (["--target", "trt7"], "'trt7' is not one of 'auto', 'trt8.5', 'trt8.6', 'trt10', 'ort'"),
     (["--checkpoint", "/nonexistent/x.pth"], "not found"),
     (["--dysample", "nearest"], "'nearest' is not one of 'auto', 'gridsample', 'gather'"),
-    (["--decoder", "unet"], "'unet' is not one of 'sdt', 'dpt', 'all'"),
+    (["--decoder", "unet"], "'unet' is not one of 'sdt', 'dpt', 'dav2', 'all'"),
 ])
 def test_export_bad_inputs_are_one_line(args, needle, tmp_path):
     assert_one_line_error(run_cli("export", "--out-dir", tmp_path, *args), needle)

@@ -52,7 +52,7 @@ def test_depth_png_spans_16_bits_and_its_scale_is_saved(tmp_path, band):
     assert png.dtype == np.uint16 and (tmp_path / "kitchen.npy").exists()
     (row,) = list(csv.DictReader(open(tmp_path / "depth_scale.csv")))
     back = float(row["lo"]) + (png[240, 320].astype(float) - 1) / 65534 * (float(row["hi"]) - float(row["lo"]))
-    assert back == pytest.approx(depth[240, 320], abs=2e-4) and row["unit"] == "model units"
+    assert back == pytest.approx(depth[240, 320], abs=2e-4) and row["unit"] == "relative depth"
 
 
 def test_depth_files_are_named_after_input_images(tmp_path):

@@ -16,6 +16,8 @@ class Backend:
     input_dtype = np.dtype(np.float32)
     output_name: str = "depth"
     output_shape: Tuple[int, ...] = ()
+    output_kind: str = "depth"  # or disparity (larger = nearer): set from the export's sidecar
+    random_weights: bool = False
 
     @property
     def resolution(self) -> Tuple[int, int]:

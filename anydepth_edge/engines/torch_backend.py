@@ -34,7 +34,7 @@ class TorchBackend(Backend):
         self.dtype = torch.float16 if precision == "fp16" else torch.float32
         self.precision = precision
         # Fixed input size: bake RoPE (no per-frame table, and no host work inside a CUDA graph).
-        model.encoder.bake_rope(*res)
+        model.encoder.bake_grid(*res)
         self.model = model.eval().to(self.device, self.dtype)
         self.input_shape = (1, 3, res[0], res[1])
         self.output_shape = (1, 1, res[0], res[1])

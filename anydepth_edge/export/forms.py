@@ -174,7 +174,7 @@ def to_export_form(model: nn.Module, res: Tuple[int, int], sampler: str = "grid_
     """A deep copy of `model` in export form for a fixed input size `res` (H, W)."""
     model = copy.deepcopy(model).eval()
     if hasattr(model, "encoder"):
-        model.encoder.bake_rope(*res)
+        model.encoder.bake_grid(*res)
         for m in model.encoder.modules():
             if hasattr(m, "fused_attn"):
                 m.fused_attn = False  # plain MatMul/Softmax in the graph, no SDPA

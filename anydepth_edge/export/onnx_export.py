@@ -31,6 +31,7 @@ from anydepth_edge.artifacts import (
 from anydepth_edge.errors import UserError
 from anydepth_edge.agreement import Bundle, depth_metrics
 from anydepth_edge.export.traffic import graph_traffic
+from anydepth_edge.weights import licence_of
 from anydepth_edge.onnx_fp16 import to_typed_fp16, typed_fp16_regions
 from anydepth_edge.records import (
     CheckpointRef,
@@ -76,7 +77,7 @@ class ExportJob:
     @property
     def stem(self) -> str:
         cfg = self.model.config
-        return onnx_stem(cfg.decoder, cfg.encoder, self.res, self.target.name, self.dysample, self.checkpoint.sha256)
+        return onnx_stem(cfg.decoder, cfg.encoder_tag, self.res, self.target.name, self.dysample, self.checkpoint.sha256)
 
     @property
     def onnx_path(self) -> Path:
@@ -257,12 +258,14 @@ def export_onnx(job: ExportJob, step: Callable[[str], None] = lambda s: None) ->
 
     h, w = job.res
     artifact = OnnxArtifact(
-        model=f"AnyDepth {cfg.spec.label} + {cfg.decoder.upper()}", encoder=cfg.encoder, decoder=cfg.decoder,
+        model=model_label(cfg), encoder=cfg.encoder, decoder=cfg.decoder,
         config=cfg.to_dict(), resolution=[h, w], opset=job.target.opset, target=job.target.name,
+        family=cfg.family, output_kind=cfg.output_kind, licence=licence_of(job.checkpoint.path),
+        notes=graph_notes(cfg),
         exporter=f"torch {torch.__version__} TorchScript exporter (dynamo=False)", dysample=job.dysample,
         layernorm=job.target.layernorm,
         inputs=[TensorSpec(INPUT_NAME, [1, 3, h, w], "float32", layout="NCHW RGB")],
-        outputs=[TensorSpec(OUTPUT_NAME, [1, 1, h, w], "float32", meaning="affine-invariant depth, relu(x) + 0.001")],
+        outputs=[TensorSpec(OUTPUT_NAME, [1, 1, h, w], "float32", meaning=OUTPUT_MEANING[cfg.output_kind])],
         mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD), checkpoint=job.checkpoint, toolkit_version=__version__,
         params=count_params(job.model), gflops={k: round(v, 3) for k, v in count_gflops(job.model, job.res).items()},
         traffic=graph_traffic(graph),
@@ -284,6 +287,27 @@ def export_onnx(job: ExportJob, step: Callable[[str], None] = lambda s: None) ->
     artifact.onnx_sha256 = sha256_file(job.onnx_path)
     artifact.write_sidecar()  # last: a sidecar exists only when everything it lists does
     return ExportResult(artifact, seconds=artifact.export_seconds)
+
+
+OUTPUT_MEANING = {"depth": "affine-invariant depth, relu(x) + 0.001",
+                  "disparity": "relative disparity (inverse depth up to scale and shift; larger = nearer), relu(x)"}
+
+
+def model_label(cfg) -> str:
+    """'AnyDepth ViT-S + SDT' for the paper's DINOv3 models; 'DINOv2 ViT-B/14 + SDT' otherwise."""
+    from anydepth_edge.specs import family_spec
+
+    head = {"dav2": "DAv2-DPT"}.get(cfg.decoder, cfg.decoder.upper())
+    if cfg.family == "dinov3":
+        return f"AnyDepth {cfg.spec.label} + {head}"
+    return f"{family_spec(cfg.family).label} {cfg.spec.label}/{cfg.patch_size} + {head}"
+
+
+def graph_notes(cfg) -> List[str]:
+    if cfg.decoder == "sdt" and cfg.patch_size != 16:
+        return [f"SDT upsamples the patch grid 16x, i.e. 16/{cfg.patch_size} of the input on this "
+                f"{cfg.patch_size}-px encoder: the graph resizes it back to the input (bilinear, align_corners=False)"]
+    return []
 
 
 def write_reference(session, job: "ExportJob") -> Dict[str, Any]:
@@ -336,8 +360,8 @@ def _set_metadata(graph, artifact: OnnxArtifact) -> None:
 
 
 def export_models(
-    encoder: str,
-    decoders: List[str],
+    encoder: Optional[str],
+    decoders: List[Optional[str]],
     resolutions: List[Tuple[int, int]],
     target: Target,
     out_dir: Path,
@@ -347,24 +371,36 @@ def export_models(
     fp16_check: bool = True,
     warn: Optional[Callable[[str], None]] = None,
     progress=None,
+    say: Optional[Callable[[str], None]] = None,
 ) -> List[ExportResult]:
-    """Export every (decoder, resolution); the model is loaded once per decoder. `dysample` None: the
-    target's own form."""
+    """Export every (decoder, resolution); the model is loaded once per decoder. `encoder` / a decoder
+    None: the checkpoint's (else vits / sdt). `dysample` None: the target's own form. Resolutions are
+    checked against the model's patch once it is known."""
     from anydepth_edge.artifacts import ensure_writable_dir
     from anydepth_edge.models.factory import resolve_model
-    from anydepth_edge.resolution import check_fits_memory
+    from anydepth_edge.resolution import check_fits_memory, check_multiple, default_resolution
 
     out_dir = ensure_writable_dir(out_dir)
     for decoder in decoders:
         for res in resolutions:  # traced model, ONNX Runtime session and FP16 emulation alive together
-            check_fits_memory(res, f"exporting {decoder.upper()}", factor=2.0, decoder=decoder)
+            check_fits_memory(res, f"exporting {(decoder or 'the model').upper()}", factor=2.0, decoder=decoder or "sdt")
     results = []
-    total = len(decoders) * len(resolutions)
+    total = len(decoders) * max(1, len(resolutions))
     task = progress.add_task("export", total=total) if progress is not None else None
     for decoder in decoders:
-        model, report = resolve_model(checkpoint, encoder, decoder, warn=warn)
+        model, report = resolve_model(checkpoint, encoder, decoder, warn=warn, say=say)
+        if not resolutions:
+            resolutions = [default_resolution(model.patch_size)]
+            if say and model.patch_size != 16:
+                say(f"no --res: {resolutions[0][0]} (the first multiple of {model.patch_size} above 256; "
+                    "518 is these weights' native size)")
         for res in resolutions:
-            job = ExportJob(model, res, target, report.ref, out_dir, dysample=target.sampler_for(decoder, dysample), force=force,
+            check_multiple(res, model.patch_size)
+        licence = licence_of(checkpoint)
+        if licence and say:
+            say(f"weights licence: {licence}")
+        for res in resolutions:
+            job = ExportJob(model, res, target, report.ref, out_dir, dysample=target.sampler_for(model.config.decoder, dysample), force=force,
                             fp16_check=fp16_check)
 
             def step(text, job=job):

@@ -1,7 +1,10 @@
-"""AnyDepth depth model: DINOv3 encoder + SDT (or DPT) decoder, and the `build_model` factory.
+"""AnyDepth depth model: a DINOv3 or DINOv2 encoder + SDT, DPT or Depth Anything V2's DPT decoder,
+and the `build_model` factory.
 
-Input: an ImageNet-normalised RGB batch (B, 3, H, W), H and W multiples of 16.
-Output: affine-invariant depth (B, 1, H, W) = relu(decoder) + 0.001.
+Input: an ImageNet-normalised RGB batch (B, 3, H, W), H and W multiples of the encoder's patch
+(16 for DINOv3, 14 for DINOv2).
+Output (B, 1, H, W): SDT / DPT affine-invariant depth = relu(decoder) + 0.001; DAv2's head
+relative disparity = relu(decoder) (larger = nearer). `config.output_kind` says which.
 """
 
 from dataclasses import asdict, dataclass, field, fields
@@ -12,16 +15,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from anydepth_edge.errors import UserError
+from anydepth_edge.models.dav2_dpt import DAv2DPTHead
+from anydepth_edge.models.dinov2 import DinoV2Encoder
 from anydepth_edge.models.dinov3 import DinoV3Encoder
 from anydepth_edge.models.dpt import DPTHead
 from anydepth_edge.models.sdt import SDTHead
 from anydepth_edge.specs import (
+    DAV2_DPT,
     DPT_CHANNELS,
     MIN_DEPTH,
-    PATCH_SIZE,
+    OUTPUT_KIND,
     SDT_FUSION_CHANNELS,
     check_decoder,
     encoder_spec,
+    encoder_tag,
+    family_spec,
 )
 
 # Sane ranges for config fields read from files: (min, max, multiple). The paper's models use
@@ -37,9 +45,13 @@ CONFIG_RANGES = {
 class AnyDepthConfig:
     encoder: str = "vits"
     decoder: str = "sdt"
+    family: str = "dinov3"  # dinov3 (patch 16, RoPE) or dinov2 (patch 14, absolute position embedding)
     qkv_bias: bool = False  # DINOv3 checkpoints with non-zero q/v biases need timm's *_qkvb variant
-    use_backbone_norm: bool = False
+    # None: the family's habit (AnyDepth's DINOv3 wrapper skips the final norm; DAv2 applies it).
+    use_backbone_norm: Optional[bool] = None
     fusion_channels: int = SDT_FUSION_CHANNELS  # SDT width F
+    sdt_cls_token: bool = True  # SDT class-token readout (the DA3 ViT-L release has none)
+    sdt_detail_enhancer: bool = True
     dpt_channels: int = DPT_CHANNELS
     # Small test configs only: a shallower encoder and the blocks to read from it.
     encoder_depth: Optional[int] = None
@@ -52,7 +64,10 @@ class AnyDepthConfig:
             raise UserError(f"config: encoder and decoder must be names, got {self.encoder!r} / {self.decoder!r}")
         self.encoder = encoder_spec(self.encoder).name
         self.decoder = check_decoder(self.decoder)
-        for name in ("qkv_bias", "use_backbone_norm"):
+        family_spec(self.family)
+        if self.use_backbone_norm is None:
+            self.use_backbone_norm = self.family == "dinov2"
+        for name in ("qkv_bias", "use_backbone_norm", "sdt_cls_token", "sdt_detail_enhancer"):
             if not isinstance(getattr(self, name), bool):
                 raise UserError(f"config: {name} must be true or false, got {getattr(self, name)!r}")
         for name, (lo, hi, multiple) in CONFIG_RANGES.items():
@@ -73,6 +88,18 @@ class AnyDepthConfig:
     @property
     def spec(self):
         return encoder_spec(self.encoder)
+
+    @property
+    def patch_size(self) -> int:
+        return family_spec(self.family).patch_size
+
+    @property
+    def output_kind(self) -> str:
+        return OUTPUT_KIND[self.decoder]
+
+    @property
+    def encoder_tag(self) -> str:
+        return encoder_tag(self.encoder, self.family)
 
     @property
     def layers(self) -> Tuple[int, ...]:
@@ -99,29 +126,39 @@ class AnyDepth(nn.Module):
     def __init__(self, config: AnyDepthConfig):
         super().__init__()
         self.config = config
-        self.encoder = DinoV3Encoder(
-            config.spec,
-            taken_layers=config.taken_layers,
-            qkv_bias=config.qkv_bias,
-            depth=config.encoder_depth,
-            use_backbone_norm=config.use_backbone_norm,
-        )
+        if config.family == "dinov2":
+            self.encoder = DinoV2Encoder(config.spec, taken_layers=config.taken_layers, depth=config.encoder_depth,
+                                         use_backbone_norm=config.use_backbone_norm)
+        else:
+            self.encoder = DinoV3Encoder(config.spec, taken_layers=config.taken_layers, qkv_bias=config.qkv_bias,
+                                         depth=config.encoder_depth, use_backbone_norm=config.use_backbone_norm)
         dims = self.encoder.embed_dims
         if config.decoder == "sdt":
-            self.decoder = SDTHead(dims, fusion_channels=config.fusion_channels)
+            self.decoder = SDTHead(dims, fusion_channels=config.fusion_channels, use_cls_token=config.sdt_cls_token,
+                                   detail_enhancer=config.sdt_detail_enhancer)
+        elif config.decoder == "dav2":
+            features, widths = DAV2_DPT[config.encoder]
+            self.decoder = DAv2DPTHead(dims[0], features, widths, patch_size=config.patch_size)
         else:
             self.decoder = DPTHead(dims, channels=config.dpt_channels)
-        self.min_depth = MIN_DEPTH
+        # Disparity has no floor to keep off: DAv2's output is relu(head) exactly.
+        self.min_depth = MIN_DEPTH if config.output_kind == "depth" else 0.0
+
+    @property
+    def patch_size(self) -> int:
+        return self.config.patch_size
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         h, w = image.shape[-2:]
-        if h % PATCH_SIZE or w % PATCH_SIZE:
+        patch = self.config.patch_size
+        if h % patch or w % patch:
             # Python ints also while tracing, so this check costs nothing in an exported graph.
-            raise UserError(f"input {h}x{w}: both sides must be multiples of {PATCH_SIZE}")
+            raise UserError(f"input {h}x{w}: both sides must be multiples of {patch}")
         raw = self.decoder(self.encoder(image))
         if raw.shape[-2:] != image.shape[-2:]:
-            # DPT's stride-2 branch rounds up when the patch grid is odd (e.g. 48 px = 3 patches);
-            # bring the prediction back to the input size, as the official pipeline does.
+            # SDT upsamples the patch grid 16x: on a 14-px encoder its output is 16/14 of the input.
+            # DPT's stride-2 branch rounds up when the patch grid is odd (e.g. 48 px = 3 patches).
+            # Either way, back to the input size (a plain bilinear Resize in the graph).
             raw = F.interpolate(raw, size=(h, w), mode="bilinear", align_corners=False)
         return torch.relu(raw) + self.min_depth
 
@@ -161,13 +198,15 @@ def spread_random_init(model: AnyDepth, seed: int = 0) -> AnyDepth:
             if isinstance(gamma_1, nn.Parameter):
                 gamma_1.copy_(draw(gamma_1.shape, 0.5, 0.25, uniform=True))
                 m.gamma_2.copy_(draw(m.gamma_2.shape, 0.5, 0.25, uniform=True))
+            if type(m).__name__ == "LayerScale":  # DINOv2 blocks in timm
+                m.gamma.copy_(draw(m.gamma.shape, 0.5, 0.25, uniform=True))
             if type(m).__name__ == "DySample":
                 m.offset.weight.copy_(draw(m.offset.weight.shape, 0.05))
                 if m.scope is not None:
                     m.scope.weight.copy_(draw(m.scope.weight.shape, 0.5))
         # Calibrate the last conv on a small random image: logits ~ 1 +- 0.3, so depth varies and
         # stays clear of the ReLU floor.
-        probe = torch.randn(1, 3, 4 * PATCH_SIZE, 4 * PATCH_SIZE, generator=g)
+        probe = torch.randn(1, 3, 4 * model.patch_size, 4 * model.patch_size, generator=g)
         raw = model.decoder(model.encoder(probe))
         mean, std = float(raw.mean()), float(raw.std()) or 1.0
         last_conv.weight.mul_(0.3 / std)

@@ -6,9 +6,11 @@ Only `torch.load(weights_only=True)` and safetensors are used: no pickle code fr
 ever runs.
 """
 
+import argparse
 import contextlib
 import io
 import json
+import re
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -22,10 +24,13 @@ from anydepth_edge.artifacts import read_json
 from anydepth_edge.errors import UserError
 from anydepth_edge.models.checkpoint_keys import (
     FORMAT_ANYDEPTH,
+    FORMAT_DAV2,
     FORMAT_DINOV3,
     FORMAT_TOOLKIT,
     detect_format,
     infer_architecture,
+    native_side,
+    split_dav2,
     split_official,
     unwrap_state_dict,
 )
@@ -45,6 +50,7 @@ class LoadReport:
     unexpected: List[str] = field(default_factory=list)
     dropped: List[str] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
+    recognised: str = ""  # one line: layout, family, size, decoder and its options, native size
 
     @property
     def ref(self):
@@ -59,6 +65,9 @@ class LoadReport:
 MAX_CHECKPOINT_BYTES = 4 << 30
 MAX_INFLATION = 20  # float tensors hardly compress; a ratio above this is not a checkpoint
 MAX_SAFETENSORS_HEADER = 100 << 20
+# The only non-tensor objects a checkpoint may hold: training scripts save their argparse options
+# beside the weights. Anything else is refused by name.
+SAFE_GLOBALS = (argparse.Namespace,)
 
 
 def check_checkpoint_size(path: Path) -> None:
@@ -108,12 +117,14 @@ def _read_tensors(path: Path) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about pickle protocols before failing anyway
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+            with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
+                obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:
         # torch words the refusal "Unsupported global: GLOBAL x" or "unsupported GLOBAL x ... is blocked"
         if "unsupported global" in str(e).lower():
+            name = re.search(r"GLOBAL\s+([\w.]+)", str(e))
             raise UserError(
-                f"refusing checkpoint {path}: it contains pickled Python code or objects (not only tensors), "
+                f"refusing checkpoint {path}: it contains pickled Python code or objects ({name.group(1) if name else 'not only tensors'}), "
                 "which are never run here; save a plain state dict (tensors only) or a .safetensors file"
             ) from None
         raise UserError(
@@ -215,9 +226,9 @@ def load_checkpoint(
         except ValueError as e:
             raise UserError(f"cannot use checkpoint {path}: {e}") from None
         _check_request(arch["encoder"], arch.get("decoder"), encoder, decoder, path)
-        cfg_args: Dict[str, Any] = dict(encoder=arch["encoder"], decoder=arch.get("decoder") or decoder or "sdt",
-                                        qkv_bias=arch["qkv_bias"])
-        cfg_args.update({k: arch[k] for k in ("fusion_channels", "dpt_channels") if k in arch})
+        cfg_args: Dict[str, Any] = dict(encoder=arch["encoder"], decoder=arch.get("decoder") or decoder or "sdt")
+        cfg_args.update({k: arch[k] for k in ("qkv_bias", "family", "fusion_channels", "dpt_channels",
+                                              "sdt_cls_token", "sdt_detail_enhancer") if k in arch})
         from anydepth_edge.specs import ENCODERS
 
         if arch["depth"] != ENCODERS[arch["encoder"]].depth:
@@ -225,7 +236,10 @@ def load_checkpoint(
         cfg_args.update(overrides)
         cfg = AnyDepthConfig(**cfg_args)
     model = AnyDepth(cfg).eval()
-    if fmt != FORMAT_TOOLKIT:
+    report.recognised = recognised_line(fmt, cfg, native_side(tensors, fmt))
+    if fmt == FORMAT_DAV2:
+        mapped, _, report.dropped = split_dav2(tensors)
+    elif fmt != FORMAT_TOOLKIT:
         backbone, mapped, report.dropped = split_official(tensors) if fmt == FORMAT_ANYDEPTH else (tensors, {}, [])
         mapped.update(timm_backbone_keys(backbone, model.encoder.backbone))
     _check_shapes(model, mapped, path)
@@ -244,6 +258,26 @@ def load_checkpoint(
         shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
         raise UserError(f"checkpoint {path} lacks {len(missing)} weights the model needs: {shown}")
     return model, report
+
+
+def recognised_line(fmt: str, cfg, native: int = 0) -> str:
+    """'Depth Anything V2 layout: DINOv2 ViT-B/14, SDT (fusion 128, class token, detail enhancer), native 518x518'."""
+    from anydepth_edge.specs import family_spec
+
+    family = family_spec(cfg.family)
+    if cfg.decoder == "sdt":
+        options = [f"fusion {cfg.fusion_channels}", "class token" if cfg.sdt_cls_token else "no class token",
+                   "detail enhancer" if cfg.sdt_detail_enhancer else "no detail enhancer"]
+        head = f"SDT ({', '.join(options)})"
+    elif cfg.decoder == "dav2":
+        head = "Depth Anything V2 DPT head"
+    else:
+        head = f"DPT ({cfg.dpt_channels} channels)"
+    layout = {FORMAT_DAV2: "Depth Anything V2 layout", FORMAT_ANYDEPTH: "AnyDepth layout",
+              FORMAT_DINOV3: "DINOv3 backbone", FORMAT_TOOLKIT: "anydepth-edge file"}.get(fmt, fmt)
+    line = (f"{layout}: {family.label} {cfg.spec.label}/{family.patch_size}, {head}, output {cfg.output_kind}, "
+            f"final norm {'on' if cfg.use_backbone_norm else 'off'}")
+    return line + (f", native {native}x{native}" if native else "")
 
 
 def save_checkpoint(model, path) -> Path:

@@ -46,6 +46,8 @@ class FixedRope(nn.Module):
 
 
 class DinoV3Encoder(nn.Module):
+    patch_size = PATCH_SIZE
+
     def __init__(
         self,
         spec: EncoderSpec,
@@ -82,6 +84,8 @@ class DinoV3Encoder(nn.Module):
             rope = rope.inner
         self.backbone.rope = FixedRope(rope, (height // PATCH_SIZE, width // PATCH_SIZE)).to(
             next(self.backbone.parameters()).device)
+
+    bake_grid = bake_rope  # the export form's one call for either encoder family
 
     def forward(self, image: torch.Tensor) -> List[Tuple[torch.Tensor, torch.Tensor]]:
         layers = self.backbone.forward_intermediates(

@@ -20,13 +20,14 @@ LayerFeatures = List[Tuple[torch.Tensor, torch.Tensor]]  # per layer: (patch map
 
 
 class WeightedFusion(nn.Module):
-    """Readout (patch + class token), projection to F, then a softmax-weighted sum over layers."""
+    """Readout (patch + class token) when used, projection to F, then a softmax-weighted sum over
+    layers. Without the class token (as the DA3 ViT-L release) the patch tokens are projected directly."""
 
-    def __init__(self, in_channels: Sequence[int], out_channels: int):
+    def __init__(self, in_channels: Sequence[int], out_channels: int, use_cls_token: bool = True):
         super().__init__()
         self.readout_projects = nn.ModuleList(
             nn.Sequential(nn.Linear(2 * c, c), nn.GELU()) for c in in_channels
-        )
+        ) if use_cls_token else None
         self.projections = nn.ModuleList(
             nn.Sequential(nn.Linear(c, out_channels, bias=False), nn.GELU()) for c in in_channels
         )
@@ -38,8 +39,10 @@ class WeightedFusion(nn.Module):
         fused = None
         for i, (patch_map, cls_token) in enumerate(features):
             tokens = patch_map.flatten(2).transpose(1, 2)  # (B, hw, C)
-            readout = torch.cat([tokens, cls_token.unsqueeze(1).expand_as(tokens)], dim=-1)
-            projected = self.projections[i](self.readout_projects[i](readout))
+            if self.readout_projects is not None:
+                readout = torch.cat([tokens, cls_token.unsqueeze(1).expand_as(tokens)], dim=-1)
+                tokens = self.readout_projects[i](readout)
+            projected = self.projections[i](tokens)
             term = weights[i] * projected
             fused = term if fused is None else fused + term
         return fused  # (B, hw, F)
@@ -83,15 +86,16 @@ class DySampleUpsampler(nn.Module):
 
 
 class SDTHead(nn.Module):
-    def __init__(self, in_channels: Sequence[int], fusion_channels: int = 256, out_channels: int = 1):
+    def __init__(self, in_channels: Sequence[int], fusion_channels: int = 256, out_channels: int = 1,
+                 use_cls_token: bool = True, detail_enhancer: bool = True):
         super().__init__()
         if len(in_channels) != 4:
             raise ValueError(f"SDT reads 4 encoder layers, got {len(in_channels)}")
         if fusion_channels % 8:
             raise ValueError("SDT fusion width must be a multiple of 8 (DySample groups, head halving)")
         self.fusion_channels = fusion_channels
-        self.weighted_fusion = WeightedFusion(in_channels, fusion_channels)
-        self.detail_enhancer = SpatialDetailEnhancer(fusion_channels)
+        self.weighted_fusion = WeightedFusion(in_channels, fusion_channels, use_cls_token)
+        self.detail_enhancer = SpatialDetailEnhancer(fusion_channels) if detail_enhancer else nn.Identity()
         self.upsample_1 = DySampleUpsampler(fusion_channels)  # H/16 -> H/4
         self.refinement_1 = _conv_bn_relu(fusion_channels)
         self.upsample_2 = DySampleUpsampler(fusion_channels)  # H/4 -> H

@@ -151,7 +151,7 @@ class DepthPublisher:
         if self.settings.metric:
             values["unpublished (metric fit missed)"] = str(self.unpublished)
             for key, value in (stats.get("metric") or {}).items():
-                values[f"metric_{key}"] = f"{value:.4g}"
+                values[f"metric_{key}"] = f"{value:.4g}" if isinstance(value, (int, float)) else str(value)
         return m.diagnostics_msg(m.header(self.now_ns(), self.settings.frame_id), level,
                                  "anydepth_edge: depth", message, self.hardware_id, values)
 

@@ -60,22 +60,23 @@ def open_run_backend(model: Optional[str], res: str, backend: str, engines_dir: 
     else:
         raise UserError(f"--model {path}: expected an .engine or .onnx file")
     be = open_backend(BackendSpec.for_choice(choice, artifact, allow_unverified=allow_unverified), warn=warn)
-    be.random_weights = random_weights(Path(artifact))
+    record = export_record(Path(artifact))
+    be.random_weights = bool(record is not None and record.random_weights)
+    be.output_kind = record.output_kind if record is not None else "depth"
     if be.random_weights:
         warn(f"{Path(artifact).name} has RANDOM WEIGHTS (exported without --checkpoint): timings are real, the depth "
              "is not; the views carry a RANDOM WEIGHTS badge")
     return be, f"{choice.label} on {Path(artifact).name} ({choice.reason})"
 
 
-def random_weights(artifact: Path) -> bool:
-    """Does the export behind `artifact` (an ONNX, or an engine built from one) have random weights?"""
+def export_record(artifact: Path):
+    """The export's record behind `artifact` (an ONNX, or an engine built from one), or None."""
     from anydepth_edge.records import EngineArtifact, OnnxArtifact
 
     if artifact.suffix == ".engine":
         engine = EngineArtifact.find(artifact)
         artifact = Path(engine.onnx_path) if engine is not None else artifact
-    onnx = OnnxArtifact.find(artifact)
-    return bool(onnx is not None and onnx.random_weights)
+    return OnnxArtifact.find(artifact)
 
 
 def _ort_cuda() -> bool:

@@ -107,7 +107,9 @@ class DepthLoop:
         self.done_times: Deque[float] = collections.deque(maxlen=WINDOW)
         self.stop_event = threading.Event()
         self.pre = Preprocessor(backend.resolution, opts.resize_policy)
-        self.post = Postprocessor(opts.resize_policy)
+        # Metres after a metric fit are depth, whatever the model outputs.
+        self.output_kind = getattr(backend, "output_kind", "depth")
+        self.post = Postprocessor(opts.resize_policy, output_kind="depth" if opts.metric else self.output_kind)
         pace_fps = 0.0
         if spec.kind == "file" and opts.pace == "native":
             pace_fps = source.fps or 30.0
@@ -124,7 +126,7 @@ class DepthLoop:
         if opts.record:
             self.recorder = VideoRecorder(opts.record, self.cv2, fps=self._record_fps(), overwrite=opts.overwrite,
                                           notify=notify, warn=self.warn)
-        self.saver = DepthSaver(opts.save_depth, self.cv2, opts.metric) if opts.save_depth else None
+        self.saver = DepthSaver(opts.save_depth, self.cv2, opts.metric, self.output_kind) if opts.save_depth else None
         self.display = Display(self.cv2) if opts.display else None
         self.latest_view: Optional[np.ndarray] = None
         self.hub = self.server = None
@@ -211,7 +213,8 @@ class DepthLoop:
         nonfinite = self._check_finite(frame, depth)
         depth_frame = self.post.to_frame(depth, (h, w), frame.geometry)
         if self.opts.metric:
-            fit = fit_scale_shift(depth_frame, frame.aux_depth) if frame.aux_depth is not None else None
+            fit = (fit_scale_shift(depth_frame, frame.aux_depth, space=self.output_kind)
+                   if frame.aux_depth is not None else None)
             if fit is None:
                 self.metric_misses += 1
             else:

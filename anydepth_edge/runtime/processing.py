@@ -79,11 +79,13 @@ class Preprocessor:
 
 
 class Postprocessor:
-    """Depth (1, 1, H, W) -> depth at the frame size (float32), and a colour-mapped BGR image."""
+    """Depth (1, 1, H, W) -> depth at the frame size (float32), and a colour-mapped BGR image.
+    `output_kind` disparity (larger = nearer) is drawn the other way round, so near is always bright."""
 
-    def __init__(self, policy: str = "stretch", colormap: Optional[int] = None):
+    def __init__(self, policy: str = "stretch", colormap: Optional[int] = None, output_kind: str = "depth"):
         self.cv2 = import_cv2()
         self.policy = policy
+        self.output_kind = output_kind
         self.colormap = self.cv2.COLORMAP_INFERNO if colormap is None else colormap
 
     def to_frame(self, depth: np.ndarray, frame_hw: Tuple[int, int], geometry: Optional[Letterbox] = None) -> np.ndarray:
@@ -100,7 +102,8 @@ class Postprocessor:
         lo = flo if lo is None else lo
         hi = fhi if hi is None else hi
         with np.errstate(invalid="ignore", over="ignore"):  # non-finite pixels are painted below
-            scaled = np.clip((hi - depth_frame) * (255.0 / max(hi - lo, 1e-6)), 0, 255)
+            nearness = depth_frame - lo if self.output_kind == "disparity" else hi - depth_frame
+            scaled = np.clip(nearness * (255.0 / max(hi - lo, 1e-6)), 0, 255)
             colour = self.cv2.applyColorMap(np.where(finite, scaled, 0).astype(np.uint8), self.colormap)
         colour[~finite] = NON_FINITE_BGR
         return colour

@@ -52,10 +52,12 @@ class DepthSaver:
     `depth_scale.csv` beside them (depth = lo + (png - 1) / 65534 * (hi - lo), or png / 1000 m).
     `folder` was checked by outputs.check_depth_folder."""
 
-    def __init__(self, folder, cv2, metric: bool):
+    def __init__(self, folder, cv2, metric: bool, output_kind: str = "depth"):
         self.dir = Path(folder)
         self.cv2 = cv2
         self.metric = metric
+        self.unit = "mm" if metric else ("relative disparity (larger = nearer)" if output_kind == "disparity"
+                                         else "relative depth")
         self.count = 0  # complete PNG + NPY pairs
         self.failed = False
         self.used = set()
@@ -76,7 +78,7 @@ class DepthSaver:
         npy = io.BytesIO()
         np.save(npy, depth.astype(np.float32))
         name = self._name(index, source_name)
-        self.scale_rows.append(f"{name}.png,{lo:.6g},{hi:.6g},{'mm' if self.metric else 'model units'}")
+        self.scale_rows.append(f"{name}.png,{lo:.6g},{hi:.6g},{self.unit}")
         for path, data in ((self.dir / f"{name}.png", buf.tobytes()), (self.dir / f"{name}.npy", npy.getvalue()),
                            (self.dir / SCALE_FILE, ("\n".join(self.scale_rows) + "\n").encode())):
             try:
