@@ -2,9 +2,12 @@
 
 Every artifact (ONNX, engine, sidecar, benchmark record) is written to a temporary file in the
 same folder and renamed into place, so an interrupted job never leaves a half file under the
-final name. Temporary names carry the writer's pid (`.<name>.<pid>.<random>.partial`): two
-processes never share one, and the next write of the same artifact removes those whose process
-is gone (a killed export or bench leaves no debris for long). JSON is strict: NaN and Infinity
+final name. Temporary names carry a mark and the writer's pid (`.<name>.~w<pid>~<random>.partial`;
+live recordings and bags `.<name>.~rec<pid>.partial`): two processes never share one, and the
+next write into the folder removes write temporaries whose process is gone (a killed export or
+bench leaves no debris for long). The mark sits right before `.partial`, so no digits in a user's
+file name (`2024.12.25.mcap`) can be read as a pid, and recordings (recovered by their writer's
+next run, never deleted by the cleaner) have a mark of their own. JSON is strict: NaN and Infinity
 are refused, not written.
 """
 
@@ -51,7 +54,7 @@ _CLEANED_DIRS = set()  # folders this process has already cleaned
 
 
 def remove_stale_partials(final: PathLike) -> List[Path]:
-    """Delete the `.<name>.<pid>.<random>.partial` temp files in `final`'s folder whose writer process
+    """Delete the `.<name>.~w<pid>~<random>.partial` temp files in `final`'s folder whose writer process
     is gone. Once per folder per process: a run writing thousands of depth files into one folder
     must not rescan it for every file."""
     folder = Path(final).parent.resolve()
@@ -72,7 +75,24 @@ def remove_stale_partials(final: PathLike) -> List[Path]:
     return removed
 
 
-_PARTIAL = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]+(?:\.[A-Za-z0-9]+)?\.partial$")  # atomic_path's names
+WRITE_MARK = "~w"  # atomic_path's temporaries: removed once their writer is gone
+RECORDING_MARK = "~rec"  # live recordings and bags: recovered, never removed by the cleaner
+# atomic_path's names; anchored at the end, so only the mark this code appended is read as a pid
+_PARTIAL = re.compile(r"^\..+\." + WRITE_MARK + r"(\d+)~[A-Za-z0-9_]+(?:\.[A-Za-z0-9]+)?\.partial$")
+
+
+def write_partial_prefix(final_name: str, pid: int) -> str:
+    return f".{final_name}.{WRITE_MARK}{pid}~"
+
+
+def recording_partial_name(final_name: str, pid: int) -> str:
+    return f".{final_name}.{RECORDING_MARK}{pid}.partial"
+
+
+def recording_partial_pid(final_name: str, name: str) -> Optional[int]:
+    """The writer's pid of a recording partial for `final_name`, or None when `name` is not one."""
+    m = re.fullmatch(re.escape(f".{final_name}.{RECORDING_MARK}") + r"(\d+)\.partial", name)
+    return int(m.group(1)) if m else None
 
 
 def glob_escape(name: str) -> str:
@@ -93,7 +113,8 @@ def atomic_path(final: PathLike, suffix: str = "") -> Iterator[Path]:
     final = check_not_a_folder(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(final)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.{os.getpid()}.", suffix=suffix + ".partial", dir=str(final.parent))
+    fd, tmp = tempfile.mkstemp(prefix=write_partial_prefix(final.name, os.getpid()), suffix=suffix + ".partial",
+                               dir=str(final.parent))
     os.close(fd)
     tmp_path = Path(tmp)
     try:

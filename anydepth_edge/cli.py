@@ -248,7 +248,7 @@ def verify(
     verdict, notes = verify_file(Path(file), images=Path(images) if images else None,
                                  device="cuda" if device.value == "cuda" else "cpu")
     if as_json:
-        sys.stdout.write(json.dumps(verdict.to_dict()) + "\n")
+        sys.stdout.write(json.dumps(verdict.to_dict(), allow_nan=False) + "\n")  # strict: figures are None, never NaN
     else:
         out.print(verdict_table({Path(file).name: verdict}, f"{Path(file).name} vs FP32 (limits for {verdict.precision})"))
         for note in notes:
@@ -402,6 +402,13 @@ def run(
         summary = run_ros(source, model, res, backend.value, opts, ros, engines_dir, export_dir, console=out,
                           warn=warn, notify=info, allow_unverified=allow_unverified)
     else:
+        given = [flag for flag, value, default in (
+            ("--camera-info", camera_info, None), ("--frame-id", frame_id, ""), ("--depth-size", depth_size.value, "model"),
+            ("--points-decimation", points_decimation, 4), ("--colored", colored, False),
+            ("--node-name", node_name, "anydepth_edge"), ("--namespace", namespace, ""),
+            ("--reliability", reliability.value, "reliable"), ("--ros-args", ros_args, "")) if value != default]
+        if given:  # said, not silently ignored (an invalid --camera-info too)
+            raise UserError(f"{', '.join(given)}: ROS 2 options, used only with --ros2, --record-bag or a ros: source")
         summary = run_depth(source, model, res, backend.value, opts, engines_dir, export_dir, console=out, warn=warn,
                             notify=info, allow_unverified=allow_unverified)
     if summary.error:

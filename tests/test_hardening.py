@@ -13,6 +13,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import REPO, TINY, assert_one_line_error, run_cli
 
@@ -37,21 +38,38 @@ def test_sidecars_are_strict_json(tmp_path):
 def test_stale_partials_of_dead_writers_are_removed(tmp_path):
     final = tmp_path / "m.onnx"
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale = tmp_path / f".m.onnx.{int(dead.stdout)}.abc.partial"
-    stale_png = tmp_path / f".c.png.{int(dead.stdout)}.k2_x.png.partial"
-    live = tmp_path / f".m.onnx.{os.getpid()}.xyz.partial"  # a concurrent writer: left alone
-    recording = tmp_path / f".rec.mp4.{int(dead.stdout)}.partial"  # the recorder's: it recovers those itself
+    stale = tmp_path / f".m.onnx.~w{int(dead.stdout)}~abc.partial"
+    stale_png = tmp_path / f".c.png.~w{int(dead.stdout)}~k2_x.png.partial"
+    live = tmp_path / f".m.onnx.~w{os.getpid()}~xyz.partial"  # a concurrent writer: left alone
+    recording = tmp_path / f".rec.mp4.~rec{int(dead.stdout)}.partial"  # the recorder's: it recovers those itself
     for p in (stale, stale_png, live, recording):
         p.write_bytes(b"half")
     with atomic_path(final) as tmp:
-        assert f".m.onnx.{os.getpid()}." in tmp.name  # per-process temp names
+        assert f".m.onnx.~w{os.getpid()}~" in tmp.name  # per-process temp names
         tmp.write_bytes(b"whole")
     assert final.read_bytes() == b"whole" and not stale.exists() and not stale_png.exists()
     assert live.exists() and recording.exists()
-    later = tmp_path / f".m.onnx.{int(dead.stdout)}.def.partial"
+    later = tmp_path / f".m.onnx.~w{int(dead.stdout)}~def.partial"
     later.write_bytes(b"half")
     write_json_atomic(tmp_path / "x.json", {})  # the folder is scanned once per process, not per write
     assert later.exists()
+
+
+def test_digits_in_a_users_file_name_are_never_read_as_a_pid(tmp_path):
+    """Issue 23.1: `.2024.12.25.mcap.<pid>.partial` was read as pid 25's temporary and deleted
+    while it was being written. Live recordings, and dead ones (recovered by their next run), stay."""
+    from anydepth_edge.artifacts import recording_partial_name
+    from anydepth_edge.runtime.outputs import partial_path
+
+    live = partial_path(tmp_path / "2024.12.25.mcap")
+    live.write_bytes(b"recording")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    crashed = tmp_path / recording_partial_name("take.99999.mp4", int(dead.stdout))
+    crashed.write_bytes(b"frames")
+    user = tmp_path / ".notes.12.txt.partial"  # a user's own hidden file that merely looks like ours
+    user.write_bytes(b"mine")
+    write_json_atomic(tmp_path / "depth_scale.json", {})  # what --save-depth into that folder does
+    assert live.read_bytes() == b"recording" and crashed.exists() and user.exists()
 
 
 def test_a_folder_with_the_artifacts_name_is_one_line_before_any_work(exported, tmp_path):
@@ -157,7 +175,26 @@ def test_non_finite_checkpoint_is_refused(tmp_path, tiny_model):
     with torch.no_grad():
         model.encoder.backbone.patch_embed.proj.weight[0, 0, 0, 0] = float("inf")
     path = save_checkpoint(model, tmp_path / "inf")
-    with pytest.raises(UserError, match="holds NaN or Inf in 1 tensors.*patch_embed"):
+    with pytest.raises(UserError, match="holds NaN, Inf .in float32. or complex values in 1 tensors.*patch_embed"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("value, message", [
+    (lambda w: torch.full_like(w, 1e300, dtype=torch.float64), "NaN, Inf .in float32."),  # finite in float64 only
+    (lambda w: torch.complex(w, w), "complex"),
+    (lambda w: (w > 0), "as bool, where the model has weights"),
+    (lambda w: w.to(torch.int8), "as int8, where the model has weights"),
+])
+def test_a_checkpoint_tensor_the_model_cannot_hold_is_refused(tmp_path, tiny_model, value, message):
+    """23.14: a float64 1e300 passed the finiteness check and became Inf (the export then died with an
+    IndexError in DySample's gather); int8/bool/complex tensors were converted silently."""
+    from anydepth_edge.models.checkpoints import load_checkpoint, save_checkpoint
+
+    model = tiny_model()
+    proj = model.encoder.backbone.patch_embed.proj
+    proj.weight = torch.nn.Parameter(value(proj.weight.detach()), requires_grad=False)
+    path = save_checkpoint(model, tmp_path / "odd")
+    with pytest.raises(UserError, match=message):
         load_checkpoint(path)
 
 
@@ -301,3 +338,94 @@ def test_fixture_tiny_config_is_valid():
     from anydepth_edge.models.anydepth import AnyDepthConfig
 
     assert AnyDepthConfig(**TINY).encoder_depth == 4
+
+
+# ----------------------------------------------------------------------------- issue 23: images and sources
+
+def _png_declaring(width, height):
+    import struct
+    import zlib
+
+    import cv2
+
+    ok, png = cv2.imencode(".png", np.zeros((2, 2, 3), np.uint8))
+    data = bytearray(png.tobytes())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+def test_a_folder_source_is_the_folder_named_and_skips_what_it_must_not_decode(tmp_path):
+    """23.11: 'data[1]' was globbed (it read data1/); 23.9/23.17: a PNG declaring 15000x15000 cost 4.5 GB,
+    one declaring 60000x60000 stopped the run with an OpenCV assertion; 23.25: a truncated JPEG was used."""
+    cv2 = pytest.importorskip("cv2")
+    from anydepth_edge.runtime.sources import FolderSource, parse_source
+
+    (tmp_path / "data1").mkdir()
+    cv2.imwrite(str(tmp_path / "data1" / "decoy.png"), np.zeros((8, 8, 3), np.uint8))
+    folder = tmp_path / "data[1]"
+    folder.mkdir()
+    good = np.full((8, 8, 3), 200, np.uint8)
+    cv2.imwrite(str(folder / "d_good.png"), good)
+    (folder / "a_bomb.png").write_bytes(_png_declaring(15000, 15000))
+    (folder / "b_huge.png").write_bytes(_png_declaring(60000, 60000))
+    ok, jpg = cv2.imencode(".jpg", np.full((64, 64, 3), 90, np.uint8))
+    (folder / "c_cut.jpg").write_bytes(jpg.tobytes()[: len(jpg) // 2])
+    warned = []
+    src = FolderSource(parse_source(str(folder)), cv2, warn=warned.append)
+    src.open()
+    frame, _ = src.read()
+    assert np.array_equal(frame, good) and src.current_name == "d_good.png"
+    assert src.refused == 3 and "15000x15000" in warned[0] and "60000x60000" in warned[1] and "truncated" in warned[2]
+    with pytest.raises(StopIteration):
+        src.read()
+
+
+def test_verify_images_refuses_a_fifo_and_a_bomb_in_one_line(tmp_path):
+    """23.25: a FIFO named *.png blocked `verify --images` forever; 23.9: a bomb cost 1.4 GB."""
+    from anydepth_edge.engines.verify import _read_rgb
+
+    fifo = tmp_path / "cam.png"
+    os.mkfifo(str(fifo))
+    with pytest.raises(UserError, match="not a regular file"):
+        _read_rgb(fifo, (64, 64))
+    (tmp_path / "bomb.png").write_bytes(_png_declaring(15000, 15000))
+    with pytest.raises(UserError, match="15000x15000"):
+        _read_rgb(tmp_path / "bomb.png", (64, 64))
+
+
+@pytest.mark.parametrize("text", ["csi://²", "csi://٣", "csi://0x1"])
+def test_a_csi_sensor_id_is_ascii_digits(text):
+    """23.19: 'csi://²' passed isdigit() and int() raised a traceback."""
+    from anydepth_edge.runtime.sources import parse_source
+
+    with pytest.raises(UserError, match="CSI sensor id must be a number"):
+        parse_source(text)
+
+
+def test_url_secrets_are_redacted_by_key_pattern():
+    """23.8: access_token=, apikey=, pw=, ;password=, #token= reached error lines, /stats.json and bags."""
+    from anydepth_edge.runtime.sources import redact
+
+    url = "rtsp://cam/x?access_token=A1&apikey=B2&pw=C3;password=D4#token=E5&X-Amz-Signature=F6&fps=30"
+    shown = redact(url)
+    assert not any(s in shown for s in ("A1", "B2", "C3", "D4", "E5", "F6")) and "fps=30" in shown
+
+
+def test_save_depth_into_the_source_folder_is_refused_before_any_work(tmp_path):
+    """23.26: with --overwrite the depth PNGs (named after their images) replaced the input photos."""
+    cv2 = pytest.importorskip("cv2")
+    photo = tmp_path / "shots" / "a.png"
+    photo.parent.mkdir()
+    cv2.imwrite(str(photo), np.full((8, 8, 3), 7, np.uint8))
+    before = photo.read_bytes()
+    proc = run_cli("run", "--source", photo.parent, "--model", "none.onnx", "--save-depth", tmp_path / "shots" / ".",
+                   "--overwrite", "--max-frames", 1)
+    assert_one_line_error(proc, "is the source folder")
+    assert photo.read_bytes() == before
+
+
+def test_ros_options_without_a_ros_output_are_an_error_not_ignored():
+    """23.23: --camera-info (even an invalid file) and the other ROS options were silently ignored."""
+    proc = run_cli("run", "--source", "0", "--model", "none.onnx", "--camera-info", "missing.yaml", "--colored")
+    assert_one_line_error(proc, "--camera-info, --colored", "--ros2, --record-bag")

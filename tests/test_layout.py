@@ -9,7 +9,7 @@ from conftest import REPO
 
 PKG = REPO / "anydepth_edge"
 BASE = {"errors", "console", "specs", "resolution", "preprocess", "artifacts", "targets", "records", "pins", "memory",
-        "platform_info", "agreement", "onnx_fp16", "weights", "__init__", "__version__"}
+        "platform_info", "agreement", "onnx_fp16", "weights", "images", "__init__", "__version__"}
 ALLOWED = {  # layer -> what its modules may import at module level (besides themselves)
     "base": BASE,
     "models": BASE,

@@ -21,6 +21,7 @@ from fakes.backends import MeanBackend  # noqa: E402
 from fakes.sources import DepthCamera  # noqa: E402
 
 from anydepth_edge.errors import HardwareMissing, UserError  # noqa: E402
+from anydepth_edge.images import ImageRefused  # noqa: E402
 from anydepth_edge.ros2 import messages as m  # noqa: E402
 from anydepth_edge.ros2.app import RosOptions, prepare, serve_depth  # noqa: E402
 from anydepth_edge.ros2.bag import BagOutlet, check_bag_target  # noqa: E402
@@ -262,9 +263,21 @@ def test_calibration_yaml(tmp_path):
     for text, needle in [
         ("image_width: 80\n", "no image_height, camera_matrix"),
         ("image_width: 80\nimage_height: 60\ncamera_matrix: {data: [1, 2]}\n", "needs 9 finite numbers, has 2"),
-        ("image_width: 80\nimage_height: 60\ncamera_matrix: {data: [0,0,0,0,0,0,0,0,0]}\n", "no positive focal"),
+        ("image_width: 80\nimage_height: 60\ncamera_matrix: {data: [0,0,0,0,0,0,0,0,0]}\n", "finite focal lengths"),
         ("image_width: x\nimage_height: 60\ncamera_matrix: [1,0,0,0,1,0,0,0,1]\n", "whole numbers"),
         ("a: [\n", "not valid YAML"), ("- 1\n", "not a camera_info YAML"),
+        # issue 23.7/23.12/23.18: what a hostile or broken file did
+        ("a: &x [1, 1]\nb: &y [*x, *x]\n" + "image_width: *y\n", "aliases"),  # billion laughs, one level
+        ("[" * 5000 + "]" * 5000, "nested too deeply"),
+        ("image_width: .inf\nimage_height: 60\ncamera_matrix: [1,0,0,0,1,0,0,0,1]\n", "whole numbers"),
+        ("image_width: true\nimage_height: 60\ncamera_matrix: [1,0,0,0,1,0,0,0,1]\n", "whole numbers"),
+        ("image_width: 80\nimage_height: 60\ncamera_matrix: [1e-300,0,40,0,1e-300,30,0,0,1]\n", "focal lengths"),
+        ("image_width: 80\nimage_height: 60\ncamera_matrix: [50,0,40,0,50,30,0,0,0]\n", "last row"),
+        ("image_width: 80\nimage_height: 60\ncamera_matrix: [50,0,40,0,50,30,0,0,1]\ndistortion_model: " + "x" * 100,
+         "distortion_model"),
+        ("image_width: 80\nimage_height: 60\ncamera_matrix: [50,0,40,0,50,30,0,0,1]\ndistortion_coefficients: "
+         + str([0] * 2000), "at most 16"),
+        ("x: " + "a" * 70000, "over 64 KB"),
     ]:
         bad = tmp_path / "bad.yaml"
         bad.write_text(text)
@@ -281,6 +294,8 @@ def test_intrinsics_from_camera_info_and_realsense():
     assert intr.focal_centre == pytest.approx((600.0, 610.0, 320.0, 240.0)) and np.allclose(intr.r, np.eye(3))
     assert np.allclose(intr.p[:, :3], intr.k) and intr.d[0] == 0.1
     assert intrinsics_from_camera_info(SimpleNamespace(**dict(vars(msg), k=[0] * 9))) is None  # uncalibrated
+    nan_fx = [float("nan")] + msg.k[1:]  # issue 23.12: was accepted and republished
+    assert intrinsics_from_camera_info(SimpleNamespace(**dict(vars(msg), k=nan_fx))) is None
     rs_intr = SimpleNamespace(width=640, height=480, fx=615.0, fy=616.0, ppx=321.0, ppy=242.0,
                               model="distortion.inverse_brown_conrady", coeffs=[0.0] * 5)
     stream = SimpleNamespace(as_video_stream_profile=lambda: SimpleNamespace(get_intrinsics=lambda: rs_intr))
@@ -655,13 +670,55 @@ def test_compressed_and_packed_images_decode(monkeypatch):
     ok, png = cv2.imencode(".png", bgr)
     comp = SimpleNamespace(format="png", data=png.tobytes())
     assert np.array_equal(decode_image(comp, True, cv2), bgr)
-    assert decode_image(SimpleNamespace(format="jpeg", data=b"garbage"), True, cv2) is None
+    with pytest.raises(ImageRefused, match="not a PNG, JPEG"):
+        decode_image(SimpleNamespace(format="jpeg", data=b"garbage"), True, cv2)
     mono = SimpleNamespace(**m.image_msg(hdr(), np.full((4, 6), 4660, np.uint16), "mono16"))
     assert decode_image(mono, False, cv2).tolist() == np.full((4, 6, 3), 18, np.uint8).tolist()  # 0x1234 >> 8
     yuyv = SimpleNamespace(**m.image_msg(hdr(), np.full((4, 6, 2), 128, np.uint8), "yuyv"))
     assert decode_image(yuyv, False, cv2).shape == (4, 6, 3)
-    with pytest.raises(UserError, match="'32FC1' image is not a camera image"):
+    with pytest.raises(ImageRefused, match="'32FC1' image"):
         decode_image(SimpleNamespace(**m.image_msg(hdr(), np.zeros((2, 2), np.float32), "32FC1")), False, cv2)
+
+
+def _png_declaring(width, height):
+    """A valid small PNG whose header is rewritten to declare another size (a decompression bomb's header)."""
+    import struct
+    import zlib
+
+    ok, png = cv2.imencode(".png", np.zeros((2, 2, 3), np.uint8))
+    data = bytearray(png.tobytes())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+def test_a_hostile_publisher_cannot_stop_or_starve_the_run(monkeypatch):
+    """Issue 23.6: one 650 KB CompressedImage declaring 15000x15000 peaked at 3.7 GB; one bayer, 0x0 or
+    huge raw image stopped the run. Each is now a skipped frame, said once, and the next good one is used."""
+    fake_rclpy.install(monkeypatch)
+    api = import_ros()
+    api.rclpy.init(args=ros_argv(""))
+    node = DepthNode(api, "n", "", PublishSettings(), publish=False)
+    warned = []
+    src = RosImageSource(parse_ros_source("ros:/cam/image_raw"), node, cv2, None, warn=warned.append, wait_s=0.2)
+    (image_sub,) = node.node.subscriptions
+    bayer = image_message(np.zeros((4, 4), np.uint8), 1, encoding="mono8")
+    bayer.encoding = "bayer_rggb8"
+    empty = image_message(np.zeros((4, 4, 3), np.uint8), 2)
+    empty.width = empty.height = 0
+    huge = image_message(np.zeros((4, 4, 3), np.uint8), 3)
+    huge.width = huge.height = 15000
+    good = np.full((6, 8, 3), 77, np.uint8)
+    for bad in (bayer, empty, huge):
+        image_sub.callback(bad)
+        threading.Timer(0.05, image_sub.callback, [image_message(good, 9)]).start()
+        image, _ = src.read()
+        assert np.array_equal(image, good)
+    assert src.undecodable == 3 and len(warned) == 3
+    assert "bayer_rggb8" in warned[0] and "0x0" in warned[1] and "15000x15000" in warned[2]
+    with pytest.raises(ImageRefused, match="15000x15000 pixels"):  # refused from the header: nothing decoded
+        decode_image(SimpleNamespace(format="png", data=_png_declaring(15000, 15000)), True, cv2)
+    node.shutdown()
 
 
 def test_run_from_a_ros_topic_publishes_with_the_source_stamps(tmp_path, monkeypatch):

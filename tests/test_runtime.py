@@ -443,7 +443,7 @@ def test_sigint_finishes_a_playable_mp4(tiny_onnx, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "anydepth_edge", "run", "--source", str(clip), "--model",
                              str(tiny_onnx), "--record", str(rec)], cwd=str(REPO), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    partial = tmp_path / f".rec.mp4.{proc.pid}.partial"  # per-process temp name
+    partial = tmp_path / f".rec.mp4.~rec{proc.pid}.partial"  # per-process temp name
     deadline = time.time() + 60
     while time.time() < deadline and not (partial.exists() and partial.stat().st_size > 10_000):
         time.sleep(0.2)
@@ -529,7 +529,7 @@ def test_recording_damaged_on_disk_fails_the_run_naming_it(tmp_path):
 
     def cut_the_file(n, _out):  # something else truncates the recording after its first fragment
         if n == 100:
-            (partial,) = tmp_path.glob(".rec.mp4.*.partial")
+            (partial,) = tmp_path.glob(".rec.mp4.~rec*.partial")
             os.truncate(str(partial), partial.stat().st_size // 2)
 
     spec = parse_source(str(clip))
@@ -574,7 +574,7 @@ def test_sigkill_keeps_a_recording_that_decodes_and_the_next_run_recovers_it(tin
     finally:
         proc.kill()  # SIGKILL: nothing of ours runs after this
         proc.wait(timeout=30)
-    (partial,) = tmp_path.glob(".rec.mp4.*.partial")
+    (partial,) = tmp_path.glob(".rec.mp4.~rec*.partial")
     assert not rec.exists()
     decoded, fps = count_frames(partial)
     keyframe_gap = round(2 * fps)  # at most the fragment being written is lost
@@ -582,7 +582,7 @@ def test_sigkill_keeps_a_recording_that_decodes_and_the_next_run_recovers_it(tin
 
     again = run_cli("run", "--source", clip, "--model", tiny_onnx, "--record", rec, "--pace", "none", "--max-frames", 3)
     assert again.returncode == 0, again.stderr
-    assert not list(tmp_path.glob(".rec.mp4.*.partial"))  # the dead run's temp file is gone...
+    assert not list(tmp_path.glob(".rec.mp4.~rec*.partial"))  # the dead run's temp file is gone...
     assert count_frames(tmp_path / "rec.recovered.mp4")[0] == decoded  # ...its frames kept, under a name saying so
     assert "kept the recording of an earlier run" in again.stderr and count_frames(rec)[0] == 3
 
@@ -590,13 +590,13 @@ def test_sigkill_keeps_a_recording_that_decodes_and_the_next_run_recovers_it(tin
 def test_stale_partials_of_dead_runs_are_cleaned_and_live_ones_left(tmp_path):
     dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                               text=True).stdout)
-    empty = tmp_path / f".rec.mp4.{dead}.partial"
+    empty = tmp_path / f".rec.mp4.~rec{dead}.partial"
     empty.write_bytes(b"\0\0\0\x18ftypisom")  # killed before its first complete frame
-    live = tmp_path / f".rec.mp4.{os.getppid()}.partial"  # a run still going: not ours to touch
+    live = tmp_path / f".rec.mp4.~rec{os.getppid()}.partial"  # a run still going: not ours to touch
     live.write_bytes(b"busy")
     notes = []
     rec = _recorder(tmp_path / "rec.mp4", notify=notes.append)
-    assert rec.tmp.name == f".rec.mp4.{os.getpid()}.partial"  # per-process temp name
+    assert rec.tmp.name == f".rec.mp4.~rec{os.getpid()}.partial"  # per-process temp name
     assert not empty.exists() and live.exists() and any("without a complete frame" in n for n in notes)
 
 

@@ -16,6 +16,7 @@ from anydepth_edge.engines.ensure import ensure_engine
 from anydepth_edge.engines.trt_common import DEVICE_PROFILES
 from anydepth_edge.errors import UserError
 from anydepth_edge.platform_info import PlatformInfo
+from anydepth_edge.artifacts import sha256_file
 from anydepth_edge.records import EngineArtifact, OnnxArtifact, reference_path, typed_fp16_path
 
 onnx = pytest.importorskip("onnx")
@@ -232,17 +233,131 @@ def test_verify_cli_on_onnx_files(export_copy, tmp_path):
 
 def test_verify_with_images_folder(export_copy, tmp_path):
     from anydepth_edge.export.reference import synthetic_scene
+    from anydepth_edge.preprocess import load_sample_image
 
     pytest.importorskip("cv2")
     import cv2
 
     folder = tmp_path / "imgs"
     folder.mkdir()
-    for i in range(2):
-        cv2.imwrite(str(folder / f"{i}.png"), synthetic_scene((90, 120), seed=i)[:, :, ::-1])
+    cv2.imwrite(str(folder / "0.png"), synthetic_scene((90, 120))[:, :, ::-1])
+    cv2.imwrite(str(folder / "1.png"), load_sample_image((90, 120))[:, :, ::-1])
     proc = run_cli("verify", typed_fp16_path(export_copy), "--images", folder)
     assert proc.returncode == 0 and "0.png" in proc.stdout and "FP32 ONNX Runtime CPU as reference" in proc.stdout
-    assert_one_line_error(run_cli("verify", export_copy, "--images", tmp_path / "none"), "no images")
+    assert_one_line_error(run_cli("verify", typed_fp16_path(export_copy), "--images", tmp_path / "none"), "0 image(s)")
+    # issue 23.13: the FP32 export is the reference of --images: checking it against itself always passed
+    assert_one_line_error(run_cli("verify", export_copy, "--images", folder), "checked against itself")
+    (folder / "1.png").unlink()  # one image cannot show the engine follows its input
+    assert_one_line_error(run_cli("verify", typed_fp16_path(export_copy), "--images", folder), "at least 2")
+
+
+def _doctored(export_copy, tmp_path, what):
+    """The export with its depth negated, or with its input multiplied by 0 (a graph that ignores
+    the camera), run on ONNX Runtime: the real graph and runtime, wrongly wired."""
+    from anydepth_edge.engines.ort_backend import OrtBackend
+
+    model = onnx.load(str(export_copy))
+    g = model.graph
+    if what == "negated":
+        out = g.output[0].name
+        for n in g.node:
+            n.output[:] = [o + "_raw" if o == out else o for o in n.output]
+        g.node.append(onnx.helper.make_node("Neg", [out + "_raw"], [out]))
+    else:  # image * 0
+        inp = g.input[0].name
+        for n in g.node:
+            n.input[:] = [i + "_ignored" if i == inp else i for i in n.input]
+        g.initializer.append(onnx.numpy_helper.from_array(np.zeros((), np.float32), "zero"))
+        g.node.insert(0, onnx.helper.make_node("Mul", [inp, "zero"], [inp + "_ignored"]))
+    path = tmp_path / f"{what}.onnx"
+    onnx.save(model, str(path))
+    return OrtBackend(path)
+
+
+class _FirstFrameOnly:
+    """An engine stuck on its first frame: the honest graph's depth of the first input it saw, forever."""
+
+    def __init__(self, backend):
+        self.backend, self.first = backend, None
+
+    def infer(self, x):
+        self.first = self.backend.infer(x).copy() if self.first is None else self.first
+        return self.first
+
+
+@pytest.mark.parametrize("what, why", [("negated", "depth inverted"), ("ignores-input", "AbsRel"),
+                                       ("first-frame", "does not follow its input")])
+def test_verify_fails_a_graph_with_inverted_depth_or_one_that_ignores_its_input(export_copy, tmp_path, what, why):
+    """Issue 23.3/23.4: the affine fit allowed a negative scale (NaN metrics then passed), and a
+    random SDT's references were so alike that an input-blind graph passed even the FP32 limits."""
+    from anydepth_edge.agreement import verify_backend
+
+    bundle = Bundle.read(reference_path(export_copy))
+    backend = _FirstFrameOnly(_doctored_identity(export_copy)) if what == "first-frame" else \
+        _doctored(export_copy, tmp_path, what)
+    verdict = verify_backend(backend, bundle, "fp16")
+    assert not verdict.passed and why in verdict.why, verdict.why
+    json.dumps(verdict.to_dict(), allow_nan=False)  # strict JSON: it can be recorded
+    # the honest graph passes the same check, and the bundle tells its inputs apart by far
+    honest = verify_backend(_doctored_identity(export_copy), bundle, "fp32")
+    assert honest.passed and honest.separation > 4 * LIMITS["fp32"].rmse_over_std
+
+
+def _doctored_identity(export_copy):
+    from anydepth_edge.engines.ort_backend import OrtBackend
+
+    return OrtBackend(export_copy)
+
+
+def test_verify_fails_a_doctored_onnx_from_the_command_line(export_copy, tmp_path):
+    """End to end: a negated FP16 form whose sidecar sha256 was updated (a bad copy) is a FAIL, exit 1."""
+    typed = typed_fp16_path(export_copy)
+    _doctored(typed, tmp_path, "negated")
+    shutil.copy(tmp_path / "negated.onnx", typed)
+    record = OnnxArtifact.load(export_copy)
+    record.typed_fp16 = {**record.typed_fp16, "sha256": sha256_file(typed)}
+    record.write_sidecar()
+    proc = run_cli("verify", typed, "--json")
+    assert proc.returncode != 0, proc.stdout
+    doc = json.loads(proc.stdout)  # strict JSON, no NaN
+    assert "depth inverted" in json.dumps(doc)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda z: {**z, "names": np.array([], dtype="<U1"), "inputs": z["inputs"][:0], "outputs": z["outputs"][:0]},
+     "0 input(s)"),
+    (lambda z: {**z, "names": np.array(["a", "a", "a"])}, "duplicate"),
+    (lambda z: {**z, "names": np.array("photo")}, "names of shape ()"),
+    (lambda z: {**z, "outputs": z["outputs"][:, :, :32]}, "depth of shape"),
+    (lambda z: {**z, "inputs": z["inputs"].astype("U8")}, "not floating point"),
+    (lambda z: {**z, "outputs": np.full_like(z["outputs"], np.inf)}, "NaN or Inf"),
+    (lambda z: {**z, "outputs": np.ones_like(z["outputs"])}, "flat reference"),
+])
+def test_a_bundle_that_cannot_fail_an_engine_is_refused(export_copy, change, message):
+    """Issue 23.5/23.15/23.16: empty, duplicate-named, misshapen, non-float or non-finite bundles passed
+    vacuously or gave tracebacks; now each is one line naming what is wrong."""
+    path = reference_path(export_copy)
+    with np.load(path, allow_pickle=False) as z:
+        arrays = change({k: z[k] for k in z.files})
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        Bundle.read(path)
+
+
+def test_the_bundle_must_have_the_inputs_the_sidecar_lists(export_copy):
+    record = OnnxArtifact.load(export_copy)
+    record.reference = {**record.reference, "inputs": ["photo"]}
+    record.write_sidecar()
+    assert_one_line_error(run_cli("verify", typed_fp16_path(export_copy)), "its sidecar lists ['photo']")
+
+
+def test_metrics_are_never_nan_and_a_missing_figure_fails():
+    """Issue 23.3/23.21: NaN metrics are None in the record and count as failures."""
+    ref = np.linspace(1, 2, 256, dtype=np.float32).reshape(16, 16)
+    m = depth_metrics(np.zeros_like(ref), ref)  # a constant engine: no scale to fit
+    json.dumps(m, allow_nan=False)
+    assert not judge({"a": {**depth_metrics(ref, ref), "abs_rel": None}}, "fp16").passed
 
 
 def test_verify_records_an_engines_verdict(export_copy, tmp_path):

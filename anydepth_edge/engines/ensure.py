@@ -28,7 +28,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from anydepth_edge import __version__, pins
 from anydepth_edge.agreement import Bundle, Verdict, verify_backend
-from anydepth_edge.artifacts import sha256_file, write_bytes_atomic, write_text_atomic
+from anydepth_edge.artifacts import sha256_file, write_bytes_atomic, write_partial_prefix, write_text_atomic
 from anydepth_edge.engines.compat import TrtHost, engine_problem
 from anydepth_edge.engines.trt_build import (
     BuildOutOfMemory,
@@ -215,7 +215,8 @@ def _ensure_rung(job: Job, rung: str) -> Rung:
         return Rung(rung, old, True)
     t0 = time.perf_counter()
     job.engines_dir.mkdir(parents=True, exist_ok=True)
-    tmp = job.engines_dir / f".{path.stem}.typed.{os.getpid()}.onnx.partial"  # a converted graph, never kept
+    # a converted graph, never kept (named like atomic_path's, so a killed build's copy is cleaned)
+    tmp = job.engines_dir / f"{write_partial_prefix(path.stem + '.typed.onnx', os.getpid())}graph.onnx.partial"
     try:
         source = _source_onnx(job, rung, settings, tmp)
         job.notify(f"building the {rung} rung ({job.typing}ly typed)")
@@ -386,9 +387,12 @@ def build_engines(onnx: Path, engines_dir: Path, device: str = "auto", precision
 
 def ladder_table(record: EngineArtifact):
     """Every rung tried for an engine, with its figures on each reference input (for people)."""
-    from anydepth_edge.agreement import judge, verdict_table
+    from anydepth_edge.agreement import Verdict, limits_for, verdict_table
 
-    verdicts = {f"{r['rung']} ({r['typing']})": judge(r["per_input"], r["rung"]) for r in record.ladder if r["per_input"]}
+    # the verdict each rung got (its bundle checks included), not a re-judgement of its figures
+    verdicts = {f"{r['rung']} ({r['typing']})": Verdict(r["rung"], vars(limits_for(r["rung"])), r["per_input"],
+                                                         r["status"] == "verified", r["why"])
+                for r in record.ladder if r["per_input"]}
     return verdict_table(verdicts, f"precision ladder for {Path(record.onnx_path).name} on TensorRT {record.tensorrt_version}")
 
 

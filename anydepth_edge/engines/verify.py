@@ -10,11 +10,11 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from anydepth_edge.agreement import Bundle, Verdict, verify_backend
+from anydepth_edge.agreement import MIN_INPUTS, Bundle, Verdict, verify_backend
 from anydepth_edge.errors import UserError
+from anydepth_edge.images import IMAGE_EXTS, ImageRefused, read_image_file
 from anydepth_edge.records import TYPED_FP16_SUFFIX, EngineArtifact, OnnxArtifact
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 MAX_IMAGES = 16
 
 
@@ -36,8 +36,9 @@ def images_bundle(folder: Path, export: OnnxArtifact) -> Bundle:
 
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTS)[:MAX_IMAGES] \
         if Path(folder).is_dir() else []
-    if not files:
-        raise UserError(f"--images {folder}: no images ({', '.join(IMAGE_EXTS)}) there")
+    if len(files) < MIN_INPUTS:
+        raise UserError(f"--images {folder}: {len(files)} image(s) ({', '.join(IMAGE_EXTS)}) there; give at least "
+                        f"{MIN_INPUTS} distinct ones, so the check can tell an engine that ignores its input")
     h, w = export.res
     inputs = np.concatenate([normalise(_read_rgb(p, (h, w))) for p in files])
     reference = OrtBackend(export.path)
@@ -50,9 +51,10 @@ def _read_rgb(path: Path, size) -> np.ndarray:
         import cv2
     except ImportError:
         raise UserError("--images needs OpenCV: pip install 'anydepth-edge[cv]'") from None
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise UserError(f"--images: cannot read {path}")
+    try:
+        bgr = read_image_file(path, cv2)
+    except ImageRefused as e:
+        raise UserError(f"--images: {path} is {e}") from None
     return cv2.cvtColor(cv2.resize(bgr, (size[1], size[0]), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
 
 
@@ -68,6 +70,10 @@ def verify_file(path, images: Optional[Path] = None, device: str = "cpu", record
     if path.suffix not in (".onnx", ".engine"):  # e.g. the sidecar or the reference bundle
         raise UserError(f"verify takes the model: an .onnx export or a TensorRT .engine, not {path.name}")
     export, precision = _export_of(path)
+    if images is not None and path == export.path:
+        raise UserError(f"{path.name} is the FP32 export: --images runs it as the reference, so it would be checked "
+                        "against itself. Verify its engine or .fp16.onnx form with --images, or this file without "
+                        "--images (against its reference bundle)")
     if images is not None:
         bundle, what = images_bundle(images, export), f"{images} (FP32 ONNX Runtime CPU as reference)"
     else:
@@ -75,6 +81,10 @@ def verify_file(path, images: Optional[Path] = None, device: str = "cpu", record
             raise UserError(f"{export.path.name} has no intact reference bundle: re-export it "
                             f"({export.rebuild_command()}), or pass --images DIR")
         bundle, what = Bundle.read(export.companion("reference")), f"the reference bundle of {export.path.name}"
+        listed = list(export.reference.get("inputs") or [])
+        if bundle.names != listed:  # the sha256 matched, so the sidecar itself was edited or mis-copied
+            raise UserError(f"{export.path.name}'s reference bundle holds {bundle.names}, its sidecar lists {listed}: "
+                            f"re-export ({export.rebuild_command()})")
     if path.name.endswith(TYPED_FP16_SUFFIX):  # listed by its export's record, trusted by that sha256
         if path != export.companion("typed_fp16") or not export.companion_matches("typed_fp16"):
             raise UserError(f"{path.name} is not the FP16 form {export.path.name}'s sidecar describes: "

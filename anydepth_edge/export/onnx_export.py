@@ -314,9 +314,17 @@ def write_reference(session, job: "ExportJob") -> Dict[str, Any]:
     """The reference bundle (inputs + FP32 depth on ONNX Runtime) beside the export."""
     from anydepth_edge.export.reference import make_bundle
 
+    from anydepth_edge.agreement import LIMITS, SEPARATION_FACTOR, separation
+
     bundle = make_bundle(session, job.res, INPUT_NAME, OUTPUT_NAME)
     path = bundle.write(reference_path(job.onnx_path))
-    return {"file": path.name, "sha256": sha256_file(path), "inputs": bundle.names}
+    apart = separation(bundle.outputs)
+    if not (apart is not None and apart >= SEPARATION_FACTOR * LIMITS["fp16"].rmse_over_std):
+        from anydepth_edge.console import warn
+
+        warn(f"{job.stem}: the reference inputs' depths are alike (RMSE/std {apart}), so verify will refuse this "
+             "bundle; verify --images DIR with distinct photos instead")
+    return {"file": path.name, "sha256": sha256_file(path), "inputs": bundle.names, "separation": apart}
 
 
 def write_typed_fp16(graph, job: "ExportJob", bundle: Bundle) -> Dict[str, Any]:

@@ -176,8 +176,8 @@ def spread_random_init(model: AnyDepth, seed: int = 0) -> AnyDepth:
     BatchNorm statistics are identities, DySample offsets are ~0, and the head's logits usually sit
     on one side of the final ReLU (the SDT 'depth' is then the constant 0.001). Parity and FP16
     checks on such an output prove nothing. This draws LayerScale in [0.25, 0.75], BatchNorm
-    statistics and DySample offset/scope weights from a seeded generator, then rescales the last
-    conv so the raw output is about 1 +- 0.3.
+    scales, He-normal decoder convs and DySample offset/scope weights from a seeded generator,
+    then rescales the last conv so the raw output is about 1 +- 0.3.
     Cost and shapes are unchanged, so timings are those of the real model.
     """
     g = torch.Generator().manual_seed(seed + 1)
@@ -188,12 +188,19 @@ def spread_random_init(model: AnyDepth, seed: int = 0) -> AnyDepth:
 
     last_conv = [m for m in model.decoder.modules() if isinstance(m, nn.Conv2d)][-1]
     with torch.no_grad():
+        # He-normal decoder convs: PyTorch's default (uniform, gain 1/sqrt(3)) shrinks the signal
+        # at every layer, and the random SDT's depth then hardly depends on the image (references of
+        # different inputs agreed to 1e-3, so verify could not tell an engine that ignores its input).
+        for m in model.decoder.modules():
+            if isinstance(m, nn.Conv2d) and m.groups == 1:
+                fan_in = m.in_channels * m.kernel_size[0] * m.kernel_size[1]
+                m.weight.copy_(draw(m.weight.shape, (2.0 / fan_in) ** 0.5))
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(draw(m.num_features, 0.1))
+                # scales only: random shifts through zero-padded convs paint one fixed pattern on
+                # every input (references then agreed to RMSE/std 0.1 whatever the image)
                 m.running_var.copy_(draw(m.num_features, 1.0, 0.5, uniform=True))
                 m.weight.copy_(draw(m.num_features, 1.0, 0.5, uniform=True))
-                m.bias.copy_(draw(m.num_features, 0.1))
             gamma_1 = getattr(m, "gamma_1", None)
             if isinstance(gamma_1, nn.Parameter):
                 gamma_1.copy_(draw(gamma_1.shape, 0.5, 0.25, uniform=True))

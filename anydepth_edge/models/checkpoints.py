@@ -162,7 +162,10 @@ def _toolkit_config(path: Path, meta: Dict[str, str]) -> Dict[str, Any]:
 
 
 def non_finite_tensors(tensors: Mapping[str, torch.Tensor]) -> List[str]:
-    return [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    """Tensors with NaN/Inf as the model will hold them (float32: a float64 1e300 is Inf there), and
+    complex ones (loading would drop their imaginary part)."""
+    return [k for k, v in tensors.items() if v.is_complex() or (v.is_floating_point() and not bool(
+        torch.isfinite(v.to(torch.float32)).all()))]
 
 
 def _check_request(arch_encoder: str, arch_decoder: Optional[str], encoder: Optional[str], decoder: Optional[str], path) -> None:
@@ -183,6 +186,9 @@ def _check_request(arch_encoder: str, arch_decoder: Optional[str], encoder: Opti
 def _check_shapes(model: torch.nn.Module, sd: Mapping[str, torch.Tensor], path) -> None:
     own = model.state_dict()
     for key, value in sd.items():
+        if key in own and own[key].is_floating_point() and not value.is_floating_point():
+            raise UserError(f"checkpoint {path} holds {key} as {str(value.dtype).replace('torch.', '')}, "
+                            "where the model has weights: it is not a checkpoint of this model")
         if key in own and tuple(own[key].shape) != tuple(value.shape):
             raise UserError(
                 f"checkpoint {path} does not fit the model: {key} has shape {tuple(value.shape)}, "
@@ -208,7 +214,8 @@ def load_checkpoint(
     tensors, meta = _read_tensors(path)
     bad = non_finite_tensors(tensors)
     if bad:
-        raise UserError(f"checkpoint {path} holds NaN or Inf in {len(bad)} tensors ({', '.join(bad[:3])}"
+        raise UserError(f"checkpoint {path} holds NaN, Inf (in float32) or complex values in {len(bad)} tensors "
+                        f"({', '.join(bad[:3])}"
                         f"{' ...' if len(bad) > 3 else ''}): its depth would be NaN; use an intact checkpoint")
     try:
         fmt = detect_format(tensors.keys())

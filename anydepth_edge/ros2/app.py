@@ -61,7 +61,7 @@ def prepare(source: str, opts, ros: RosOptions) -> Tuple[SourceSpec, Optional[In
         check_bag_target(ros.record_bag, opts.overwrite, opts.min_free_mb)
     if opts.serve:
         parse_serve(opts.serve)
-    check_outputs(opts)
+    check_outputs(opts, spec)
     calibration = load_calibration(ros.camera_info) if ros.camera_info else None
     api = import_ros() if ros.publish or spec.kind == "ros" else None
     return spec, calibration, api

@@ -3,7 +3,7 @@ mcap-ros2-support (pip; no ROS installation). Schemas are the ROS 2 message defi
 ros2msg, topics.schema_text) and messages CDR, as rosbag2 writes them, so `ros2 bag play` (Humble:
 `-s mcap`, with ros-humble-rosbag2-storage-mcap) and Foxglove read the file.
 
-Like --record, the bag is written as `.<name>.<pid>.partial` beside the target and moved into place
+Like --record, the bag is written as `.<name>.~rec<pid>.partial` beside the target and moved into place
 when complete, never over a file that is there (unless --overwrite). A run killed mid-way leaves
 the partial: chunks written so far are intact, `mcap recover` turns it into a bag. Python 3.8.
 """

@@ -8,6 +8,7 @@ centres: u' = (u + 0.5) * s - 0.5), which is what the preprocessor and postproce
 pads shift by whole pixels. R and D do not change (they act on normalised coordinates).
 """
 
+import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
@@ -137,6 +138,30 @@ def _numbers(node: Any, what: str, origin: str, count: Optional[int] = None) -> 
     return values
 
 
+MAX_COEFFICIENTS = 16  # ROS's models use 4 (equidistant), 5 (plumb_bob), 8 (rational_polynomial)
+MAX_YAML_BYTES = 64 << 10  # a camera_info YAML is ~1 KB
+FOCAL_RANGE = (1e-3, 1e7)  # pixels: outside it back-projection over/underflows (fx 1e-300 gave Inf points)
+
+
+def calibration_problem(width: Any, height: Any, k: np.ndarray, d: Any, model: Any) -> Optional[str]:
+    """Why these are not usable intrinsics (None when they are): the one rule for YAML and topics."""
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (width, height)):
+        return f"image size {width!r}x{height!r} is not two whole numbers"
+    if not (0 < width <= 100_000 and 0 < height <= 100_000):
+        return f"image size {width}x{height} is empty or absurd"
+    fx, fy = k[0, 0], k[1, 1]
+    if not (np.isfinite(k).all() and FOCAL_RANGE[0] <= fx <= FOCAL_RANGE[1] and FOCAL_RANGE[0] <= fy <= FOCAL_RANGE[1]):
+        return (f"camera_matrix needs finite focal lengths of {FOCAL_RANGE[0]:g} to {FOCAL_RANGE[1]:g} px, "
+                f"has fx {fx:g}, fy {fy:g} (an uncalibrated camera?)")
+    if k[2].tolist() != [0.0, 0.0, 1.0]:
+        return f"camera_matrix's last row is {k[2].tolist()}, not [0, 0, 1]"
+    if not isinstance(model, str) or not re.fullmatch(r"[A-Za-z0-9_]{1,32}", model):
+        return "distortion_model must be a name like plumb_bob (letters, digits, _; 32 at most)"
+    if len(d) > MAX_COEFFICIENTS:
+        return f"{len(d)} distortion coefficients (at most {MAX_COEFFICIENTS})"
+    return None
+
+
 def intrinsics_from_calibration(doc: Any, origin: str) -> Intrinsics:
     """A parsed ROS camera_info YAML (camera_calibration's format: image_width, image_height,
     camera_matrix, distortion_model, distortion_coefficients, rectification_matrix, projection_matrix;
@@ -147,21 +172,40 @@ def intrinsics_from_calibration(doc: Any, origin: str) -> Intrinsics:
     if missing:
         raise UserError(f"{origin}: no {', '.join(missing)} (a ROS camera_info YAML has image_width, image_height, "
                         "camera_matrix)")
-    try:
-        width, height = int(doc["image_width"]), int(doc["image_height"])
-    except (TypeError, ValueError):
-        raise UserError(f"{origin}: image_width and image_height must be whole numbers") from None
-    if width <= 0 or height <= 0:
-        raise UserError(f"{origin}: image size {width}x{height} is empty")
+    width, height = doc["image_width"], doc["image_height"]
     k = _numbers(doc["camera_matrix"], "camera_matrix", origin, 9).reshape(3, 3)
-    if k[0, 0] <= 0 or k[1, 1] <= 0:
-        raise UserError(f"{origin}: camera_matrix has no positive focal lengths (an uncalibrated camera?)")
-    d = tuple(_numbers(doc.get("distortion_coefficients") or [], "distortion_coefficients", origin).tolist())
+    coefficients = doc.get("distortion_coefficients") or []
+    if isinstance(coefficients, dict):
+        coefficients = coefficients.get("data") or []
+    if not isinstance(coefficients, list) or len(coefficients) > MAX_COEFFICIENTS:
+        raise UserError(f"{origin}: distortion_coefficients must be a list of at most {MAX_COEFFICIENTS} numbers")
+    d = tuple(_numbers(coefficients, "distortion_coefficients", origin).tolist())
+    model = doc.get("distortion_model") or "plumb_bob"
+    problem = calibration_problem(width, height, k, d, model)
+    if problem:
+        raise UserError(f"{origin}: {problem}")
     r = (_numbers(doc["rectification_matrix"], "rectification_matrix", origin, 9).reshape(3, 3)
          if "rectification_matrix" in doc else np.eye(3))
     p = (_numbers(doc["projection_matrix"], "projection_matrix", origin, 12).reshape(3, 4)
          if "projection_matrix" in doc else np.hstack([k, np.zeros((3, 1))]))
-    return Intrinsics(width, height, k, p, d, r, str(doc.get("distortion_model") or "plumb_bob"))
+    return Intrinsics(int(width), int(height), k, p, d, r, model)
+
+
+def _safe_yaml(text: str):
+    """yaml.safe_load without aliases (a billion-laughs file expands from a few KB to GB) and with
+    nesting bounded by the file's size (64 KB); deep nesting is one error, not a RecursionError."""
+    import yaml
+
+    class NoAliases(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                raise yaml.YAMLError("aliases (*name) are not taken in a camera_info file")
+            return super().compose_node(parent, index)
+
+    try:
+        return yaml.load(text, Loader=NoAliases)  # noqa: S506 (a SafeLoader subclass)
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply") from None
 
 
 def load_calibration(path: str) -> Intrinsics:
@@ -173,7 +217,10 @@ def load_calibration(path: str) -> Intrinsics:
         raise UserError(f"{origin}: reading it needs PyYAML: pip install 'anydepth-edge[ros2]'") from None
     try:
         with open(path, encoding="utf-8") as fh:
-            doc = yaml.safe_load(fh)
+            text = fh.read(MAX_YAML_BYTES + 1)
+        if len(text) > MAX_YAML_BYTES:
+            raise UserError(f"{origin}: over {MAX_YAML_BYTES >> 10} KB, not a camera_info file")
+        doc = _safe_yaml(text)
     except FileNotFoundError:
         raise UserError(f"{origin}: file not found") from None
     except (OSError, UnicodeDecodeError) as e:
@@ -184,16 +231,23 @@ def load_calibration(path: str) -> Intrinsics:
 
 
 def intrinsics_from_camera_info(msg: Any) -> Optional[Intrinsics]:
-    """A sensor_msgs/CameraInfo (attribute access); None for an uncalibrated camera (K all zero)."""
-    k = np.array(msg.k, dtype=np.float64).reshape(3, 3)
-    if k[0, 0] <= 0 or k[1, 1] <= 0 or not msg.width or not msg.height:
+    """A sensor_msgs/CameraInfo (attribute access); None for an uncalibrated camera (K all zero) or
+    one whose values are not usable (NaN, absurd focal lengths: any participant can publish)."""
+    try:
+        k = np.array(msg.k, dtype=np.float64).reshape(3, 3)
+        p = np.array(msg.p, dtype=np.float64).reshape(3, 4)
+        r = np.array(msg.r, dtype=np.float64).reshape(3, 3)
+        d = tuple(float(x) for x in list(msg.d)[: MAX_COEFFICIENTS + 1])
+    except (TypeError, ValueError):
         return None
-    p = np.array(msg.p, dtype=np.float64).reshape(3, 4)
+    if calibration_problem(int(msg.width), int(msg.height), k, d, str(msg.distortion_model or "plumb_bob")):
+        return None
+    if not (np.isfinite(p).all() and np.isfinite(r).all()):
+        return None
     if not p.any():
         p = np.hstack([k, np.zeros((3, 1))])
-    r = np.array(msg.r, dtype=np.float64).reshape(3, 3) if np.any(msg.r) else np.eye(3)
-    return Intrinsics(int(msg.width), int(msg.height), k, p, tuple(float(x) for x in msg.d), r,
-                      str(msg.distortion_model or "plumb_bob"))
+    r = r if np.any(r) else np.eye(3)
+    return Intrinsics(int(msg.width), int(msg.height), k, p, d, r, str(msg.distortion_model or "plumb_bob"))
 
 
 def intrinsics_from_realsense(i: Any) -> Intrinsics:

@@ -17,7 +17,9 @@ from urllib.parse import parse_qs
 
 import numpy as np
 
+from anydepth_edge import images
 from anydepth_edge.errors import UserError
+from anydepth_edge.images import ImageRefused
 from anydepth_edge.ros2.camera import CameraModel, intrinsics_from_camera_info, intrinsics_from_realsense
 from anydepth_edge.ros2.messages import image_array, stamp_ns
 from anydepth_edge.ros2.topics import check_topic
@@ -62,14 +64,20 @@ def parse_ros_source(text: str) -> RosTopicSpec:
     return RosTopicSpec("ros", topic, {"compressed": topic.endswith("/compressed"), "camera_info": info})
 
 
-def decode_image(msg: Any, compressed: bool, cv2) -> Optional[np.ndarray]:
-    """BGR uint8 of an Image or CompressedImage message; None when a compressed one does not decode."""
+def decode_image(msg: Any, compressed: bool, cv2) -> np.ndarray:
+    """BGR uint8 of an Image or CompressedImage message; ImageRefused (why) for one this does not take.
+    Any participant in the domain can publish, so sizes are checked before anything is allocated."""
     if compressed:
-        return cv2.imdecode(np.frombuffer(msg.data, dtype=np.uint8), cv2.IMREAD_COLOR)
+        return images.decode_image(bytes(msg.data), cv2)
     if msg.encoding not in TO_BGR:
-        raise UserError(f"a {msg.encoding!r} image is not a camera image this source takes: publish one of "
-                        f"{', '.join(TO_BGR)}, or use the …/compressed topic")
-    pixels = image_array(msg)
+        raise ImageRefused(f"a {msg.encoding!r} image (this source takes {', '.join(TO_BGR)}, or the …/compressed topic)")
+    too_big = images.check_raw_size(int(msg.width), int(msg.height))
+    if too_big:
+        raise ImageRefused(f"an image of {too_big}")
+    try:
+        pixels = image_array(msg)
+    except UserError as e:
+        raise ImageRefused(str(e)) from None
     if pixels.dtype == np.uint16:  # mono16: the top 8 bits
         pixels = (pixels >> 8).astype(np.uint8)
     code = TO_BGR[msg.encoding]
@@ -88,6 +96,7 @@ class RosImageSource(FrameSource):
         self.latest: Any = None
         self.received = self.taken = 0  # message sequence numbers
         self.undecodable = 0
+        self.refusals: set = set()
         self.origins: "collections.OrderedDict[int, Tuple[int, str]]" = collections.OrderedDict()
         self.reads = 0
         sensor_msgs = node.api.sensor_msgs
@@ -118,13 +127,14 @@ class RosImageSource(FrameSource):
     def read(self) -> Tuple[np.ndarray, None]:
         while True:
             msg = self._next_message()
-            image = decode_image(msg, self.spec.options["compressed"], self.cv2)
-            if image is not None:
+            try:
+                image = decode_image(msg, self.spec.options["compressed"], self.cv2)
                 break
-            self.undecodable += 1  # one corrupt frame is skipped, not the end of the run
-            if self.undecodable == 1:
-                self.warn(f"{self.spec.target}: a {getattr(msg, 'format', '')} frame did not decode; "
-                          "such frames are skipped")
+            except ImageRefused as e:  # one bad message is skipped, not the end of the run
+                self.undecodable += 1
+                if str(e) not in self.refusals:  # said once per reason
+                    self.refusals.add(str(e))
+                    self.warn(f"{self.spec.target}: skipped a frame: {e}")
         # the capture thread numbers frames by successful reads: frame.index == this read's number
         self.origins[self.reads] = (stamp_ns(msg.header), msg.header.frame_id)
         self.reads += 1

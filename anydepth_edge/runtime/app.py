@@ -104,7 +104,7 @@ def run_depth(source: str, model: Optional[str], res: str, backend: str, opts, e
         from anydepth_edge.runtime.server import parse_serve
 
         parse_serve(opts.serve)
-    check_outputs(opts)  # before the model loads: a refused output costs nothing
+    check_outputs(opts, spec)  # before the model loads: a refused output costs nothing
     cv2 = import_cv2()
     be, choice_text = open_run_backend(model, res, backend, engines_dir, export_dir, warn=warn, notify=notify,
                                        allow_unverified=allow_unverified)

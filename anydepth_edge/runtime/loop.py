@@ -23,7 +23,7 @@ from anydepth_edge.engines.base import Backend
 from anydepth_edge.errors import UserError
 from anydepth_edge.runtime.capture import CaptureThread, Frame
 from anydepth_edge.runtime.metric import fit_scale_shift
-from anydepth_edge.runtime.outputs import check_depth_folder, check_record_target
+from anydepth_edge.runtime.outputs import check_depth_folder, check_record_target, same_folder
 from anydepth_edge.runtime.processing import Postprocessor, Preprocessor, import_cv2
 from anydepth_edge.runtime.recording import VideoRecorder
 from anydepth_edge.runtime.sinks import BADGE, DepthSaver, Display, side_by_side
@@ -49,12 +49,16 @@ class RunOptions:
     min_free_mb: float = 200.0  # refuse a run that writes files with less free space than this
 
 
-def check_outputs(opts: RunOptions) -> None:
+def check_outputs(opts: RunOptions, spec: Optional[SourceSpec] = None) -> None:
     """Refuse a run whose outputs would overwrite or mix with earlier ones, or cannot fit, before
     any work is done (the CLI calls this before it loads the model, the loop again)."""
     if opts.record:
         check_record_target(opts.record, opts.overwrite, opts.min_free_mb)
     if opts.save_depth:
+        if spec is not None and spec.kind == "folder" and same_folder(opts.save_depth, spec.target):
+            # depth PNGs are named after their images: --overwrite would replace the photos themselves
+            raise UserError(f"--save-depth {opts.save_depth} is the source folder: give another folder "
+                            "(the depth files take the images' names)")
         check_depth_folder(opts.save_depth, opts.overwrite, opts.min_free_mb)
 
 
@@ -121,7 +125,7 @@ class DepthLoop:
                                      max_frames=opts.max_frames if every_frame else None)
         self.random_weights = bool(getattr(backend, "random_weights", False))
         self.out_queue: "queue.Queue" = queue.Queue(maxsize=2)
-        check_outputs(opts)
+        check_outputs(opts, spec)
         self.recorder = None
         if opts.record:
             self.recorder = VideoRecorder(opts.record, self.cv2, fps=self._record_fps(), overwrite=opts.overwrite,

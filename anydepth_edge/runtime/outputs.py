@@ -6,12 +6,12 @@ finished file into place without clobbering one that appeared meanwhile. Torch-f
 import contextlib
 import errno
 import os
-import re
+
 import shutil
 from pathlib import Path
 from typing import List
 
-from anydepth_edge.artifacts import ensure_writable_dir, glob_escape, pid_alive
+from anydepth_edge.artifacts import ensure_writable_dir, glob_escape, pid_alive, recording_partial_name, recording_partial_pid
 from anydepth_edge.errors import UserError
 
 # errnos that mean "the disk (or this file system's file size limit, or the quota) is full"
@@ -73,20 +73,27 @@ def check_depth_folder(folder, overwrite: bool, min_free_mb: float) -> Path:
     return d
 
 
+def same_folder(a, b) -> bool:
+    """Whether two paths name one folder (symlinks and relative paths resolved)."""
+    try:
+        return Path(a).resolve() == Path(b).resolve() or (Path(a).exists() and os.path.samefile(str(a), str(b)))
+    except OSError:
+        return False
+
+
 def partial_path(final) -> Path:
     """This process's temporary name for `final` (the pid keeps two runs' temp files apart)."""
     final = Path(final)
-    return final.with_name(f".{final.name}.{os.getpid()}.partial")
+    return final.with_name(recording_partial_name(final.name, os.getpid()))
 
 
 def stale_partials(final) -> List[Path]:
     """Temporary files for `final` whose writer is gone. One with our own pid is stale too: we have
     not made ours yet, so it is from before a reboot (pids repeat from boot to boot)."""
     final = Path(final)
-    own = re.compile(re.escape(f".{final.name}.") + r"(\d+)\.partial$")
-    matches = (own.match(p.name) for p in final.parent.glob(f".{glob_escape(final.name)}.*.partial"))
-    return sorted(final.parent / m.group(0) for m in matches
-                  if m and (int(m.group(1)) == os.getpid() or not pid_alive(int(m.group(1)))))
+    found = ((p, recording_partial_pid(final.name, p.name))
+             for p in final.parent.glob(f".{glob_escape(final.name)}.*.partial"))
+    return sorted(p for p, pid in found if pid is not None and (pid == os.getpid() or not pid_alive(pid)))
 
 
 def numbered(final: Path, n: int) -> Path:

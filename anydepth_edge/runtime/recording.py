@@ -6,7 +6,7 @@ as soon as the muxer emits it, so a kill -9 or a power cut loses at most the las
 Without PyAV: OpenCV's writer (mp4v, index written at the very end, so a crash loses all of it),
 with one warning that says so.
 
-The file is written as `.<name>.<pid>.partial` beside the target, then closed, read back (every
+The file is written as `.<name>.~rec<pid>.partial` beside the target, then closed, read back (every
 frame written must decode, else the run fails naming the file) and only then moved into place.
 A partial left by a process that is gone is handled by the next run to the same target: kept as
 `<stem>.recovered.mp4` when it holds frames (that is what crash safety is for), else removed.

@@ -6,22 +6,24 @@ with one clear error when it cannot. A source's `read()` returns (frame BGR uint
 holds the RealSense depth (metres) aligned to the colour frame, or None. Torch-free, Python 3.8.
 """
 
-import glob
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
 from anydepth_edge.errors import HardwareMissing, UserError
+from anydepth_edge.images import IMAGE_EXTS, ImageRefused, read_image_file
 
 # A URL's credentials (everything between :// and the last @ of that word) and secret query values
 URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)\S*@")
-SECRET_QUERY = re.compile(r"(?i)([?&](?:password|passwd|pass|pwd|token|key|secret|auth|sig|signature)=)[^&#\s]*")
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+# any parameter whose key holds a secret-like word, after any separator URLs use (?, &, ;, #):
+# access_token=, apikey=, pw=, ;password=, #token=, X-Amz-Signature=, ...
+SECRET_QUERY = re.compile(r"(?i)([?&;#][\w.-]*?(?:pass|pwd|pw|token|key|secret|auth|sig|cred|session|ticket)[\w.-]*=)"
+                          r"[^&;#\s]*")
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".h264", ".h265")
 
 
@@ -76,7 +78,7 @@ def parse_source(text: str) -> SourceSpec:
     if lower.startswith("csi://"):
         u = urlparse(s)
         sensor = u.netloc or "0"
-        if not sensor.isdigit():
+        if not re.fullmatch(r"[0-9]+", sensor):  # ASCII digits: isdigit() takes '²', which int() refuses
             raise UserError(f"--source {shown}: CSI sensor id must be a number, e.g. csi://0")
         q = parse_qs(u.query)
         opts = {
@@ -192,9 +194,14 @@ class OpenCVSource(FrameSource):
 
 
 class FolderSource(FrameSource):
-    def __init__(self, spec: SourceSpec, cv2):
-        self.spec, self.cv2 = spec, cv2
-        self.files = sorted(f for f in glob.glob(os.path.join(spec.target, "*")) if f.lower().endswith(IMAGE_EXTS))
+    def __init__(self, spec: SourceSpec, cv2, warn: Optional[Callable[[str], None]] = None):
+        from anydepth_edge.console import warn as console_warn
+
+        self.spec, self.cv2, self.warn = spec, cv2, warn or console_warn
+        # listed, not globbed: a folder named 'data[1]' is that folder, not data1/
+        self.files = sorted(os.path.join(spec.target, f) for f in os.listdir(spec.target)
+                            if f.lower().endswith(IMAGE_EXTS)) if os.path.isdir(spec.target) else []
+        self.refused = 0
         self.index = 0
         self.current_name: Optional[str] = None  # the file the last frame came from (depth files keep it)
 
@@ -207,10 +214,14 @@ class FolderSource(FrameSource):
         while self.index < len(self.files):
             path = self.files[self.index]
             self.index += 1
-            frame = self.cv2.imread(path, self.cv2.IMREAD_COLOR)
-            if frame is not None:
-                self.current_name = os.path.basename(path)
-                return frame, None
+            try:
+                frame = read_image_file(path, self.cv2)
+            except ImageRefused as e:  # skipped like any unreadable file, and said once per file
+                self.refused += 1
+                self.warn(f"skipped {os.path.basename(path)}: {e}")
+                continue
+            self.current_name = os.path.basename(path)
+            return frame, None
         raise StopIteration
 
     def release(self) -> None:
