@@ -327,6 +327,10 @@ def bench(
         export_dir=Path(export_dir), engines_dir=Path(engines_dir), allow_unverified=allow_unverified,
     )
     started = time.monotonic()
+    if not opts.checkpoint:  # as export and info say it
+        from anydepth_edge.models.factory import RANDOM_WEIGHTS_WARNING
+
+        warn(RANDOM_WEIGHTS_WARNING)
     with progress(transient=True) as prog:
         record = run_bench(opts, warn=warn, progress=prog)
     for table in console_tables(record):

@@ -29,7 +29,7 @@ class ReleasedWeights:
     output_kind: str  # depth | disparity
 
     def manual_download(self) -> str:
-        return (f"huggingface-cli download {self.repo} {self.filename} --local-dir weights "
+        return (f"hf download {self.repo} {self.filename} --local-dir weights "
                 f"(or https://huggingface.co/{self.repo}/resolve/main/{self.filename}), then --checkpoint weights/{self.filename}")
 
 
@@ -78,16 +78,34 @@ def fetch_weights(name: str) -> Path:
     except ImportError:
         raise UserError(f"--weights needs huggingface_hub (pip install 'anydepth-edge[export]'); or download by hand: "
                         f"{weights.manual_download()}") from None
+    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+    if not offline and not _reachable(os.environ.get("HF_ENDPOINT") or "https://huggingface.co"):
+        # at once, instead of the hub client's retries (a dozen log lines and ~25 s) before the same verdict
+        raise UserError(f"cannot fetch {name}: the hub is unreachable; download it by hand: {weights.manual_download()}")
     try:
         return Path(hf_hub_download(weights.repo, weights.filename))
     except LocalEntryNotFoundError:
-        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
         why = "HF_HUB_OFFLINE is set and it is not in the cache" if offline else "the hub is unreachable"
         raise UserError(f"cannot fetch {name}: {why}; download it by hand: {weights.manual_download()}") from None
     except Exception as e:  # HTTP errors (404, 401, 5xx), connection resets, disk full
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
         raise UserError(f"cannot fetch {name} from {weights.repo}: {first}; download it by hand: "
                         f"{weights.manual_download()}") from None
+
+
+def _reachable(url: str, timeout_s: float = 5.0) -> bool:
+    """Whether a TCP connection to the URL's host opens (no proxy knowledge: a proxied site counts as reachable)."""
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy"):
+        return True
+    u = urlparse(url)
+    try:
+        socket.create_connection((u.hostname or "", u.port or (443 if u.scheme == "https" else 80)), timeout_s).close()
+        return True
+    except OSError:
+        return False
 
 
 def checkpoint_for(checkpoint: Optional[str], weights: Optional[str]) -> Optional[str]:

@@ -260,9 +260,35 @@ def test_weights_by_name_come_from_the_hub(tmp_path, dav2_s):
     offline = {**env, "HF_HUB_OFFLINE": "1"}
     assert run_cli("info", "--weights", "dav2-vits", "--json", env=offline).returncode == 0
     missing = run_cli("info", "--weights", "dav2-sdt-vitb", env=offline)
-    assert_one_line_error(missing, "HF_HUB_OFFLINE", "huggingface-cli download AIGeeksGroup/AnyDepth dav2_sdt_vitb.pth")
+    assert_one_line_error(missing, "HF_HUB_OFFLINE", "hf download AIGeeksGroup/AnyDepth dav2_sdt_vitb.pth")
+
+
+def test_an_unreachable_hub_is_one_line_at_once(tmp_path):
+    """A new user's trial: without network the hub client retried for ~25 s and logged a dozen lines first."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": f"http://127.0.0.1:{port}", "HTTPS_PROXY": "",
+           "https_proxy": ""}
+    proc = run_cli("info", "--weights", "dav2-vits", env=env)
+    assert_one_line_error(proc, "the hub is unreachable", "hf download depth-anything/Depth-Anything-V2-Small")
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
 def test_unknown_weights_name_lists_the_table():
     proc = run_cli("info", "--weights", "dav2-vitx")
     assert_one_line_error(proc, "unknown weights 'dav2-vitx'", "dav2-sdt-vitb", "dav2-vits")
+
+
+def test_fp16_figures_of_a_head_that_outputs_zeros_are_finite():
+    """A new user's trial: DAv2's ReLU disparity has zeros, AbsRel divided by them, and the export was
+    refused as 'FP16 gives NaN or Inf depth' although the depth was finite."""
+    from anydepth_edge.export.fp16 import depth_agreement
+
+    ref = torch.linspace(0, 2, 400).reshape(20, 20)
+    ref[:5] = 0  # a quarter of the map at the ReLU floor
+    figures = depth_agreement(ref * 1.001, ref)
+    assert all(np.isfinite(v) for v in figures.values()) and figures["delta1"] == 1.0
+    assert figures["abs_rel"] == pytest.approx(1e-3, rel=1e-3)

@@ -12,8 +12,9 @@ from anydepth_edge.resolution import res_tag
 
 def reading_note(record: Dict[str, Any]) -> str:
     """How to read the ratios and the e2e column (users asked why e2e can be below the latency)."""
-    note = ("SDT/DPT below 1: SDT is faster (or lighter). e2e: a few runs on a 640x480 frame with pre- and "
-            "post-processing, fewer than the timed runs: on a busy machine it can read below the latency mean.")
+    note = ("SDT/DPT below 1: SDT is faster (or lighter). " if record.get("ratios") else "")
+    note += ("e2e: a few runs on a 640x480 frame with pre- and post-processing, fewer than the timed runs: on a "
+             "busy machine it can read below the latency mean.")
     if record["device"] == "cpu":  # measured on the 2-core development VMs
         note += " Runs on a shared CPU differ by 15-25%: compare within one run."
     return note

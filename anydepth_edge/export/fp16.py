@@ -19,6 +19,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
 
 from anydepth_edge import pins as pin_policy
+from anydepth_edge.agreement import FLOOR_FRACTION
 from anydepth_edge.export.forms import DySampleCoords
 
 aten = torch.ops.aten
@@ -106,11 +107,15 @@ def depth_agreement(pred: torch.Tensor, ref: torch.Tensor) -> Dict[str, float]:
     (RMSE / std: near-constant random-weight outputs make AbsRel look better than it is)."""
     pred = pred.double().flatten()
     ref = ref.double().flatten()
-    ratio = torch.maximum(pred / ref, ref / pred)
     rmse = torch.sqrt(torch.mean((pred - ref) ** 2))
     spread = ref.std()
+    # relative figures over pixels with depth, as agreement.depth_metrics counts them (a ReLU head's
+    # zeros, e.g. DAv2's disparity, made AbsRel NaN although the depth was finite)
+    valid = (ref > 0) & (ref >= FLOOR_FRACTION * float(ref.median()))
+    p, r = torch.clamp(pred[valid], min=1e-6), ref[valid]
+    ratio = torch.maximum(p / r, r / p)
     return {
-        "abs_rel": float(torch.mean(torch.abs(pred - ref) / ref)),
+        "abs_rel": float(torch.mean(torch.abs(p - r) / r)),
         "delta1": float(torch.mean((ratio < 1.25).double())),
         "max_abs": float(torch.max(torch.abs(pred - ref))),
         "rmse_over_std": float(rmse / spread) if spread > 0 else float("inf"),

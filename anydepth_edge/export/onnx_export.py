@@ -244,8 +244,14 @@ def export_onnx(job: ExportJob, step: Callable[[str], None] = lambda s: None) ->
 
         fp16 = fp16_readiness(export_model, torch.from_numpy(inputs["image"]), job.target.decompose_layernorm)
         if non_finite_paths(fp16["with_pins"]):
-            raise UserError(f"{job.stem}: FP16 (emulated, with the FP32 pins) gives NaN or Inf depth, so an FP16 "
-                            "engine of this model would too; --no-fp16-check exports it anyway for FP32 / ONNX Runtime")
+            fp16_nan = (f"{job.stem}: FP16 (emulated, with the FP32 pins) gives NaN or Inf depth, so an FP16 engine "
+                        "of this model would too")
+            if job.target.tensorrt:
+                raise UserError(fp16_nan + "; --no-fp16-check exports it anyway for FP32 / ONNX Runtime")
+            from anydepth_edge.console import warn
+
+            warn(fp16_nan + " (this ONNX Runtime export runs in FP32: written)")  # a fact for later, not a refusal
+        fp16["with_pins"] = finite_or_none(fp16["with_pins"])
         fp16["without_pins"] = finite_or_none(fp16["without_pins"])
         fp16["method"] = ("emulated on CPU: weights and every op output rounded to FP16, FP32 inside pins; "
                           "input: the bundled photo")
@@ -432,8 +438,11 @@ def results_table(results: List[ExportResult]):
     for r in results:
         a = r.artifact
         fp = a.fp16 or {}
-        d1 = f"{fp['with_pins']['delta1']:.4f} / {fp['without_pins']['delta1']:.4f}" if fp else "-"
-        ar = f"{fp['with_pins']['abs_rel']:.2e} / {fp['without_pins']['abs_rel']:.2e}" if fp else "-"
+        def pair(key, spec):  # None: NaN/Inf in FP16
+            return " / ".join("NaN" if fp[side].get(key) is None else format(fp[side][key], spec)
+                              for side in ("with_pins", "without_pins")) if fp else "-"
+
+        d1, ar = pair("delta1", ".4f"), pair("abs_rel", ".2e")
         worst = max(v["rel"] for v in a.parity.values() if isinstance(v, dict))
         t.add_row(Text(a.path.name), f"{a.nodes['before_slim']}->{a.nodes['after_slim']}", f"{worst:.1e}", d1, ar,
                   "reused" if r.reused else f"{r.seconds:.1f}")
