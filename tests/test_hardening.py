@@ -429,3 +429,22 @@ def test_ros_options_without_a_ros_output_are_an_error_not_ignored():
     """23.23: --camera-info (even an invalid file) and the other ROS options were silently ignored."""
     proc = run_cli("run", "--source", "0", "--model", "none.onnx", "--camera-info", "missing.yaml", "--colored")
     assert_one_line_error(proc, "--camera-info, --colored", "--ros2, --record-bag")
+
+
+def test_serve_hosts_are_read_as_the_socket_reads_them():
+    """23.24: '--serve 0:PORT' / '0000:PORT' bound every interface (inet_aton reads them as 0.0.0.0) while the
+    Host check and the exposure warning saw '0' and '0000'; LAN clients then got 421."""
+    from anydepth_edge.runtime.server import allowed_hosts, exposed, parse_serve
+
+    for text in ("0:8080", "0000:8080", "0.0.0.0:8080"):
+        host, port = parse_serve(text)
+        assert (host, port) == ("0.0.0.0", 8080) and exposed(host) and allowed_hosts(host, host)[1]
+    assert parse_serve("127.1:80")[0] == "127.0.0.1" and not exposed("127.0.0.1") and not exposed("::1")
+    assert parse_serve("[::]:80")[0] == "::" and exposed("::")
+
+
+def test_record_bag_into_a_folder_names_a_file_to_give(tmp_path):
+    from anydepth_edge.ros2.bag import check_bag_target
+
+    with pytest.raises(UserError, match="is a folder: give a file in it, e.g. .*depth.mcap"):
+        check_bag_target(tmp_path, False, 0)

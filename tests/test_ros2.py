@@ -831,3 +831,24 @@ def test_cli_file_run_writes_a_bag(cli_wired, request, tmp_path):
     assert proc.returncode == 0, proc.stderr
     msgs, _ = read_bag(bag)
     assert len(msgs["/anydepth_edge/depth"]) == 3 and "run summary: 3 frames" in proc.stdout
+
+
+def test_a_full_disk_while_finishing_a_bag_says_no_space_and_names_the_partial(tmp_path, monkeypatch):
+    """Issue 23.20: the OSError of close() in a `finally` replaced the 'no space left' error (no path, no summary)."""
+    import errno
+    import io
+
+    from anydepth_edge.ros2 import bag as bag_module
+
+    class FullDisk(io.BufferedWriter):  # the real file, on a disk that fills up as the bag is finished
+        def flush(self):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def close(self):
+            self.raw.close()
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(bag_module, "open", lambda path, mode: FullDisk(io.FileIO(path, "w")), raising=False)
+    outlet = BagOutlet(tmp_path / "full.mcap", False, "", "anydepth_edge")
+    with pytest.raises(UserError, match=r"no space left to write .*\.full\.mcap\.~rec\d+\.partial"):
+        outlet.close()

@@ -25,7 +25,10 @@ CHUNK_BYTES = 1 << 20
 def check_bag_target(path, overwrite: bool, min_free_mb: float) -> Path:
     """An .mcap name, not an existing file unless --overwrite, room beside it: before any work."""
     p = Path(path)
-    if p.suffix.lower() != ".mcap" or p.is_dir():
+    if p.is_dir():  # `ros2 bag record -o` names a folder; this writes one MCAP file
+        raise UserError(f"{OPTION} {path} is a folder: give a file in it, e.g. {p / 'depth.mcap'} "
+                        "(one MCAP file; ros2 bag play and Foxglove open it)")
+    if p.suffix.lower() != ".mcap":
         raise UserError(f"{OPTION} {path}: give an .mcap file name (a ROS 2 bag in MCAP storage)")
     if os.path.lexists(str(p)) and not overwrite:
         raise UserError(f"{OPTION} {path} exists: pass --overwrite to replace it, or give another name")
@@ -83,14 +86,19 @@ class BagOutlet:
         the run summary. A bag that could not be finished stays as the partial, named in the error."""
         if self._file.closed:
             return None
+        failure = None
         try:
             self._writer.finish()
             self._file.flush()
             os.fsync(self._file.fileno())
         except OSError as e:
-            raise write_failure(OPTION, self.tmp, e) from None
-        finally:
+            failure = e
+        try:
             self._file.close()
+        except OSError as e:  # its buffer could not be written either: the first failure is the one to tell
+            failure = failure or e
+        if failure is not None:
+            raise write_failure(OPTION, self.tmp, failure) from None
         where = publish(self.tmp, self.final, self.overwrite)
         counts = ", ".join(f"{n} {kind}" for kind, n in self.counts.items()) or "no messages"
         return f"{where} (ROS 2 bag: {counts})"

@@ -135,12 +135,15 @@ class DepthLoop:
         self.latest_view: Optional[np.ndarray] = None
         self.hub = self.server = None
         if opts.serve:
-            from anydepth_edge.runtime.server import DepthServer, FrameHub, parse_serve
+            from anydepth_edge.runtime.server import DepthServer, FrameHub, exposed, parse_serve
 
             host, port = parse_serve(opts.serve)
             self.hub = FrameHub()
             self.server = DepthServer(self.hub, host, port)
             notify(f"viewer on {self.server.url}")
+            if exposed(host):
+                self.warn(f"the viewer on {host}:{self.server.address[1]} is exposed to the network: anyone who "
+                          "reaches this machine can watch the camera (--serve PORT alone keeps it on 127.0.0.1)")
         self.metric_last: Optional[Dict[str, float]] = None
         self.metric_misses = 0
         self.nonfinite_frames = 0

@@ -11,6 +11,7 @@ Standard library only, Python 3.8.
 import ipaddress
 import json
 import logging
+import re
 import socket
 import sys
 import threading
@@ -44,7 +45,30 @@ def parse_serve(text: str) -> Tuple[str, int]:
         raise UserError(f"--serve {text}: give PORT or HOST:PORT (e.g. 8080 or 0.0.0.0:8080)") from None
     if not 0 <= number <= 65535:
         raise UserError(f"--serve {text}: port must be 0-65535")
-    return host, number
+    return canonical_host(host), number
+
+
+def canonical_host(host: str) -> str:
+    """The address the socket will bind, spelt canonically: '0' and '0000' are 0.0.0.0 to the socket
+    (inet_aton), so they must be to the Host check and the exposure warning too."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    if re.fullmatch(r"[0-9.]+|0[xX][0-9a-fA-F]+", host):
+        try:
+            return socket.inet_ntoa(socket.inet_aton(host))
+        except OSError:
+            raise UserError(f"--serve {host}: not an IP address") from None
+    return host
+
+
+def exposed(host: str) -> bool:
+    """Whether binding `host` makes the viewer reachable from other machines."""
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host.lower() != "localhost"
 
 
 def allowed_hosts(bind_host: str, bound_ip: str) -> Tuple[FrozenSet[str], bool]:
