@@ -161,17 +161,17 @@ def _runtime_checks(info: PlatformInfo, probe: Probe, found: Dict) -> List[Check
     """TensorRT, CUDA buffers, GPU, ONNX Runtime, PyTorch, OpenCV; what was found goes into `found`."""
     checks = []
     add = checks.append
-    trt = found["tensorrt"] = probe.version("tensorrt")
-    if trt:
+    trt_version = found["tensorrt"] = probe.version("tensorrt")
+    if trt_version:
         expected = info.expected_tensorrt
-        mismatch = bool(expected) and not trt.startswith(expected)
-        add(Check("TensorRT", "wrong" if mismatch else "ok", trt + (f" (JetPack {info.jetpack} ships {expected})" if mismatch else ""),
+        mismatch = bool(expected) and not trt_version.startswith(expected)
+        add(Check("TensorRT", "wrong" if mismatch else "ok", trt_version + (f" (JetPack {info.jetpack} ships {expected})" if mismatch else ""),
                   "use JetPack's python3-libnvinfer, not a pip wheel" if mismatch else ""))
     else:
         add(Check("TensorRT", "missing", "not importable",
                   "Jetson: sudo apt install python3-libnvinfer (or the anydepth-edge image); x86: pip install 'anydepth-edge[trt]'"))
     cuda_api = found["cuda_api"] = probe.version("cuda") and "cuda-python" or (probe.version("pycuda") and "pycuda")
-    gpu = found["gpu"] = probe.gpu() if (trt or cuda_api) else None
+    gpu = found["gpu"] = probe.gpu() if (trt_version or cuda_api) else None
     if not cuda_api:
         add(Check("CUDA buffers", "missing", "neither cuda-python nor pycuda",
                   "pip install cuda-python (JetPack 6) or pycuda (JetPack 5)"))
@@ -180,9 +180,9 @@ def _runtime_checks(info: PlatformInfo, probe: Probe, found: Dict) -> List[Check
     else:
         add(Check("CUDA buffers", "ok", cuda_api))
         add(Check("GPU", "ok", f"{gpu[0]} (sm_{''.join(map(str, gpu[1]))})"))
-    known_bad = trt and tuple(int(p) for p in trt.split(".")[:2] if p.isdigit()) in KNOWN_BAD_DINOV3
+    known_bad = trt_version and tuple(int(p) for p in trt_version.split(".")[:2] if p.isdigit()) in KNOWN_BAD_DINOV3
     if known_bad:  # NVIDIA/TensorRT#4723, #4558, #4742
-        add(Check("TensorRT and DINOv3", "info", f"TensorRT {trt} is known to miscompile DINOv3 (FP16 and FP32)",
+        add(Check("TensorRT and DINOv3", "info", f"TensorRT {trt_version} is known to miscompile DINOv3 (FP16 and FP32)",
                   "engines are checked against FP32 when built; check older ones with anydepth-edge verify ENGINE, "
                   "or use a JetPack with a newer TensorRT"))
     ort = found["onnxruntime"] = probe.version("onnxruntime")

@@ -66,7 +66,10 @@ TARGETS: Dict[str, Target] = {
     # JetPack 6.0: TensorRT 8.6.2, opset <= 17, native LayerNormalization (FP32 compute).
     "trt8.6": Target("trt8.6", 17, True, True, (8, 6), (10, 0), "JetPack 6.0"),
     # JetPack 6.1/6.2 (TensorRT 10.3) and 7.2 (10.16): opset <= 20, but never 20 (GridSample 'linear').
-    "trt10": Target("trt10", 17, True, True, (10, 0), None, "JetPack 6.1/6.2, 7.2"),
+    # TensorRT 11.4 takes the same graph: pip's tensorrt on x86 / SBSA GPUs, and JetPack 7.2.2+ on AGX
+    # Orin and Thor through NVIDIA's SBSA package (11.5 drops JetPack; the Orin Nano is not in NVIDIA's
+    # table as we read it). 11 is strongly typed only: engines are built from the export's .fp16.onnx.
+    "trt10": Target("trt10", 17, True, True, (10, 0), (12, 0), "JetPack 6.1/6.2, 7.2; TensorRT 11.4 (strongly typed)"),
     # ONNX Runtime (CPU / CUDA / TensorRT EP). Gather form: ORT's CPU GridSample kernel made DySample
     # 2x slower (ViT-S 256 SDT, 2-core Xeon: DySample 364 -> ~175 ms, SDT 1300 -> 1067 ms min).
     "ort": Target("ort", 17, False, True, help="ONNX Runtime", sampler="gather"),

@@ -3,6 +3,7 @@ form, the precision ladder (through the TensorRT fake, whose engines compute the
 Runtime and can be made wrong per rung), `verify`, and run / bench refusing unverified engines."""
 
 import json
+from pathlib import Path
 import shutil
 
 import numpy as np
@@ -198,6 +199,37 @@ def test_the_fake_refuses_precision_controls_on_a_strongly_typed_network():
 def test_weak_typing_is_refused_where_it_does_not_exist(export_copy, tmp_path):
     with pytest.raises(UserError, match="no strongly typed networks"):
         _ensure(export_copy, tmp_path, version="8.6.2", typing="strong")
+    with pytest.raises(UserError, match="strongly typed only"):  # TensorRT 11 removed weak typing
+        _ensure(export_copy, tmp_path, version="11.4.0", typing="weak")
+
+
+@pytest.mark.parametrize("precision", ["auto", "fp16-wide", "fp32"])
+def test_tensorrt_11_builds_every_rung_strongly_typed(export_copy, tmp_path, precision):
+    """Issue 22: every Python-API build evaluated BuilderFlag.OBEY/PREFER_PRECISION_CONSTRAINTS, which 11
+    does not register (an AttributeError on every TensorRT 11 build). The fake of 11 has none of the
+    weak-typing API, so touching any of it fails here as it would there."""
+    trt, record, _, _ = _ensure(export_copy, tmp_path, version="11.4.0", precision=precision)
+    (state,) = _builds(trt)
+    assert record.typing == "strong" and state["strongly_typed"] and state["fp32_layers"] == []
+    assert record.status == "verified" and record.settings["strongly_typed"]
+    assert ("TF32" in state["flags"]) == (record.rung != "fp32")  # the last rung is true FP32 on 11 too
+
+
+def test_trtexec_command_lines_for_tensorrt_11():
+    """11: --stronglyTyped is always on and gone as a flag, like --fp16; weak typing is refused."""
+    from anydepth_edge.engines.trt_build import BuildSettings, trtexec_command
+    from anydepth_edge.targets import TARGETS
+
+    typed = BuildSettings(precision="fp16", strongly_typed=True, pin_regions=(), pin_names=(), workspace_mib=512)
+    cmd11 = trtexec_command("trtexec", Path("m.onnx"), Path("m.engine"), typed, "11.4.0")
+    cmd10 = trtexec_command("trtexec", Path("m.onnx"), Path("m.engine"), typed, "10.16.0")
+    assert "--stronglyTyped" in cmd10 and not any(c in cmd11 for c in ("--stronglyTyped", "--fp16"))
+    assert not any(c.startswith("--workspace") for c in cmd11)
+    weak = BuildSettings(precision="fp16", strongly_typed=False, pin_regions=("dysample",), pin_names=("a",),
+                         workspace_mib=512)
+    with pytest.raises(UserError, match="strongly typed only"):
+        trtexec_command("trtexec", Path("m.onnx"), Path("m.engine"), weak, "11.4.0")
+    assert TARGETS["trt10"].fits("11.4.0") and "11.4" in TARGETS["trt10"].help
 
 
 # ----------------------------------------------------------------------------- verify, run, bench

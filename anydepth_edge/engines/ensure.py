@@ -39,6 +39,7 @@ from anydepth_edge.engines.trt_build import (
 )
 from anydepth_edge.engines.trt_common import (
     TRTEXEC_JETSON,
+    WEAK_TYPING_UNTIL,
     DeviceProfile,
     import_tensorrt,
 )
@@ -82,6 +83,8 @@ def resolve_typing(typing: str, trt_version: str) -> str:
         return "strong" if v >= STRONG_TYPING_DEFAULT_FROM else "weak"
     if typing == "strong" and v < STRONG_TYPING_FROM:
         raise UserError(f"TensorRT {trt_version} has no strongly typed networks (10.0 and later): --typing weak")
+    if typing == "weak" and v >= WEAK_TYPING_UNTIL:
+        raise UserError(f"TensorRT {trt_version} is strongly typed only (11.0 removed weak typing): --typing strong")
     if typing not in TYPINGS:
         raise UserError(f"unknown typing {typing!r}: {', '.join(TYPINGS)}")
     return typing

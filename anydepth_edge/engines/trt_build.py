@@ -22,7 +22,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from anydepth_edge import pins
 from anydepth_edge.engines.trt_common import (
     TRTEXEC_JETSON,
+    WEAK_TYPING_UNTIL,
     engine_device_memory,
+    has_weak_typing,
     import_tensorrt,
     trt_major,
 )
@@ -167,6 +169,9 @@ def build_engine_python(onnx_path: Path, settings: BuildSettings, trt=None, noti
     trt = trt or import_tensorrt()
     log: List[str] = []
     logger = make_logger(trt, log)
+    if settings.weak_fp16 and not has_weak_typing(trt):
+        raise UserError(f"TensorRT {trt.__version__} is strongly typed only (no FP16 flag, no precision constraints): "
+                        "build with --typing strong, from the export's .fp16.onnx form")
     builder = trt.Builder(logger)
     network = builder.create_network(network_flags(trt, settings.strongly_typed))
     notify("parsing ONNX")
@@ -180,7 +185,7 @@ def build_engine_python(onnx_path: Path, settings: BuildSettings, trt=None, noti
     out = BuildOutput(engine=b"", log=log)
     if settings.precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
         config.clear_flag(trt.BuilderFlag.TF32)  # the ladder's last rung is true FP32 (TF32 is on by default)
-    if settings.weak_fp16:
+    if settings.weak_fp16 and has_weak_typing(trt):
         config.set_flag(trt.BuilderFlag.FP16)
         out.pinned_layers = apply_fp32_pins(trt, network, settings.pin_regions)
     out.constraints = "typed" if settings.strongly_typed else ("obey" if out.pinned_layers else "none")
@@ -197,16 +202,17 @@ def build_engine_python(onnx_path: Path, settings: BuildSettings, trt=None, noti
     else:
         notify(f"building (TensorRT {trt.__version__} reports no progress; minutes on an Orin Nano)")
 
-    constraint_flags = [("obey", trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS), ("prefer", trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)]
-    if not settings.obey_constraints:
-        constraint_flags = constraint_flags[1:]
+    constraint_flags = [("", None)]  # strongly typed, or nothing pinned: one plain build
+    if out.pinned_layers and has_weak_typing(trt):
+        constraint_flags = [("obey", trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS),
+                            ("prefer", trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)][0 if settings.obey_constraints else 1:]
     serialized = None
     for i, (label, flag) in enumerate(constraint_flags):
-        if out.pinned_layers:
+        if flag is not None:
             config.set_flag(flag)
             out.constraints = label
         serialized = builder.build_serialized_network(network, config)
-        if serialized is not None or not out.pinned_layers or i == len(constraint_flags) - 1:
+        if serialized is not None or flag is None or i == len(constraint_flags) - 1:
             break
         out.warnings.append("TensorRT could not build with precision constraints 'obey'; retrying with 'prefer' "
                             "(the FP32 pins become hints: check the inspector JSON for their precision)")
@@ -243,8 +249,12 @@ def trtexec_command(trtexec: str, onnx_path: Path, engine_out: Path, settings: B
            f"--memPoolSize=workspace:{settings.workspace_mib}"]
     if settings.precision == "fp32":
         cmd.append("--noTF32")
+    typed_only = version_tuple(trt_version)[:2] >= WEAK_TYPING_UNTIL
+    if settings.weak_fp16 and typed_only:
+        raise UserError(f"trtexec of TensorRT {trt_version} is strongly typed only (no --fp16): --typing strong")
     if settings.strongly_typed:
-        cmd.append("--stronglyTyped")  # precision from the graph's types: no --fp16, no layer precisions
+        if not typed_only:  # 11: always on, the flag is gone with --fp16
+            cmd.append("--stronglyTyped")  # precision from the graph's types: no --fp16, no layer precisions
     elif settings.precision == "fp16":
         cmd.append("--fp16")
         cmd += pins.trtexec_precision_flags(list(settings.pin_names), settings.obey_constraints)

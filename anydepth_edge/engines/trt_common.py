@@ -35,6 +35,14 @@ def trt_major(trt) -> int:
     return version_tuple(trt.__version__)[0]
 
 
+WEAK_TYPING_UNTIL = (11, 0)  # TensorRT 11 is strongly typed only: no FP16 flag, no precision constraints
+
+
+def has_weak_typing(trt) -> bool:
+    """Whether this TensorRT has the weak-typing API (BuilderFlag.FP16, layer.precision, OBEY/PREFER)."""
+    return version_tuple(trt.__version__)[:2] < WEAK_TYPING_UNTIL
+
+
 def numpy_dtype(trt_dtype) -> np.dtype:
     """numpy dtype of a TensorRT DataType (`DataType.HALF` -> float16), without `trt.nptype`."""
     name = getattr(trt_dtype, "name", None) or str(trt_dtype).rsplit(".", 1)[-1]

@@ -16,6 +16,15 @@ from types import SimpleNamespace
 from fakes.fake_device import DEVICE, FakeCuda  # noqa: F401  (FakeCuda: re-exported for the tests)
 
 ENGINE_MAGIC = b"FAKE-TRT-ENGINE\n"
+# The fake's own state (recordings, the graph it carries), not TensorRT API: tests/test_trt_bindings.py
+# checks every other name the fake offers against the real bindings of the version it fakes.
+FAKE_INTERNAL = frozenset({
+    "calls", "device",  # the module's recording and the fake GPU
+    "flags", "strongly_typed", "errors", "layers", "onnx", "fp32_regions", "io",  # Network
+    "network", "output_types",  # Layer
+    "pools", "cache", "progress_monitor_set",  # Config
+    "state", "names", "inputs", "outputs", "addresses", "engine", "data", "logger",  # Engine, Context, caches
+})
 FAKE_DEFAULT_OPT_LEVEL = 5  # not TensorRT's 3: a builder that forgets to set it shows
 
 
@@ -33,7 +42,9 @@ def make_fake_tensorrt(version="10.3.0", fail_obey=False, oom=False, parse_error
     device = device or DEVICE
     trt = SimpleNamespace(__version__=version, calls=calls, device=device)
     # TensorRT's DataType names (trt.float32 is DataType.FLOAT); no `nptype`: the toolkit maps them itself
-    trt.float32, trt.float16, trt.int32, trt.int64, trt.bool = (DType(n) for n in ("FLOAT", "HALF", "INT32", "INT64", "BOOL"))
+    trt.float32, trt.float16, trt.int32, trt.bool = (DType(n) for n in ("FLOAT", "HALF", "INT32", "BOOL"))
+    if major >= 10:  # INT64 tensors are TensorRT 10's
+        trt.int64 = DType("INT64")
 
     class Severity:
         def __init__(self, name):
@@ -50,14 +61,17 @@ def make_fake_tensorrt(version="10.3.0", fail_obey=False, oom=False, parse_error
 
     trt.ILogger = ILogger
     # EXPLICIT_BATCH: deprecated and ignored on 10.x; STRONGLY_TYPED from 10.0 (bit 1)
-    trt.NetworkDefinitionCreationFlag = (SimpleNamespace(EXPLICIT_BATCH=0, STRONGLY_TYPED=1) if major >= 10
+    # TensorRT 11 is strongly typed only: no EXPLICIT_BATCH, no FP16 flag, no precision constraints
+    trt.NetworkDefinitionCreationFlag = (SimpleNamespace(STRONGLY_TYPED=1) if major >= 11 else
+                                         SimpleNamespace(EXPLICIT_BATCH=0, STRONGLY_TYPED=1) if major >= 10
                                          else SimpleNamespace(EXPLICIT_BATCH=0))
-    trt.BuilderFlag = SimpleNamespace(FP16="FP16", OBEY_PRECISION_CONSTRAINTS="OBEY", PREFER_PRECISION_CONSTRAINTS="PREFER",
-                                      TF32="TF32")
+    trt.BuilderFlag = (SimpleNamespace(TF32="TF32") if major >= 11 else
+                       SimpleNamespace(FP16="FP16", OBEY_PRECISION_CONSTRAINTS="OBEY", PREFER_PRECISION_CONSTRAINTS="PREFER",
+                                       TF32="TF32"))
     trt.MemoryPoolType = SimpleNamespace(WORKSPACE="WORKSPACE")
     trt.ProfilingVerbosity = SimpleNamespace(DETAILED="DETAILED")
     trt.LayerInformationFormat = SimpleNamespace(JSON="JSON")
-    trt.LayerType = SimpleNamespace(CONSTANT="CONSTANT", OTHER="OTHER")
+    trt.LayerType = SimpleNamespace(CONSTANT="CONSTANT", ELEMENTWISE="ELEMENTWISE")  # every non-constant layer: ELEMENTWISE
     trt.TensorIOMode = SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT")
 
     if major >= 10:
@@ -71,7 +85,7 @@ def make_fake_tensorrt(version="10.3.0", fail_obey=False, oom=False, parse_error
         def __init__(self, name, dtype):
             self.name, self.dtype = name, dtype
 
-    class Layer:
+    class Layer:  # (the weak-typing controls are added below for TensorRT < 11)
         def __init__(self, name, ltype, inputs, outputs, network):
             self.name, self.type = name, ltype
             self._inputs, self._outputs = inputs, outputs
@@ -104,10 +118,13 @@ def make_fake_tensorrt(version="10.3.0", fail_obey=False, oom=False, parse_error
                 self.network.errors.append(f"layer {self.name}: output type set on a strongly typed network")
             self.output_types[i] = dtype
 
+    if major >= 11:  # removed: precision comes from the ONNX graph
+        del Layer.precision, Layer.set_output_type
+
     class Network:
         def __init__(self, flags):
             self.flags = flags
-            self.strongly_typed = major >= 10 and bool(flags & (1 << 1))
+            self.strongly_typed = major >= 11 or (major >= 10 and bool(flags & (1 << 1)))  # 11: always
             self.errors = []
             self.layers = []
             self.onnx = b""
@@ -156,7 +173,7 @@ def make_fake_tensorrt(version="10.3.0", fail_obey=False, oom=False, parse_error
                 self.network.layers.append(Layer(init.name, trt.LayerType.CONSTANT, [], [tensor(init.name, init.data_type)],
                                                  self.network))
             for node in model.graph.node:
-                self.network.layers.append(Layer(node.name, trt.LayerType.OTHER, [tensor(n) for n in node.input if n],
+                self.network.layers.append(Layer(node.name, trt.LayerType.ELEMENTWISE, [tensor(n) for n in node.input if n],
                                                  [tensor(n) for n in node.output], self.network))
             return True
 
@@ -223,6 +240,9 @@ def make_fake_tensorrt(version="10.3.0", fail_obey=False, oom=False, parse_error
             calls.append(("progress_monitor", monitor))
             self._progress = monitor
 
+    if major < 10:  # IProgressMonitor and the config's slot for it are TensorRT 10's
+        del Config.progress_monitor
+
     class Builder:
         def __init__(self, logger):
             self.logger = logger
@@ -238,7 +258,7 @@ def make_fake_tensorrt(version="10.3.0", fail_obey=False, oom=False, parse_error
             state = {
                 "flags": sorted(config.flags), "pools": config.pools,
                 "opt_level": getattr(config, "builder_optimization_level", None),
-                "fp32_layers": sorted(layer.name for layer in network.layers if layer.precision is trt.float32),
+                "fp32_layers": sorted(layer.name for layer in network.layers if layer._precision is trt.float32),
                 "network_flags": network.flags, "io": network.io, "strongly_typed": network.strongly_typed,
                 "fp32_regions": network.fp32_regions,
             }
