@@ -20,7 +20,7 @@ from anydepth_edge.console import error_line, info, interrupt_on_sigterm, out, w
 from anydepth_edge.engines import TORCH_LAYOUTS
 from anydepth_edge.errors import HardwareMissing, UserError
 from anydepth_edge.weights import WEIGHTS_HELP, checkpoint_for
-from anydepth_edge.specs import DECODERS
+from anydepth_edge.specs import DECODERS, expand_decoders
 from anydepth_edge.targets import SAMPLERS as SAMPLER_FORMS
 from anydepth_edge.targets import TARGET_CHOICES
 
@@ -168,7 +168,7 @@ def export(
     from anydepth_edge.targets import resolve_target
 
     resolutions = parse_res_list(res, multiple=None)  # checked against the model's patch once it is loaded
-    decoders = ["sdt", "dpt"] if _value(decoder) == "all" else [_value(decoder)]
+    decoders = expand_decoders([_value(decoder)])
     tgt = resolve_target(target.value)
     _require("torch", "export")
     from anydepth_edge.engines.ensure import check_engine_mode, engines_after_export
@@ -283,9 +283,9 @@ def bench(
     device: BenchDevice = typer.Option("auto", "--device", case_sensitive=False,
                                        help="orin-nano, cuda, cpu or auto (detected). orin-nano on another host is refused unless --allow-mismatch."),
     res: List[str] = typer.Option(["256", "512"], "--res", "-r", help=RES_HELP + " Repeat for several."),
-    decoder: List[Decoder] = typer.Option(["sdt", "dpt"], "--decoder", "-d", case_sensitive=False,
-                                          help="sdt, dpt or dav2 (Depth Anything V2's head); repeat for several "
-                                               "(default: sdt and dpt)."),
+    decoder: List[DecoderOrAll] = typer.Option(["all"], "--decoder", "-d", case_sensitive=False,
+                                               help="sdt, dpt or dav2 (Depth Anything V2's head); repeat for several; "
+                                                    "all: sdt and dpt, the paper's pair (the default)."),
     encoder: Encoder = typer.Option("vits", "--encoder", "-e", case_sensitive=False, help=ENCODER_HELP),
     backend: BackendName = typer.Option("auto", "--backend", "-b", case_sensitive=False, help=BACKEND_HELP),
     precision: Optional[Precision] = typer.Option(None, "--precision", case_sensitive=False,
@@ -320,7 +320,7 @@ def bench(
     opts = BenchOptions(
         # with a checkpoint, sizes are checked against its patch (14 px for DINOv2 weights) once it is loaded
         device=device.value, resolutions=parse_res_list(res, multiple=None if checkpoint else 16),
-        decoders=list(dict.fromkeys(d.value for d in decoder)),
+        decoders=expand_decoders(d.value for d in decoder),
         encoder=encoder.value, backend=backend.value, precision=precision.value if precision else None, warmup=warmup,
         iters=iters, e2e_iters=e2e_iters, checkpoint=checkpoint, out_dir=Path(out_dir), allow_mismatch=allow_mismatch,
         cuda_graph=cuda_graph, dysample=SAMPLERS[dysample.value], layout=layout.value, threads=threads,

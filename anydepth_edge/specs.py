@@ -6,7 +6,7 @@ indices the decoders read, the decoders and what they output, and the ImageNet n
 """
 
 from dataclasses import dataclass
-from typing import Dict, Tuple
+from typing import Dict, List, Optional, Tuple
 
 PATCH_SIZE = 16  # the paper's DINOv3 family; a model's own patch is `family_spec(config.family).patch_size`
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -16,6 +16,15 @@ SDT_FUSION_CHANNELS = 256
 DPT_CHANNELS = 512
 # sdt: AnyDepth's head; dpt: the paper's DPT baseline; dav2: Depth Anything V2's DPT head.
 DECODERS = ("sdt", "dpt", "dav2")
+PAPER_DECODERS = ("sdt", "dpt")  # what `--decoder all` means: the paper's comparison
+
+
+def expand_decoders(names) -> List[Optional[str]]:
+    """--decoder values in order, once each, with 'all' standing for PAPER_DECODERS (None: the checkpoint's)."""
+    out: List[Optional[str]] = []
+    for name in names:
+        out += list(PAPER_DECODERS) if name == "all" else [name]
+    return list(dict.fromkeys(out))
 # What a decoder's output means. Disparity (DAv2) is relative inverse depth: larger = nearer.
 OUTPUT_KIND = {"sdt": "depth", "dpt": "depth", "dav2": "disparity"}
 OUTPUT_KINDS = ("depth", "disparity")

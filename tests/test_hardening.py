@@ -448,3 +448,21 @@ def test_record_bag_into_a_folder_names_a_file_to_give(tmp_path):
 
     with pytest.raises(UserError, match="is a folder: give a file in it, e.g. .*depth.mcap"):
         check_bag_target(tmp_path, False, 0)
+
+
+def test_a_folder_given_as_the_model_is_named_a_folder(tmp_path):
+    """Issue 24.6: `run --model export/` said "file not found", `verify export` "not found"."""
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "m.onnx").write_bytes(b"x")
+    proc = run_cli("run", "--source", "0", "--model", tmp_path / "export")
+    assert_one_line_error(proc, "is a folder: give a model file in it (m.onnx)")
+    assert_one_line_error(run_cli("verify", tmp_path / "export"), "is a folder")
+
+
+def test_decoder_all_means_the_papers_pair_for_export_and_bench():
+    """Issue 24.6: `bench --decoder all` was refused while `export --decoder all` worked."""
+    from anydepth_edge.specs import expand_decoders
+
+    assert expand_decoders(["all"]) == ["sdt", "dpt"] and expand_decoders(["dav2", "all", "sdt"]) == ["dav2", "sdt", "dpt"]
+    proc = run_cli("bench", "--decoder", "all", "--device", "orin-nano", "--res", "64")
+    assert_one_line_error(proc, "this host is not a Jetson Orin Nano")  # parsed: refused later, for the device

@@ -845,3 +845,28 @@ def test_model_search_skips_symlink_loops_and_dangling_links(tiny_onnx):
     proc = run_cli("run", "--source", make_video(folder / "c.mp4", frames=2), "--res", "64", "--export-dir", folder,
                    "--engines-dir", folder / "e", "--pace", "none")
     assert proc.returncode == 0 and "Traceback" not in proc.stderr and "tiny.onnx" in proc.stderr, proc.stderr
+
+
+def test_a_slow_run_killed_after_10_s_keeps_frames_at_real_speed(tmp_path):
+    """Issue 24.2: fragments were cut every 2 s of *video* time (60 frames at the file's 30 FPS), so a
+    1 FPS run killed 10 s in left a 760-byte file. Now also every 2 s of wall time. A live run's
+    frames carry their wall-clock times (10 frames 1 s apart play for ~10 s, not 0.33 s)."""
+    pytest.importorskip("av")
+    for fps in (30.0, None):  # --pace none on a 30 FPS file; a live camera (rate measured)
+        now = [100.0]
+        rec = _recorder(tmp_path / f"slow{fps}.mp4", fps=fps, clock=lambda: now[0], calibrate_frames=2)
+        for view in _views(10):
+            rec.write(view)
+            now[0] += 1.0  # a ~1 FPS model
+        killed = tmp_path / "killed.mp4"
+        shutil.copy(rec.tmp, killed)  # what kill -9 leaves: every muxed byte is already in the file
+        assert count_frames(killed)[0] >= 3, fps
+        assert rec.close() == tmp_path / f"slow{fps}.mp4"
+        cap = cv2.VideoCapture(str(rec.path))
+        n = 0
+        while cap.grab():
+            n += 1
+            last_ms = cap.get(cv2.CAP_PROP_POS_MSEC)
+        cap.release()
+        expected_ms = 9 * 1000 / 30 if fps else 9000  # the file's timing / the wall clock's
+        assert n == 10 and last_ms == pytest.approx(expected_ms, abs=60), (fps, n, last_ms)

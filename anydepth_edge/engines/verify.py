@@ -65,6 +65,8 @@ def verify_file(path, images: Optional[Path] = None, device: str = "cpu", record
     from anydepth_edge.engines import open_backend as default_open
 
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder: verify takes one model file in it (an .onnx export or a .engine)")
     if not path.is_file():
         raise UserError(f"not found: {path}")
     if path.suffix not in (".onnx", ".engine"):  # e.g. the sidecar or the reference bundle

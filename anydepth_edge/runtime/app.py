@@ -32,6 +32,11 @@ def open_run_backend(model: Optional[str], res: str, backend: str, engines_dir: 
                           allow_unverified=allow_unverified)
     else:
         path = Path(model)
+        if path.is_dir():
+            found = sorted(p.name for p in path.iterdir() if p.suffix in (".onnx", ".engine"))[:3]
+            raise UserError(f"--model {model} is a folder: give a model file in it ("
+                            + (", ".join(found) if found else "it holds no .onnx or .engine")
+                            + f"), or leave --model out to pick from --export-dir / --engines-dir")
         if not path.is_file():
             raise UserError(f"--model {model}: file not found")
     if path.suffix == ".engine":

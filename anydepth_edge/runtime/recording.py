@@ -2,7 +2,9 @@
 
 With PyAV (`pip install av`): H.264 (yuv420p, what browsers play) in a fragmented MP4. The header
 goes first and every ~2 s of frames is appended as a self-contained fragment, flushed and fsynced
-as soon as the muxer emits it, so a kill -9 or a power cut loses at most the last fragment.
+as soon as the muxer emits it, so a kill -9 or a power cut loses at most the last fragment (~2 s of
+wall time, whatever the frame rate). An offline file with every frame processed keeps the file's
+timing; a live run's frames carry their wall-clock times, so it plays at the speed the run went.
 Without PyAV: OpenCV's writer (mp4v, index written at the very end, so a crash loses all of it),
 with one warning that says so.
 
@@ -19,7 +21,7 @@ import os
 import time
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
@@ -34,7 +36,8 @@ from anydepth_edge.runtime.outputs import (
     write_failure,
 )
 
-KEYFRAME_SECONDS = 2.0  # one fragment per keyframe: the most a crash can lose
+KEYFRAME_SECONDS = 2.0  # of wall time: one fragment per keyframe, the most a crash can lose
+TICK = Fraction(1, 90000)  # frame timestamps: MPEG's 90 kHz clock (30 and 25 FPS are whole ticks)
 FRAGMENTED_MP4 = "frag_keyframe+empty_moov+default_base_moof"
 NOT_CRASH_SAFE = ("--record: no PyAV with libx264 here, so OpenCV writes the .mp4: it is not crash-safe (a kill or "
                   "power cut loses the whole recording) and browsers may not play it; pip install av")
@@ -96,7 +99,12 @@ class SyncedFile(io.RawIOBase):
 
 
 class AvWriter:
-    """H.264 in a fragmented MP4 through PyAV; a fragment is durable as soon as it is complete."""
+    """H.264 in a fragmented MP4 through PyAV; a fragment is durable as soon as it is complete.
+
+    A keyframe (a new fragment) is forced every KEYFRAME_SECONDS of wall time or of video time,
+    whichever comes first: a kill loses at most ~2 s of the run whatever its frame rate (counted in
+    frames, a 1 FPS run with a 2 s GOP at the file's 30 FPS lost its first minute). Frames carry
+    their timestamps (`write`'s `video_s`) on a 90 kHz clock."""
 
     def __init__(self, av, path: Path, fps: float, size):
         self.av = av
@@ -107,23 +115,29 @@ class AvWriter:
             self.container = av.open(self.file, mode="w", format="mp4",
                                      options={"movflags": FRAGMENTED_MP4, "flush_packets": "1"})
             # zerolatency: no lookahead or B-frames, a frame is in the muxer once encoded;
-            # scenecut=0: keyframes (fragments) only every KEYFRAME_SECONDS, not on every busy scene;
+            # scenecut=0: keyframes (fragments) only when we ask, not on every busy scene;
             # veryfast: the output thread shares a Jetson's few CPU cores
             self.stream = self.container.add_stream(
                 "libx264", rate=Fraction(fps).limit_denominator(1000),
                 options={"tune": "zerolatency", "preset": "veryfast", "x264-params": "scenecut=0"})
             self.stream.width, self.stream.height = size
             self.stream.pix_fmt = "yuv420p"
-            self.stream.codec_context.gop_size = max(1, round(KEYFRAME_SECONDS * fps))
+            self.stream.time_base = self.stream.codec_context.time_base = TICK
+            self.stream.codec_context.gop_size = 1 << 16  # keyframes are forced by wall time (write)
         except BaseException:
             self.file.close()
             raise
-        self.index = 0
+        self.last_pts = -1
+        self.last_key: Optional[Tuple[float, float]] = None  # (wall, video) seconds of the last keyframe
 
-    def write(self, bgr: np.ndarray) -> None:
+    def write(self, bgr: np.ndarray, wall_s: float, video_s: float) -> None:
         frame = self.av.VideoFrame.from_ndarray(bgr, format="bgr24")
-        frame.pts = self.index
-        self.index += 1
+        frame.pts = self.last_pts = max(self.last_pts + 1, round(video_s / TICK))
+        frame.time_base = TICK
+        if (self.last_key is None or wall_s - self.last_key[0] >= KEYFRAME_SECONDS
+                or video_s - self.last_key[1] >= KEYFRAME_SECONDS - 1e-9):
+            frame.pict_type = self.av.video.frame.PictureType.I
+            self.last_key = (wall_s, video_s)
         self._mux(self.stream.encode(frame))
 
     def _mux(self, packets) -> None:
@@ -152,8 +166,8 @@ class CvWriter:
             raise UserError(f"--record {path.parent}: OpenCV cannot write mp4 here")
         os.replace(str(named), str(path))
 
-    def write(self, bgr: np.ndarray) -> None:
-        self.writer.write(bgr)
+    def write(self, bgr: np.ndarray, wall_s: float, video_s: float) -> None:
+        self.writer.write(bgr)  # constant rate: OpenCV's writer takes no timestamps
 
     def close(self) -> None:
         self.writer.release()  # writes the index (moov atom): the file plays
@@ -184,10 +198,14 @@ class VideoRecorder:
     3 FPS model's recording plays at 3 FPS, not at the camera's 30)."""
 
     def __init__(self, path, cv2, fps: Optional[float] = None, calibrate_frames: int = 5, overwrite: bool = False,
-                 notify: Callable[[str], None] = lambda s: None, warn: Optional[Callable[[str], None]] = None):
+                 notify: Callable[[str], None] = lambda s: None, warn: Optional[Callable[[str], None]] = None,
+                 clock: Callable[[], float] = time.perf_counter):
         self.path = Path(path)
+        self.clock = clock  # wall time of each frame: its timestamp, and when fragments are cut
         self.cv2 = cv2
         self.fps = fps
+        self.fixed_rate = fps is not None
+        self.t0: Optional[float] = None
         self.calibrate = calibrate_frames
         self.overwrite = overwrite
         self.notify = notify
@@ -216,7 +234,7 @@ class VideoRecorder:
         if self.failed:
             return
         view = even_size(view)
-        self.pending.append((view, time.perf_counter()))
+        self.pending.append((view, self.clock()))
         if self.writer is None and self.fps is None and len(self.pending) < self.calibrate:
             return
         self._drain()
@@ -226,8 +244,11 @@ class VideoRecorder:
         try:
             if self.writer is None:
                 self._open((self.pending[0][0].shape[1], self.pending[0][0].shape[0]))
-            for v, _ in self.pending:
-                self.writer.write(v)
+            for v, t in self.pending:
+                # a given rate (an offline file, every frame) keeps the file's timing; else wall-clock times
+                self.t0 = t if self.t0 is None else self.t0
+                video_s = self.frames / self.fps if self.fixed_rate else t - self.t0
+                self.writer.write(v, t, video_s)
                 self.frames += 1
             self.pending = []
         except OSError as e:
