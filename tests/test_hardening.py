@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import REPO, TINY, assert_one_line_error, run_cli
+from hostile import png_declaring
 
 from anydepth_edge.artifacts import atomic_path, read_json, write_json_atomic
 from anydepth_edge.errors import UserError
@@ -342,19 +343,6 @@ def test_fixture_tiny_config_is_valid():
 
 # ----------------------------------------------------------------------------- issue 23: images and sources
 
-def _png_declaring(width, height):
-    import struct
-    import zlib
-
-    import cv2
-
-    ok, png = cv2.imencode(".png", np.zeros((2, 2, 3), np.uint8))
-    data = bytearray(png.tobytes())
-    data[16:24] = struct.pack(">II", width, height)
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
-    return bytes(data)
-
-
 def test_a_folder_source_is_the_folder_named_and_skips_what_it_must_not_decode(tmp_path):
     """23.11: 'data[1]' was globbed (it read data1/); 23.9/23.17: a PNG declaring 15000x15000 cost 4.5 GB,
     one declaring 60000x60000 stopped the run with an OpenCV assertion; 23.25: a truncated JPEG was used."""
@@ -367,8 +355,8 @@ def test_a_folder_source_is_the_folder_named_and_skips_what_it_must_not_decode(t
     folder.mkdir()
     good = np.full((8, 8, 3), 200, np.uint8)
     cv2.imwrite(str(folder / "d_good.png"), good)
-    (folder / "a_bomb.png").write_bytes(_png_declaring(15000, 15000))
-    (folder / "b_huge.png").write_bytes(_png_declaring(60000, 60000))
+    (folder / "a_bomb.png").write_bytes(png_declaring(15000, 15000))
+    (folder / "b_huge.png").write_bytes(png_declaring(60000, 60000))
     ok, jpg = cv2.imencode(".jpg", np.full((64, 64, 3), 90, np.uint8))
     (folder / "c_cut.jpg").write_bytes(jpg.tobytes()[: len(jpg) // 2])
     warned = []
@@ -389,7 +377,7 @@ def test_verify_images_refuses_a_fifo_and_a_bomb_in_one_line(tmp_path):
     os.mkfifo(str(fifo))
     with pytest.raises(UserError, match="not a regular file"):
         _read_rgb(fifo, (64, 64))
-    (tmp_path / "bomb.png").write_bytes(_png_declaring(15000, 15000))
+    (tmp_path / "bomb.png").write_bytes(png_declaring(15000, 15000))
     with pytest.raises(UserError, match="15000x15000"):
         _read_rgb(tmp_path / "bomb.png", (64, 64))
 

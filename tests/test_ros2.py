@@ -16,6 +16,7 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 
 from conftest import assert_one_line_error, run_cli  # noqa: E402
+from hostile import png_declaring  # noqa: E402
 from fakes import fake_rclpy  # noqa: E402
 from fakes.backends import MeanBackend  # noqa: E402
 from fakes.sources import DepthCamera  # noqa: E402
@@ -680,18 +681,6 @@ def test_compressed_and_packed_images_decode(monkeypatch):
         decode_image(SimpleNamespace(**m.image_msg(hdr(), np.zeros((2, 2), np.float32), "32FC1")), False, cv2)
 
 
-def _png_declaring(width, height):
-    """A valid small PNG whose header is rewritten to declare another size (a decompression bomb's header)."""
-    import struct
-    import zlib
-
-    ok, png = cv2.imencode(".png", np.zeros((2, 2, 3), np.uint8))
-    data = bytearray(png.tobytes())
-    data[16:24] = struct.pack(">II", width, height)
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
-    return bytes(data)
-
-
 def test_a_hostile_publisher_cannot_stop_or_starve_the_run(monkeypatch):
     """Issue 23.6: one 650 KB CompressedImage declaring 15000x15000 peaked at 3.7 GB; one bayer, 0x0 or
     huge raw image stopped the run. Each is now a skipped frame, said once, and the next good one is used."""
@@ -717,7 +706,7 @@ def test_a_hostile_publisher_cannot_stop_or_starve_the_run(monkeypatch):
     assert src.undecodable == 3 and len(warned) == 3
     assert "bayer_rggb8" in warned[0] and "0x0" in warned[1] and "15000x15000" in warned[2]
     with pytest.raises(ImageRefused, match="15000x15000 pixels"):  # refused from the header: nothing decoded
-        decode_image(SimpleNamespace(format="png", data=_png_declaring(15000, 15000)), True, cv2)
+        decode_image(SimpleNamespace(format="png", data=png_declaring(15000, 15000)), True, cv2)
     node.shutdown()
 
 

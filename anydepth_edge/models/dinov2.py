@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from anydepth_edge.models.dinov3 import checked_taken_layers
 from anydepth_edge.specs import FAMILIES, EncoderSpec
 
 PATCH = FAMILIES["dinov2"].patch_size
@@ -64,10 +65,7 @@ class DinoV2Encoder(nn.Module):
         super().__init__()
         self.spec = spec
         self.backbone = create_backbone(spec, depth=depth)
-        n_blocks = len(self.backbone.blocks)
-        self.taken_layers: Tuple[int, ...] = tuple(taken_layers if taken_layers is not None else spec.taken_layers)
-        if len(self.taken_layers) != 4 or any(not 0 <= i < n_blocks for i in self.taken_layers):
-            raise ValueError(f"taken layers {self.taken_layers} invalid for a {n_blocks}-block encoder")
+        self.taken_layers = checked_taken_layers(spec, taken_layers, len(self.backbone.blocks))
         # DAv2's get_intermediate_layers applies the final norm by default; its DPT relies on it.
         self.use_backbone_norm = use_backbone_norm
         self.embed_dim = self.backbone.embed_dim

@@ -45,6 +45,14 @@ class FixedRope(nn.Module):
         return self.inner.get_embed(shape=shape, dtype=dtype) if dtype is not None else self.inner.get_embed(shape=shape)
 
 
+def checked_taken_layers(spec: EncoderSpec, taken_layers: Optional[Sequence[int]], n_blocks: int) -> Tuple[int, ...]:
+    """The four blocks an encoder hands the decoder (the spec's unless given), each one it has."""
+    taken = tuple(taken_layers if taken_layers is not None else spec.taken_layers)
+    if len(taken) != 4 or any(not 0 <= i < n_blocks for i in taken):
+        raise ValueError(f"taken layers {taken} invalid for a {n_blocks}-block encoder")
+    return taken
+
+
 class DinoV3Encoder(nn.Module):
     patch_size = PATCH_SIZE
 
@@ -59,10 +67,7 @@ class DinoV3Encoder(nn.Module):
         super().__init__()
         self.spec = spec
         self.backbone = create_backbone(spec, qkv_bias=qkv_bias, depth=depth)
-        n_blocks = len(self.backbone.blocks)
-        self.taken_layers: Tuple[int, ...] = tuple(taken_layers if taken_layers is not None else spec.taken_layers)
-        if len(self.taken_layers) != 4 or any(not 0 <= i < n_blocks for i in self.taken_layers):
-            raise ValueError(f"taken layers {self.taken_layers} invalid for a {n_blocks}-block encoder")
+        self.taken_layers = checked_taken_layers(spec, taken_layers, len(self.backbone.blocks))
         self.use_backbone_norm = use_backbone_norm
         self.embed_dim = self.backbone.embed_dim
         # Frozen, as in AnyDepth: only the decoder is trained.
