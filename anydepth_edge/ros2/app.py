@@ -17,7 +17,6 @@ from anydepth_edge.ros2.bag import BagOutlet, check_bag_target
 from anydepth_edge.ros2.camera import CameraModel, Intrinsics, load_calibration
 from anydepth_edge.ros2.node import RELIABILITIES, DepthNode, RosApi, import_ros, ros_argv
 from anydepth_edge.ros2.publisher import CaptureClock, DepthPublisher, Origin, PublishSettings
-from anydepth_edge.ros2.sinkloop import SinkLoop
 from anydepth_edge.ros2.sources import RosImageSource, is_ros_source, parse_ros_source, realsense_intrinsics
 from anydepth_edge.ros2.topics import TOPICS, check_namespace, check_node_name, resolve
 from anydepth_edge.runtime.sources import FrameSource, RealSenseSource, SourceSpec, open_source, parse_source
@@ -112,6 +111,8 @@ def serve_depth(backend, spec: SourceSpec, opts, ros: RosOptions, api: Optional[
                 notify: Callable[[str], None] = lambda s: None, source: Optional[FrameSource] = None):
     """Run the loop on a loaded backend with the ROS outputs until the source ends, a signal or
     --max-frames; returns the RunSummary. `source`: one already open (else `spec` is opened)."""
+    from anydepth_edge.runtime.loop import DepthLoop
+
     if cv2 is None:
         from anydepth_edge.runtime.processing import import_cv2
 
@@ -131,7 +132,7 @@ def serve_depth(backend, spec: SourceSpec, opts, ros: RosOptions, api: Optional[
                                    cv2, hardware_id=spec.describe(), now_ns=clock.now_ns, warn=warn)
         names = (node.namespace, node.name) if node else (ros.namespace, ros.node_name)
         try:
-            loop = SinkLoop(backend, source, spec, opts, notify=notify, cv2=cv2, warn=warn, sinks=[publisher])
+            loop = DepthLoop(backend, source, spec, opts, notify=notify, cv2=cv2, warn=warn, sinks=[publisher])
             if ros.record_bag:  # made last: nothing can fail between it and the loop, which closes it
                 publisher.outlets.append(BagOutlet(ros.record_bag, opts.overwrite, *names))
         except BaseException:

@@ -8,6 +8,12 @@ drawn on the views, served as JSON and printed as a summary at the end.
 Outputs are checked before any work (outputs.py: no silent overwrite, enough free space); a sink
 that fails (a full disk) stops the loop cleanly with one line naming the file. Depth with NaN /
 Inf is one warning, counted, and marked in the views. Torch-free, Python 3.8.
+
+Extra sinks (the ROS 2 publisher) are passed as `sinks=`: each has `write(frame, depth, depth_frame,
+colour, fit)` (depth: the model's output; depth_frame: at the frame's size, metres when `fit` is the
+frame's metric fit, else relative; colour: depth_frame colour-mapped), called on the output thread
+after the loop's own outputs, and `close() -> Optional[str]` (a line for the summary). A sink that
+raises stops the run with one line, as the loop's own outputs do; its time is the "publish" stage.
 """
 
 import collections
@@ -15,7 +21,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Deque, Dict, List, Optional
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -102,12 +108,13 @@ class RunSummary:
 class DepthLoop:
     def __init__(self, backend: Backend, source: FrameSource, spec: SourceSpec, opts: RunOptions,
                  notify: Callable[[str], None] = lambda s: None, cv2=None,
-                 warn: Optional[Callable[[str], None]] = None):
+                 warn: Optional[Callable[[str], None]] = None, sinks: Sequence[Any] = ()):
         self.backend, self.source, self.spec, self.opts = backend, source, spec, opts
+        self.sinks = list(sinks)
         self.notify = notify
         self.warn = warn or notify
         self.cv2 = cv2 or import_cv2()
-        self.stats = {s: StageStats() for s in STAGES}
+        self.stats = {s: StageStats() for s in STAGES + (("publish",) if sinks else ())}
         self.done_times: Deque[float] = collections.deque(maxlen=WINDOW)
         self.stop_event = threading.Event()
         self.pre = Preprocessor(backend.resolution, opts.resize_policy)
@@ -219,6 +226,7 @@ class DepthLoop:
         h, w = frame.image.shape[:2]
         nonfinite = self._check_finite(frame, depth)
         depth_frame = self.post.to_frame(depth, (h, w), frame.geometry)
+        fit = None
         if self.opts.metric:
             fit = (fit_scale_shift(depth_frame, frame.aux_depth, space=self.output_kind)
                    if frame.aux_depth is not None else None)
@@ -236,6 +244,11 @@ class DepthLoop:
             self.recorder.write(view)
         if self.saver:
             self.saver.save(frame.index, depth_frame, frame.name)
+        if self.sinks:
+            t_sinks = time.perf_counter()
+            for sink in self.sinks:
+                sink.write(frame, depth, depth_frame, colour, fit)
+            self.stats["publish"].add((time.perf_counter() - t_sinks) * 1000.0)
         t_done = time.perf_counter()
         self.stats["postprocess"].add((t_done - t0) * 1000.0)
         self.stats["end_to_end"].add((t_done - frame.t_capture) * 1000.0)
@@ -300,6 +313,14 @@ class DepthLoop:
                     summary.outputs.append(f"{path} ({self.recorder.frames} frames at {self.recorder.fps:.1f} FPS)")
         if self.saver and self.saver.count and not self.saver.failed:
             summary.outputs.append(f"{self.saver.dir}/ ({self.saver.count} depth PNG + NPY pairs)")
+        for sink in self.sinks:
+            try:
+                line = sink.close()
+            except UserError as e:  # a bag that did not come out whole is never listed as written
+                errors.append(str(e))
+            else:
+                if line:
+                    summary.outputs.append(line)
         if self.display:
             self.display.close()
         if self.server:
@@ -316,7 +337,7 @@ class DepthLoop:
         summary.nonfinite_frames = self.nonfinite_frames
         summary.error = redact("; ".join(e for e in errors if e)) or None
         if not summary.stopped_by:
-            if self.capture.error or self.output_error:
+            if self.capture.error or self.output_error or summary.error:
                 summary.stopped_by = "error"
             elif self.stop_event.is_set():
                 summary.stopped_by = "signal"
