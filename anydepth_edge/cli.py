@@ -23,6 +23,7 @@ from anydepth_edge.weights import WEIGHTS_HELP, checkpoint_for
 from anydepth_edge.specs import DECODERS, expand_decoders
 from anydepth_edge.targets import SAMPLERS as SAMPLER_FORMS
 from anydepth_edge.targets import TARGET_CHOICES
+from anydepth_edge.runtime.metric import METRIC_MODES
 
 app = typer.Typer(
     name="anydepth-edge",
@@ -68,6 +69,8 @@ Job = _choices("Job", ("run", "bench", "export", "ros2"))
 DepthSize = _choices("DepthSize", ("model", "frame"))
 Reliability = _choices("Reliability", ("reliable", "best_effort"))
 ROS_PANEL = "ROS 2 (--ros2, --record-bag, --source ros:TOPIC; docs/ros2.md)"
+METRIC_PANEL = "Metric depth (--metric; docs/metric.md)"
+MetricMode = _choices("MetricMode", METRIC_MODES)
 SAMPLER_HELP = ("DySample form: gridsample (ONNX GridSample, TensorRT >= 8.5), gather (the same bilinear sampling "
                 "from Gather + arithmetic, 2x faster on ONNX Runtime CPU); auto = the target's default: gather for ort, "
                 "gridsample for TensorRT.")
@@ -350,12 +353,25 @@ def run(
     backend: BackendName = typer.Option("auto", "--backend", "-b", case_sensitive=False, help=BACKEND_HELP),
     display: bool = typer.Option(False, "--display/--headless", help="Show a window (needs a screen), or run headless (default)."),
     record: Optional[str] = typer.Option(None, "--record", help="Record camera | depth with the timings overlay to this .mp4."),
-    save_depth: Optional[str] = typer.Option(None, "--save-depth", help="Write each depth as 16-bit PNG (mm with --metric, else normalised) and float .npy to this folder."),
+    save_depth: Optional[str] = typer.Option(None, "--save-depth", help="Write each depth as 16-bit PNG (mm with --metric, else normalised) and float .npy (metres with --metric) to this folder."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --record file and write into a non-empty --save-depth folder (refused otherwise)."),
     min_free_mb: float = typer.Option(200.0, "--min-free-mb", min=0, help="Refuse to start --record / --save-depth with less free space than this (MB)."),
     serve: Optional[str] = typer.Option(None, "--serve", help="[HOST:]PORT for the browser viewer (MJPEG + timings); binds 127.0.0.1 unless HOST is given."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Stop after this many frames."),
-    metric: bool = typer.Option(False, "--metric", help="RealSense: fit scale and shift to the sensor's depth each frame and output metres."),
+    metric: Optional[MetricMode] = typer.Option(None, "--metric", case_sensitive=False, rich_help_panel=METRIC_PANEL,
+                                                help="Output metres: sensor (a RealSense: fit to its depth stream each frame) or floor "
+                                                     "(no depth sensor: fit to the floor, from --camera-height and pitch). A frame "
+                                                     "that cannot be fitted has NaN depth, counted."),
+    camera_height: Optional[float] = typer.Option(None, "--camera-height", rich_help_panel=METRIC_PANEL,
+                                                  help="--metric floor: the lens's height above the floor, metres."),
+    camera_pitch: float = typer.Option(0.0, "--camera-pitch", rich_help_panel=METRIC_PANEL,
+                                       help="--metric floor: degrees the camera looks down (negative: up). Get it right: "
+                                            "1 degree off moves metres by several %, see docs/metric.md."),
+    camera_roll: float = typer.Option(0.0, "--camera-roll", rich_help_panel=METRIC_PANEL,
+                                      help="--metric floor: degrees the image is turned about the lens's axis (right side down)."),
+    camera_hfov: Optional[float] = typer.Option(None, "--camera-hfov", min=1.0, max=179.0, rich_help_panel=METRIC_PANEL,
+                                                help="--metric floor without a calibration: the horizontal field of view, "
+                                                     "degrees (a pinhole centred in the frame); --camera-info is better."),
     resize: Resize = typer.Option("stretch", "--resize", case_sensitive=False,
                                   help="stretch (whole frame, aspect changes) or letterbox (aspect kept, padded)."),
     pace: Pace = typer.Option("native", "--pace", case_sensitive=False,
@@ -370,7 +386,7 @@ def run(
     record_bag: Optional[str] = typer.Option(None, "--record-bag", rich_help_panel=ROS_PANEL,
                                              help="Write the same ROS 2 messages to this .mcap bag (ros2 bag play, Foxglove); no ROS needed."),
     camera_info: Optional[str] = typer.Option(None, "--camera-info", rich_help_panel=ROS_PANEL,
-                                              help="Camera calibration, a ROS camera_info YAML (default: the RealSense's, or the ros: source's camera_info topic)."),
+                                              help="Camera calibration, a ROS camera_info YAML (default: the RealSense's, or the ros: source's camera_info topic); also for --metric floor."),
     frame_id: str = typer.Option("", "--frame-id", rich_help_panel=ROS_PANEL,
                                  help="header.frame_id (default: the ros: source's; camera_color_optical_frame for a RealSense; else camera_optical_frame)."),
     depth_size: DepthSize = typer.Option("model", "--depth-size", case_sensitive=False, rich_help_panel=ROS_PANEL,
@@ -389,11 +405,13 @@ def run(
 
     Ctrl-C or SIGTERM stops cleanly (recording finished, camera released) and prints the summary.
     """
-    from anydepth_edge.runtime.app import run_depth
+    from anydepth_edge.runtime.app import floor_settings, run_depth
     from anydepth_edge.runtime.loop import RunOptions
 
     opts = RunOptions(max_frames=max_frames, resize_policy=resize.value, pace=pace.value, display=display,
-                      record=record, save_depth=save_depth, serve=serve, metric=metric,
+                      record=record, save_depth=save_depth, serve=serve, metric=_value(metric) or "",
+                      floor=floor_settings(_value(metric), camera_height, camera_pitch, camera_roll, camera_hfov),
+                      camera_info=camera_info, camera_hfov=camera_hfov,
                       reconnect_timeout=reconnect_timeout, overwrite=overwrite, min_free_mb=min_free_mb)
     if ros2 or record_bag or source.strip().lower().startswith("ros:"):
         from anydepth_edge.ros2.app import RosOptions, run_ros
@@ -407,7 +425,7 @@ def run(
                           warn=warn, notify=info, allow_unverified=allow_unverified)
     else:
         given = [flag for flag, value, default in (
-            ("--camera-info", camera_info, None), ("--frame-id", frame_id, ""), ("--depth-size", depth_size.value, "model"),
+            ("--camera-info", camera_info if opts.metric != "floor" else None, None), ("--frame-id", frame_id, ""), ("--depth-size", depth_size.value, "model"),
             ("--points-decimation", points_decimation, 4), ("--colored", colored, False),
             ("--node-name", node_name, "anydepth_edge"), ("--namespace", namespace, ""),
             ("--reliability", reliability.value, "reliable"), ("--ros-args", ros_args, "")) if value != default]

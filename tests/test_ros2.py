@@ -461,9 +461,8 @@ def test_bag_for_mcap_readers_and_colored(tmp_path):
 def test_metric_mode_publishes_metres_and_says_so(tmp_path, size):
     cam = DepthCamera()  # a RealSense-like source whose depth is affine in the brightness
     bag = tmp_path / "m.mcap"
-    opts = RunOptions(metric=True, reconnect_timeout=0.1)
+    opts = RunOptions(metric="sensor", reconnect_timeout=0.1)
     ros = RosOptions(record_bag=str(bag), settings=PublishSettings(depth_size=size, points_decimation=0))
-    ros.settings.metric = True
     s = serve_depth(MeanBackend(), cam.spec, opts, ros, source=cam)
     msgs, _ = read_bag(bag)
     depth = msgs["/anydepth_edge/depth"]
@@ -500,8 +499,8 @@ def test_bad_requests_are_refused_before_the_model(tmp_path):
     ]:
         with pytest.raises(UserError, match=needle):
             prepare(str(folder), opts, ros)
-    with pytest.raises(UserError, match="--metric needs a RealSense"):
-        prepare(str(folder), RunOptions(metric=True), RosOptions(record_bag=str(tmp_path / "a.mcap")))
+    with pytest.raises(UserError, match="--metric sensor needs a RealSense"):
+        prepare(str(folder), RunOptions(metric="sensor"), RosOptions(record_bag=str(tmp_path / "a.mcap")))
     assert not list(tmp_path.glob("*.mcap")) and not list(tmp_path.glob(".*.partial"))
 
 

@@ -274,7 +274,7 @@ def test_metric_fit_on_synthetic_data():
 
 def test_metric_mode_outputs_metres(tmp_path):
     cam = DepthCamera()
-    loop = DepthLoop(MeanBackend(), cam, cam.spec, RunOptions(metric=True, save_depth=str(tmp_path / "d"),
+    loop = DepthLoop(MeanBackend(), cam, cam.spec, RunOptions(metric="sensor", save_depth=str(tmp_path / "d"),
                                                                    reconnect_timeout=0.1))
     s = loop.run()
     assert s.metric is not None and s.metric["rmse_m"] < 0.2 and s.metric["inlier_fraction"] > 0.8
@@ -433,7 +433,7 @@ def test_run_cli_bad_source_is_one_line(tiny_onnx, source, needle):
 
 
 def test_run_cli_metric_needs_realsense(tiny_onnx, video):
-    assert_one_line_error(run_cli("run", "--source", video, "--model", tiny_onnx, "--metric"), "--metric needs a RealSense")
+    assert_one_line_error(run_cli("run", "--source", video, "--model", tiny_onnx, "--metric", "sensor"), "--metric sensor needs a RealSense")
 
 
 def test_sigint_finishes_a_playable_mp4(tiny_onnx, tmp_path):

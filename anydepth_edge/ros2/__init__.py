@@ -14,5 +14,6 @@
 - doctor.py: the `doctor --for ros2` checks.
 
 Relative depth (the model's affine-invariant output) is published as 32FC1 and named so in the
-parameters and docs; metres only with the RealSense metric fit (REP 118). Torch-free, Python 3.8.
+parameters and docs; metres only with a metric fit (--metric sensor or floor, REP 118).
+Torch-free, Python 3.8.
 """

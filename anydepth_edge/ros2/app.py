@@ -39,18 +39,14 @@ class RosOptions:
 
 def prepare(source: str, opts, ros: RosOptions) -> Tuple[SourceSpec, Optional[Intrinsics], Optional[RosApi]]:
     """The source spec, the calibration and the ROS API, or one UserError, before any model loads."""
+    from anydepth_edge.runtime.app import check_metric
     from anydepth_edge.runtime.loop import check_outputs
     from anydepth_edge.runtime.server import parse_serve
 
     if not (ros.publish or ros.record_bag):
         raise UserError("nothing for ROS 2 to do: give --ros2 (publish on a node) and/or --record-bag FILE.mcap")
     spec = parse_ros_source(source) if is_ros_source(source) else parse_source(source)
-    if opts.metric:
-        if spec.kind != "realsense":
-            raise UserError("--metric needs a RealSense source (its depth stream is the reference): "
-                            "--source realsense or a .bag")
-        spec.options["depth"] = True
-    ros.settings.metric = opts.metric
+    check_metric(opts, spec)
     ros.settings.check()
     check_node_name(ros.node_name)
     ros.namespace = check_namespace(ros.namespace)
@@ -117,7 +113,8 @@ def serve_depth(backend, spec: SourceSpec, opts, ros: RosOptions, api: Optional[
         from anydepth_edge.runtime.processing import import_cv2
 
         cv2 = import_cv2()
-    camera = CameraModel(calibration, f"--camera-info {ros.camera_info}")
+    ros.settings.metric = bool(opts.metric)  # REP 118: metres on ~/depth whenever the run fits them
+    camera = CameraModel(calibration, f"--camera-info {ros.camera_info}", hfov_deg=getattr(opts, "camera_hfov", None))
     with ros_node(api, ros, warn) as node:
         settings = node.settings if node else ros.settings
         if source is None and spec.kind == "ros":
@@ -131,14 +128,19 @@ def serve_depth(backend, spec: SourceSpec, opts, ros: RosOptions, api: Optional[
                                    _origin(source, spec, clock, settings), backend.resolution, opts.resize_policy,
                                    cv2, hardware_id=spec.describe(), now_ns=clock.now_ns, warn=warn)
         names = (node.namespace, node.name) if node else (ros.namespace, ros.node_name)
+        if node is not None and opts.floor is not None:
+            opts.floor = node.floor_parameters(opts.floor)
         try:
-            loop = DepthLoop(backend, source, spec, opts, notify=notify, cv2=cv2, warn=warn, sinks=[publisher])
+            loop = DepthLoop(backend, source, spec, opts, notify=notify, cv2=cv2, warn=warn, sinks=[publisher],
+                             camera=camera)
             if ros.record_bag:  # made last: nothing can fail between it and the loop, which closes it
                 publisher.outlets.append(BagOutlet(ros.record_bag, opts.overwrite, *names))
         except BaseException:
             source.release()
             raise
         publisher.stats = loop.live_stats
+        if node is not None and opts.floor is not None:
+            node.follow_imu(loop.metric)
         notify(_describe(settings, ros, names))
         if node is not None:
             node.start(publisher.heartbeat if ros.publish else None)

@@ -8,6 +8,7 @@ centres: u' = (u + 0.5) * s - 0.5), which is what the preprocessor and postproce
 pads shift by whole pixels. R and D do not change (they act on normalised coordinates).
 """
 
+import math
 import re
 import threading
 from dataclasses import dataclass, field
@@ -260,20 +261,28 @@ def intrinsics_from_realsense(i: Any) -> Intrinsics:
                               distortion_model="equidistant" if fisheye else "plumb_bob")
 
 
+def pinhole_of_fov(hw: Tuple[int, int], hfov_deg: float) -> Intrinsics:
+    """An ideal pinhole of this horizontal field of view, principal point at the frame's centre."""
+    f = (hw[1] / 2.0) / math.tan(math.radians(hfov_deg) / 2.0)
+    return Intrinsics.pinhole(hw[1], hw[0], f, f, (hw[1] - 1) / 2.0, (hw[0] - 1) / 2.0)
+
+
 class CameraModel:
     """The frame's intrinsics as the run goes: a calibration known at start (YAML, RealSense), or
     the latest camera_info of a topic (`update`, from the subscription's thread). Cached per frame
     size, so a folder of images of several sizes works."""
 
-    def __init__(self, calibration: Optional[Intrinsics] = None, origin: str = "the calibration"):
+    def __init__(self, calibration: Optional[Intrinsics] = None, origin: str = "the calibration",
+                 hfov_deg: Optional[float] = None):
         self._calibration = calibration
         self.origin = origin
+        self.hfov_deg = hfov_deg  # no calibration: a pinhole of this horizontal field of view, centred
         self._cache: Dict[Tuple[int, int], Intrinsics] = {}
         self._lock = threading.Lock()
 
     @property
     def known(self) -> bool:
-        return self._calibration is not None
+        return self._calibration is not None or self.hfov_deg is not None
 
     def update(self, intr: Optional[Intrinsics], origin: str) -> None:
         if intr is None:
@@ -285,6 +294,8 @@ class CameraModel:
     def at(self, frame_hw: Tuple[int, int]) -> Optional[Intrinsics]:
         with self._lock:
             calibration, origin = self._calibration, self.origin
+            if calibration is None and self.hfov_deg is not None:
+                calibration = pinhole_of_fov(frame_hw, self.hfov_deg)
             if calibration is None:
                 return None
             hw = tuple(frame_hw)

@@ -111,6 +111,7 @@ class DepthNode:
                 self.publishers[kind] = self.node.create_publisher(
                     api.msg_class(*TOPICS[kind].msgtype.split("/msg/")), TOPICS[kind].name, self._publisher_qos(kind))
         self.timer = None
+        self.imu_topic, self.imu_rejected = "", 0  # --metric floor: floor_parameters, follow_imu
         self.spin_error: Optional[str] = None
         self.executor = api.Executor()
         self.executor.add_node(self.node)
@@ -138,7 +139,7 @@ class DepthNode:
 
         # read-only: which depth this node publishes follows the run (--metric), never switched live
         mode = value("depth_mode", s.depth_mode, "relative: the model's affine-invariant depth (no unit, known only "
-                                                 "up to scale and shift); metric: metres from the RealSense fit",
+                                                 "up to scale and shift); metric: metres (--metric sensor or floor)",
                      read_only=True)
         if mode != s.depth_mode:
             raise UserError(f"ROS parameter depth_mode is {s.depth_mode} for this run and read-only: "
@@ -157,6 +158,46 @@ class DepthNode:
         if chosen not in RELIABILITIES:
             raise UserError(f"parameter reliability {chosen!r}: choose {' or '.join(RELIABILITIES)}")
         return settings, chosen
+
+    def floor_parameters(self, floor):
+        """--metric floor's mounting as parameters (the CLI's values the defaults; -p overrides), read
+        once at start, and imu_topic: a sensor_msgs/Imu whose pitch and roll are added to them live."""
+        d = self.api.ParameterDescriptor
+        read = {}
+        for name, default, description in (
+                ("camera_height", float(floor.height_m), "metres from the floor to the lens"),
+                ("camera_pitch", float(floor.pitch_deg), "degrees the camera looks down, relative to the IMU's body"),
+                ("camera_roll", float(floor.roll_deg), "degrees the image is turned (right side down)"),
+                ("imu_topic", "", "a sensor_msgs/Imu of the robot's body (x forward, z up): its pitch and roll are "
+                                  "added to camera_pitch / camera_roll each message; empty: none")):
+            try:
+                read[name] = self.node.declare_parameter(name, default, d(description=description)).value
+            except Exception as e:  # a wrongly typed -p override
+                raise UserError(f"ROS parameter {name}: {e}") from None
+        self.imu_topic = str(read.pop("imu_topic"))
+        return replace(floor, height_m=read["camera_height"], pitch_deg=read["camera_pitch"],
+                       roll_deg=read["camera_roll"]).check()
+
+    def follow_imu(self, metric) -> None:
+        """Each Imu message on `imu_topic` sets the floor fit's pitch and roll: the mounting's plus the
+        body's (a robot braking pitches forward: the floor moves in the image)."""
+        if not self.imu_topic:
+            return
+        from anydepth_edge.runtime.floor import pitch_roll_from_quaternion
+
+        mount = (metric.settings.pitch_deg, metric.settings.roll_deg)
+
+        def on_imu(msg) -> None:
+            q = msg.orientation
+            try:
+                pitch, roll = pitch_roll_from_quaternion(q.x, q.y, q.z, q.w)
+                metric.set_attitude(mount[0] + pitch, mount[1] + roll)
+            except (ValueError, UserError) as e:  # a zero quaternion, an attitude past 89 degrees
+                self.imu_rejected += 1
+                if self.imu_rejected == 1:
+                    self.warn(f"{self.imu_topic}: orientation not used ({e}); the last good one stays")
+
+        self.subscribe(self.api.msg_class("sensor_msgs", "Imu"), self.imu_topic, on_imu)
 
     # -- QoS ------------------------------------------------------------------------------------
     def _publisher_qos(self, kind: str):

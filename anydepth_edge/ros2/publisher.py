@@ -5,8 +5,9 @@ Per frame: ~/depth (32FC1), and when intrinsics are known ~/depth/camera_info an
 ~/depth/colored on request; /diagnostics every `diagnostics_period` seconds. The header stamp is
 the capture time (the source message's own stamp for a ROS topic), the frame_id a setting.
 
-With --metric, REP 118 wants metres: a frame whose metric fit failed (sensor blind) is not published
-rather than published in other units; such frames are counted in the diagnostics. Python 3.8.
+With --metric, REP 118 wants metres: a frame whose metric fit was refused (sensor blind, too little
+floor) is published with NaN depth (REP 117: no reading) and no points, rather than in other units;
+such frames are counted and named in the diagnostics, which turn WARN. Python 3.8.
 """
 
 import threading
@@ -72,7 +73,7 @@ class DepthPublisher:
         self.now_ns, self.warn = now_ns, warn
         self.stats: Callable[[], Dict[str, Any]] = dict  # the loop's live_stats, once the loop exists
         self.published = 0
-        self.unpublished = 0  # metric mode: frames whose fit failed
+        self.unpublished = 0  # metric mode: frames whose fit was refused (published as NaN)
         self.last_sent = time.monotonic()
         self.last_diagnostics = 0.0
         self.warned_no_intrinsics = False
@@ -82,9 +83,9 @@ class DepthPublisher:
     def write(self, frame, depth: np.ndarray, depth_frame: np.ndarray, colour: np.ndarray,
               fit: Optional[Any]) -> None:
         s = self.settings
-        if s.metric and fit is None:
+        refused = s.metric and fit is None
+        if refused:
             self.unpublished += 1
-            return
         stamp, frame_id = self.origin(frame)
         hdr = m.header(stamp, frame_id)
         d, coloured = self._depth(frame, depth, depth_frame, colour, fit)
@@ -92,13 +93,14 @@ class DepthPublisher:
         intr = self._intrinsics(frame)
         if intr is not None:
             msgs.append(("camera_info", m.camera_info_msg(hdr, intr)))
-            if s.points_decimation:
+            if s.points_decimation and not refused:
                 msgs.append(("points", self._cloud(hdr, frame.image, d, intr)))
         if s.colored:
             msgs.append(("colored", m.image_msg(hdr, coloured, "bgr8")))
         now = time.monotonic()
         if now - self.last_diagnostics >= s.diagnostics_period:
-            msgs.append(("diagnostics", self._diagnostics(m.OK, "publishing")))
+            msgs.append(("diagnostics", self._diagnostics(m.WARN, "metric fit refused: depth is NaN") if refused
+                          else self._diagnostics(m.OK, "publishing")))
         self._send(msgs, now)
         self.published += 1
 
@@ -112,6 +114,8 @@ class DepthPublisher:
             d = self.post.to_frame(depth, hw, frame.geometry)
             if fit is not None:
                 d = fit.apply(d)
+            elif self.settings.metric:  # refused: no metric depth, as the loop's frame-size one
+                d = np.full_like(d, np.nan)
             coloured = self.post.colourise(d) if self.settings.colored else None
         if self.settings.metric:
             # REP 117: the fit clamps to 0 m where it goes negative; that is no valid depth, so NaN
@@ -149,7 +153,7 @@ class DepthPublisher:
             if summary.get("mean") is not None:
                 values[f"{stage}_ms"] = f"mean {summary['mean']:.2f}, p90 {summary['p90']:.2f}"
         if self.settings.metric:
-            values["unpublished (metric fit missed)"] = str(self.unpublished)
+            values["metric_refused_frames"] = str(self.unpublished)
             for key, value in (stats.get("metric") or {}).items():
                 values[f"metric_{key}"] = f"{value:.4g}" if isinstance(value, (int, float)) else str(value)
         return m.diagnostics_msg(m.header(self.now_ns(), self.settings.frame_id), level,

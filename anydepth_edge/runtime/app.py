@@ -90,6 +90,48 @@ def _ort_cuda() -> bool:
     return ort_has_cuda()
 
 
+def floor_settings(mode: Optional[str], height: Optional[float], pitch: float, roll: float,
+                   hfov: Optional[float]):
+    """--metric floor's settings from the CLI's values (None in other modes), or one UserError."""
+    given = [flag for flag, value, default in (("--camera-height", height, None), ("--camera-pitch", pitch, 0.0),
+                                               ("--camera-roll", roll, 0.0), ("--camera-hfov", hfov, None))
+             if value != default]
+    if mode != "floor":
+        if given:
+            raise UserError(f"{', '.join(given)}: used only with --metric floor")
+        return None
+    if height is None:
+        raise UserError("--metric floor needs --camera-height METRES (the lens above the floor; and --camera-pitch "
+                        "DEG if it looks down): see docs/metric.md")
+    from anydepth_edge.runtime.floor import FloorSettings
+
+    return FloorSettings(height, pitch, roll).check()
+
+
+def check_metric(opts, spec):
+    """Refuse a metric mode the source cannot serve, before any model loads. Returns the camera
+    model --metric floor fits with (a calibration, a field of view, or empty until the RealSense's
+    intrinsics are read), else None."""
+    if opts.metric == "sensor":
+        if spec.kind != "realsense":
+            raise UserError("--metric sensor needs a RealSense source (its depth stream is the reference): --source "
+                            "realsense or a .bag; without a depth sensor use --metric floor")
+        spec.options["depth"] = True
+        return None
+    if opts.metric != "floor":
+        return None
+    from anydepth_edge.ros2.camera import CameraModel, load_calibration
+
+    if opts.camera_info:
+        return CameraModel(load_calibration(opts.camera_info), f"--camera-info {opts.camera_info}")
+    if opts.camera_hfov:
+        return CameraModel(hfov_deg=opts.camera_hfov)
+    if spec.kind in ("realsense", "ros"):
+        return CameraModel()  # the RealSense's intrinsics, or the topic's camera_info
+    raise UserError("--metric floor needs the camera's intrinsics: --camera-info FILE.yaml (a ROS calibration) or "
+                    "--camera-hfov DEG (its horizontal field of view)")
+
+
 def run_depth(source: str, model: Optional[str], res: str, backend: str, opts, engines_dir: str, export_dir: str,
               console, warn: Callable[[str], None], notify: Callable[[str], None], allow_unverified: bool = False):
     """`anydepth-edge run`: validate, open the backend and the source, run the loop until the source
@@ -101,10 +143,7 @@ def run_depth(source: str, model: Optional[str], res: str, backend: str, opts, e
     from anydepth_edge.runtime.sources import open_source, parse_source
 
     spec = parse_source(source)
-    if opts.metric and spec.kind != "realsense":
-        raise UserError("--metric needs a RealSense source (its depth stream is the reference): --source realsense or a .bag")
-    if opts.metric:
-        spec.options["depth"] = True
+    camera = check_metric(opts, spec)
     if opts.serve:
         from anydepth_edge.runtime.server import parse_serve
 
@@ -115,7 +154,11 @@ def run_depth(source: str, model: Optional[str], res: str, backend: str, opts, e
                                        allow_unverified=allow_unverified)
     try:
         src = open_source(spec, cv2=cv2)
-        loop = DepthLoop(be, src, spec, opts, notify=notify, cv2=cv2, warn=warn)
+        if camera is not None and not camera.known:
+            from anydepth_edge.ros2.sources import realsense_intrinsics
+
+            camera.update(realsense_intrinsics(src), "the RealSense colour stream")
+        loop = DepthLoop(be, src, spec, opts, notify=notify, cv2=cv2, warn=warn, camera=camera)
     except BaseException:
         be.close()
         raise
@@ -132,6 +175,19 @@ def run_depth(source: str, model: Optional[str], res: str, backend: str, opts, e
         be.close()
     print_summary(summary, console)
     return summary
+
+
+def metric_lines(m) -> list:
+    """The summary's lines on the metric fit: frames fitted and refused (why), the last fit's figures."""
+    lines = [f"metric ({m['mode']}): {m['fitted']} frames in metres, {m['refused']} refused (NaN depth)"
+             + (f", last because {m['last_refusal']}" if m["refused"] else "")]
+    if "scale" in m:
+        inverse = "1/" if m.get("space") == "disparity" else ""
+        figures = f"rmse {m['rmse_m']:.3f} m, AbsRel {m['abs_rel']:.3f}, inliers {m['inlier_fraction']:.0%}"
+        if "floor_fraction" in m:
+            figures += f", floor {m['floor_fraction']:.0%} of the frame"
+        lines.append(f"last fit: {inverse}depth_m = {m['scale']:.4g} x output {m['shift']:+.4g}; {figures}")
+    return lines
 
 
 def print_summary(summary, console) -> None:
@@ -155,8 +211,7 @@ def print_summary(summary, console) -> None:
         console.print(f"{summary.nonfinite_frames} frames had NaN/Inf depth (painted magenta; NaN kept in .npy, "
                       "0 in .png)")
     if summary.metric:
-        m = summary.metric
-        console.print(f"metric fit (last frame): depth_m = {m['scale']:.4f} x pred {m['shift']:+.4f}; "
-                      f"rmse {m['rmse_m']:.3f} m, AbsRel {m['abs_rel']:.3f}, inliers {m['inlier_fraction']:.0%}")
+        for line in metric_lines(summary.metric):
+            console.print(line, markup=False)
     for o in summary.outputs:
         console.print(f"wrote {o}")

@@ -28,9 +28,10 @@ import numpy as np
 from anydepth_edge.engines.base import Backend
 from anydepth_edge.errors import UserError
 from anydepth_edge.runtime.capture import CaptureThread, Frame
-from anydepth_edge.runtime.metric import fit_scale_shift
+from anydepth_edge.runtime.floor import FloorMetric, FloorSettings
+from anydepth_edge.runtime.metric import METRIC_MODES, MetricTracker, SensorMetric
 from anydepth_edge.runtime.outputs import check_depth_folder, check_record_target, same_folder
-from anydepth_edge.runtime.processing import Postprocessor, Preprocessor, import_cv2
+from anydepth_edge.runtime.processing import Postprocessor, Preprocessor, display_range, import_cv2
 from anydepth_edge.runtime.recording import VideoRecorder
 from anydepth_edge.runtime.sinks import BADGE, DepthSaver, Display, side_by_side
 from anydepth_edge.runtime.sources import FrameSource, SourceSpec, redact
@@ -48,7 +49,10 @@ class RunOptions:
     record: Optional[str] = None
     save_depth: Optional[str] = None
     serve: Optional[str] = None
-    metric: bool = False
+    metric: str = ""  # "" (relative depth) or one of metric.METRIC_MODES: sensor (RealSense), floor
+    floor: Optional[FloorSettings] = None  # --metric floor: the camera's mounting
+    camera_info: Optional[str] = None  # --metric floor: a calibration YAML (else --camera-hfov, else the RealSense's)
+    camera_hfov: Optional[float] = None
     reconnect_timeout: float = 30.0
     overlay: bool = True
     overwrite: bool = False  # replace an existing --record file, write into a non-empty --save-depth folder
@@ -66,6 +70,20 @@ def check_outputs(opts: RunOptions, spec: Optional[SourceSpec] = None) -> None:
             raise UserError(f"--save-depth {opts.save_depth} is the source folder: give another folder "
                             "(the depth files take the images' names)")
         check_depth_folder(opts.save_depth, opts.overwrite, opts.min_free_mb)
+
+
+def metric_tracker(opts: RunOptions, space: str, camera: Any = None) -> Optional[MetricTracker]:
+    """The run's metric mode, fitting in the model's output `space`; None for relative depth."""
+    if not opts.metric:
+        return None
+    if opts.metric not in METRIC_MODES:
+        raise UserError(f"--metric {opts.metric}: choose {' or '.join(METRIC_MODES)}")
+    if opts.metric == "sensor":
+        return SensorMetric(space)
+    if opts.floor is None or camera is None:
+        raise UserError("--metric floor needs the camera's height (--camera-height) and its intrinsics "
+                        "(--camera-info FILE.yaml or --camera-hfov DEG)")
+    return FloorMetric(opts.floor, camera, space)
 
 
 class StageStats:
@@ -108,7 +126,7 @@ class RunSummary:
 class DepthLoop:
     def __init__(self, backend: Backend, source: FrameSource, spec: SourceSpec, opts: RunOptions,
                  notify: Callable[[str], None] = lambda s: None, cv2=None,
-                 warn: Optional[Callable[[str], None]] = None, sinks: Sequence[Any] = ()):
+                 warn: Optional[Callable[[str], None]] = None, sinks: Sequence[Any] = (), camera: Any = None):
         self.backend, self.source, self.spec, self.opts = backend, source, spec, opts
         self.sinks = list(sinks)
         self.notify = notify
@@ -137,7 +155,7 @@ class DepthLoop:
         if opts.record:
             self.recorder = VideoRecorder(opts.record, self.cv2, fps=self._record_fps(), overwrite=opts.overwrite,
                                           notify=notify, warn=self.warn)
-        self.saver = DepthSaver(opts.save_depth, self.cv2, opts.metric, self.output_kind) if opts.save_depth else None
+        self.saver = DepthSaver(opts.save_depth, self.cv2, bool(opts.metric), self.output_kind) if opts.save_depth else None
         self.display = Display(self.cv2) if opts.display else None
         self.latest_view: Optional[np.ndarray] = None
         self.hub = self.server = None
@@ -151,8 +169,8 @@ class DepthLoop:
             if exposed(host):
                 self.warn(f"the viewer on {host}:{self.server.address[1]} is exposed to the network: anyone who "
                           "reaches this machine can watch the camera (--serve PORT alone keeps it on 127.0.0.1)")
-        self.metric_last: Optional[Dict[str, float]] = None
-        self.metric_misses = 0
+        self.metric = metric_tracker(opts, self.output_kind, camera)
+        self.colour_range: Optional[List[float]] = None  # the depth colour bar's ends, in metres when metric
         self.nonfinite_frames = 0
         self.output_error: Optional[str] = None
 
@@ -175,7 +193,8 @@ class DepthLoop:
             "source": self.spec.describe(), "backend": self.backend.describe().get("backend"),
             "frames": self.stats["inference"].count, "dropped": self.capture.dropped,
             "loop_fps": self.loop_fps(), "inference_fps": 1000.0 / inf if inf else None,
-            "stages": {s: st.summary() for s, st in self.stats.items()}, "metric": self.metric_last,
+            "stages": {s: st.summary() for s, st in self.stats.items()}, "metric": self.metric.stats() if self.metric else None,
+            "colour_range": self.colour_range,
             "resize_policy": self.opts.resize_policy, "nonfinite_frames": self.nonfinite_frames,
             "random_weights": self.random_weights,
         }
@@ -186,9 +205,8 @@ class DepthLoop:
         lines = [f"{fps:.1f} FPS" if fps else "-- FPS",
                  f"infer {s['inference'] or 0:.1f} ms  pre {s['preprocess'] or 0:.1f}  post {s['postprocess'] or 0:.1f}",
                  f"e2e {s['end_to_end'] or 0:.1f} ms  dropped {self.capture.dropped}"]
-        if self.metric_last:
-            lines.append(f"metric: x{self.metric_last['scale']:.3f} {self.metric_last['shift']:+.3f} m, "
-                         f"rmse {self.metric_last['rmse_m'] * 100:.1f} cm")
+        if self.metric:
+            lines.append(self.metric.overlay())
         if nonfinite is not None:
             lines.append(f"NaN/Inf depth: {nonfinite:.1%} of pixels (magenta)")
         return lines
@@ -227,15 +245,13 @@ class DepthLoop:
         nonfinite = self._check_finite(frame, depth)
         depth_frame = self.post.to_frame(depth, (h, w), frame.geometry)
         fit = None
-        if self.opts.metric:
-            fit = (fit_scale_shift(depth_frame, frame.aux_depth, space=self.output_kind)
-                   if frame.aux_depth is not None else None)
-            if fit is None:
-                self.metric_misses += 1
-            else:
-                depth_frame = fit.apply(depth_frame)
-                self.metric_last = fit.to_dict()
-        colour = self.post.colourise(depth_frame)
+        if self.metric:
+            fit = self.metric.fit(frame, depth_frame)
+            # a refused frame has no metric depth rather than a wrong one (REP 117: NaN, no reading)
+            depth_frame = fit.apply(depth_frame) if fit is not None else np.full_like(depth_frame, np.nan)
+        _, lo, hi = display_range(depth_frame)
+        self.colour_range = [lo, hi] if self.metric and hi > lo else None
+        colour = self.post.colourise(depth_frame, lo, hi)
         view = None
         if self.recorder or self.display or self.hub:
             view = side_by_side(frame.image, colour, self._overlay(nonfinite) if self.opts.overlay else [], self.cv2,
@@ -333,7 +349,7 @@ class DepthLoop:
         summary.loop_fps = stats["loop_fps"]
         summary.inference_fps = stats["inference_fps"]
         summary.stages = stats["stages"]
-        summary.metric = self.metric_last
+        summary.metric = stats["metric"]
         summary.nonfinite_frames = self.nonfinite_frames
         summary.error = redact("; ".join(e for e in errors if e)) or None
         if not summary.stopped_by:

@@ -44,6 +44,8 @@ SENSOR = {
                            is_bigendian=lambda: UNSET, point_step=lambda: UNSET, row_step=lambda: UNSET,
                            data=lambda: UNSET, is_dense=lambda: UNSET),
 }
+Quaternion = message("Quaternion", x=lambda: UNSET, y=lambda: UNSET, z=lambda: UNSET, w=lambda: UNSET)
+SENSOR["Imu"] = message("Imu", header=Header, orientation=Quaternion)
 SENSOR["CameraInfo"] = message("CameraInfo", header=Header, height=lambda: UNSET, width=lambda: UNSET,
                                distortion_model=lambda: UNSET, d=list, k=lambda: [0.0] * 9, r=lambda: [0.0] * 9,
                                p=lambda: [0.0] * 12, binning_x=lambda: UNSET, binning_y=lambda: UNSET,
