@@ -360,10 +360,10 @@ def run(
     max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Stop after this many frames."),
     metric: Optional[MetricMode] = typer.Option(None, "--metric", case_sensitive=False, rich_help_panel=METRIC_PANEL,
                                                 help="Output metres: sensor (a RealSense: fit to its depth stream each frame) or floor "
-                                                     "(no depth sensor: fit to the floor, from --camera-height and pitch). A frame "
-                                                     "that cannot be fitted has NaN depth, counted."),
+                                                     "(no depth sensor: fit to the floor; needs --camera-height, --camera-pitch and the intrinsics: "
+                                                     "--camera-info or --camera-hfov). A frame that cannot be fitted has NaN depth, counted."),
     camera_height: Optional[float] = typer.Option(None, "--camera-height", rich_help_panel=METRIC_PANEL,
-                                                  help="--metric floor: the lens's height above the floor, metres."),
+                                                  help="--metric floor (required): the lens's height above the floor, metres (0.02-20)."),
     camera_pitch: float = typer.Option(0.0, "--camera-pitch", rich_help_panel=METRIC_PANEL,
                                        help="--metric floor: degrees the camera looks down (negative: up). Get it right: "
                                             "1 degree off moves metres by several %, see docs/metric.md."),

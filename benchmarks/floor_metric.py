@@ -84,7 +84,7 @@ def pitch_sensitivity():
     print("| camera height | pitch | target | floor ray at the target | fitted frame, depth model | "
           "fitted frame, disparity model |")
     print("|---:|---:|---:|---:|---:|---:|")
-    for height, pitch in ((0.3, 5.0), (1.2, 15.0)):
+    for height, pitch in ((0.3, 5.0), (0.5, 10.0), (1.2, 15.0)):
         for target in (2.0, 5.0):
             cells = []
             for space in SPACES:

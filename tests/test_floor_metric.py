@@ -224,6 +224,7 @@ def test_the_loop_writes_metres_and_nan_for_a_refused_frame(tmp_path, space):
                      camera=CameraModel(scene.intrinsics))
     s = loop.run()
     assert s.frames == 4 and s.metric["fitted"] == 3 and s.metric["refused"] == 1
+    assert sum(s.metric["refusals"].values()) == 1
     assert "floor" in s.metric["last_refusal"]
     npys = sorted((tmp_path / "d").glob("*.npy"))
     assert np.isnan(np.load(npys[2])).all()  # no metric depth rather than a wrong one
@@ -266,6 +267,13 @@ def test_run_help_offers_the_floor_and_bad_requests_are_one_line(tmp_path):
                           "intrinsics", "--camera-hfov")
     assert_one_line_error(run_cli("run", "--source", clip, "--metric", "floor", "--camera-height", "-1",
                                   "--camera-hfov", "60"), "--camera-height -1")
+    assert_one_line_error(run_cli("run", "--source", clip, "--metric", "floor", "--camera-height", "1", "--camera-hfov",
+                                  "60", "--camera-info", tmp_path / "cam.yaml"), "keep one")
+    # what the fit will use is said before the model loads; a pitch left out is named as level
+    no_model = run_cli("run", "--source", clip, "--metric", "floor", "--camera-height", "0.45", "--camera-hfov", "70",
+                       "--export-dir", tmp_path / "none", "--engines-dir", tmp_path / "none")
+    assert "lens 0.45 m above the floor, pitch 0 deg down" in no_model.stderr
+    assert "--camera-pitch not given: the camera is taken as level" in no_model.stderr
 
 
 # ----------------------------------------------------------------------------- ROS 2

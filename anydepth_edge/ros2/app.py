@@ -37,7 +37,8 @@ class RosOptions:
     settings: PublishSettings = field(default_factory=PublishSettings)
 
 
-def prepare(source: str, opts, ros: RosOptions) -> Tuple[SourceSpec, Optional[Intrinsics], Optional[RosApi]]:
+def prepare(source: str, opts, ros: RosOptions, notify: Callable[[str], None] = lambda s: None,
+            warn: Callable[[str], None] = lambda s: None) -> Tuple[SourceSpec, Optional[Intrinsics], Optional[RosApi]]:
     """The source spec, the calibration and the ROS API, or one UserError, before any model loads."""
     from anydepth_edge.runtime.app import check_metric
     from anydepth_edge.runtime.loop import check_outputs
@@ -46,7 +47,7 @@ def prepare(source: str, opts, ros: RosOptions) -> Tuple[SourceSpec, Optional[In
     if not (ros.publish or ros.record_bag):
         raise UserError("nothing for ROS 2 to do: give --ros2 (publish on a node) and/or --record-bag FILE.mcap")
     spec = parse_ros_source(source) if is_ros_source(source) else parse_source(source)
-    check_metric(opts, spec)
+    check_metric(opts, spec, notify, warn)
     ros.settings.check()
     check_node_name(ros.node_name)
     ros.namespace = check_namespace(ros.namespace)
@@ -69,7 +70,7 @@ def run_ros(source: str, model: Optional[str], res: str, backend: str, opts, ros
     from anydepth_edge.runtime.app import open_run_backend, print_summary
     from anydepth_edge.runtime.processing import import_cv2
 
-    spec, calibration, api = prepare(source, opts, ros)
+    spec, calibration, api = prepare(source, opts, ros, notify, warn)
     cv2 = import_cv2()
     be, choice_text = open_run_backend(model, res, backend, engines_dir, export_dir, warn=warn, notify=notify,
                                        **backend_options)

@@ -36,7 +36,7 @@ def open_run_backend(model: Optional[str], res: str, backend: str, engines_dir: 
             found = sorted(p.name for p in path.iterdir() if p.suffix in (".onnx", ".engine"))[:3]
             raise UserError(f"--model {model} is a folder: give a model file in it ("
                             + (", ".join(found) if found else "it holds no .onnx or .engine")
-                            + f"), or leave --model out to pick from --export-dir / --engines-dir")
+                            + "), or leave --model out to pick from --export-dir / --engines-dir")
         if not path.is_file():
             raise UserError(f"--model {model}: file not found")
     if path.suffix == ".engine":
@@ -108,10 +108,11 @@ def floor_settings(mode: Optional[str], height: Optional[float], pitch: float, r
     return FloorSettings(height, pitch, roll).check()
 
 
-def check_metric(opts, spec):
-    """Refuse a metric mode the source cannot serve, before any model loads. Returns the camera
-    model --metric floor fits with (a calibration, a field of view, or empty until the RealSense's
-    intrinsics are read), else None."""
+def check_metric(opts, spec, notify: Callable[[str], None] = lambda s: None,
+                 warn: Callable[[str], None] = lambda s: None):
+    """Refuse a metric mode the source cannot serve, before any model loads, and say what the fit
+    will use. Returns the camera model --metric floor fits with (a calibration, a field of view, or
+    empty until the RealSense's or the topic's intrinsics arrive), else None."""
     if opts.metric == "sensor":
         if spec.kind != "realsense":
             raise UserError("--metric sensor needs a RealSense source (its depth stream is the reference): --source "
@@ -122,14 +123,25 @@ def check_metric(opts, spec):
         return None
     from anydepth_edge.ros2.camera import CameraModel, load_calibration
 
+    if opts.camera_info and opts.camera_hfov:
+        raise UserError("--camera-info and --camera-hfov both give the intrinsics: keep one (the calibration is better)")
     if opts.camera_info:
-        return CameraModel(load_calibration(opts.camera_info), f"--camera-info {opts.camera_info}")
-    if opts.camera_hfov:
-        return CameraModel(hfov_deg=opts.camera_hfov)
-    if spec.kind in ("realsense", "ros"):
-        return CameraModel()  # the RealSense's intrinsics, or the topic's camera_info
-    raise UserError("--metric floor needs the camera's intrinsics: --camera-info FILE.yaml (a ROS calibration) or "
-                    "--camera-hfov DEG (its horizontal field of view)")
+        camera, origin = CameraModel(load_calibration(opts.camera_info), f"--camera-info {opts.camera_info}"), \
+            f"the calibration {opts.camera_info}"
+    elif opts.camera_hfov:
+        camera, origin = CameraModel(hfov_deg=opts.camera_hfov), f"a centred pinhole of {opts.camera_hfov:g} deg HFOV"
+    elif spec.kind in ("realsense", "ros"):
+        camera, origin = CameraModel(), ("the RealSense" if spec.kind == "realsense" else "the topic's camera_info")
+    else:
+        raise UserError("--metric floor needs the camera's intrinsics: --camera-info FILE.yaml (a ROS calibration) or "
+                        "--camera-hfov DEG (its horizontal field of view)")
+    f = opts.floor
+    notify(f"metric floor: lens {f.height_m:g} m above the floor, pitch {f.pitch_deg:g} deg down, roll {f.roll_deg:g} "
+           f"deg; intrinsics from {origin}")
+    if f.pitch_deg == 0.0:
+        warn("--camera-pitch not given: the camera is taken as level (0 deg); one looking down needs its pitch, "
+             "each degree off costs several % of range (docs/metric.md)")
+    return camera
 
 
 def run_depth(source: str, model: Optional[str], res: str, backend: str, opts, engines_dir: str, export_dir: str,
@@ -143,7 +155,7 @@ def run_depth(source: str, model: Optional[str], res: str, backend: str, opts, e
     from anydepth_edge.runtime.sources import open_source, parse_source
 
     spec = parse_source(source)
-    camera = check_metric(opts, spec)
+    camera = check_metric(opts, spec, notify, warn)
     if opts.serve:
         from anydepth_edge.runtime.server import parse_serve
 
@@ -181,6 +193,8 @@ def metric_lines(m) -> list:
     """The summary's lines on the metric fit: frames fitted and refused (why), the last fit's figures."""
     lines = [f"metric ({m['mode']}): {m['fitted']} frames in metres, {m['refused']} refused (NaN depth)"
              + (f", last because {m['last_refusal']}" if m["refused"] else "")]
+    if len(m.get("refusals") or {}) > 1:
+        lines.append("refused because: " + "; ".join(f"{why} ({n})" for why, n in m["refusals"].items()))
     if "scale" in m:
         inverse = "1/" if m.get("space") == "disparity" else ""
         figures = f"rmse {m['rmse_m']:.3f} m, AbsRel {m['abs_rel']:.3f}, inliers {m['inlier_fraction']:.0%}"

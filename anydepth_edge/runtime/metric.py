@@ -181,7 +181,7 @@ class MetricTracker:
 
     def stats(self) -> Dict[str, Any]:
         return {"mode": self.mode, "fitted": self.fitted, "refused": self.refused, "last_refusal": self.last_refusal,
-                **self.last}
+                "refusals": dict(self.refusals), **self.last}
 
     def overlay(self) -> str:
         """One line for the views."""
