@@ -24,6 +24,7 @@ from anydepth_edge.specs import DECODERS, expand_decoders
 from anydepth_edge.targets import SAMPLERS as SAMPLER_FORMS
 from anydepth_edge.targets import TARGET_CHOICES
 from anydepth_edge.runtime.metric import METRIC_MODES
+from anydepth_edge.evaluation.datasets import DATASETS
 
 app = typer.Typer(
     name="anydepth-edge",
@@ -71,6 +72,7 @@ Reliability = _choices("Reliability", ("reliable", "best_effort"))
 ROS_PANEL = "ROS 2 (--ros2, --record-bag, --source ros:TOPIC; docs/ros2.md)"
 METRIC_PANEL = "Metric depth (--metric; docs/metric.md)"
 MetricMode = _choices("MetricMode", METRIC_MODES)
+EvalDataset = _choices("EvalDataset", DATASETS)
 SAMPLER_HELP = ("DySample form: gridsample (ONNX GridSample, TensorRT >= 8.5), gather (the same bilinear sampling "
                 "from Gather + arithmetic, 2x faster on ONNX Runtime CPU); auto = the target's default: gather for ort, "
                 "gridsample for TensorRT.")
@@ -476,6 +478,32 @@ def _click_exceptions():
     mro = typer.BadParameter.__mro__
     usage = next(c for c in mro if c.__name__ == "UsageError")
     return usage, next(c for c in mro if c.__name__ == "ClickException"), typer.Abort
+
+
+@app.command("eval")
+def eval_(
+    data: str = typer.Option(..., "--data", "-d", help="NYUv2's nyu_depth_v2_labeled.mat (splits.mat beside it), a KITTI root with --split eigen_test_files_with_gt.txt, or a folder of rgb/NAME.png + depth/NAME.png (16-bit) pairs."),
+    dataset: EvalDataset = typer.Option("auto", "--dataset", case_sensitive=False, help="nyu (NYUv2, Eigen crop, 10 m), kitti (KITTI Eigen, Garg crop, 80 m), folder (no crop, 80 m); auto: by what --data is."),
+    split: Optional[str] = typer.Option(None, "--split", help="NYUv2: splits.mat or a list of 1-based indices (default: splits.mat beside the .mat; 'all': every image). KITTI: the test list."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="The engine or ONNX export to evaluate (default: the newest matching one in engines/, else export/)."),
+    res: str = typer.Option("256", "--res", "-r", help="Model size to look for when --model is not given. " + RES_HELP),
+    backend: BackendName = typer.Option("auto", "--backend", "-b", case_sensitive=False, help=BACKEND_HELP),
+    against: Optional[str] = typer.Option(None, "--against", help="Also run fp32 (--model's FP32 export on ONNX Runtime) or another model file on the same images: both metric sets, their difference, the worst images."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N test images (a quick run on the robot)."),
+    depth_scale: float = typer.Option(0.001, "--depth-scale", min=1e-9, help="Folder datasets: metres per unit of the 16-bit depth PNGs (0.001: millimetres)."),
+    out_dir: str = typer.Option("eval", "--out-dir", "-o", help="Where the record goes (JSON, Markdown, PNG)."),
+    engines_dir: str = typer.Option("engines", "--engines-dir", help="Where to look for engines."),
+    export_dir: str = typer.Option("export", "--export-dir", help="Where to look for ONNX files."),
+    allow_unverified: bool = typer.Option(False, "--allow-unverified", help="Evaluate a TensorRT engine whose output was not checked against FP32."),
+) -> None:
+    """Accuracy of the deployed model: AbsRel, RMSE, delta1-3 on NYUv2, KITTI or your own RGB + depth pairs, with the zero-shot affine-invariant protocol (scale and shift fitted per image); --against fp32 shows what the deployment lost. docs/eval.md."""
+    from anydepth_edge.evaluation.app import EvalOptions, print_record, run_eval
+
+    opts = EvalOptions(data=data, dataset=dataset.value, split=split, depth_scale=depth_scale, limit=limit, model=model,
+                       res=res, backend=backend.value, against=against, engines_dir=engines_dir, export_dir=export_dir,
+                       out_dir=out_dir, allow_unverified=allow_unverified)
+    record, paths = run_eval(opts, out, warn=warn, notify=info)
+    print_record(record, paths, out)
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -95,8 +95,9 @@ def _complete(fmt: str, data: bytes) -> bool:
     return True  # BMP, WebP and TIFF locate their data by offsets; OpenCV refuses short ones
 
 
-def decode_image(data: bytes, cv2, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """BGR uint8 (H, W, 3) of encoded image bytes; ImageRefused with the reason otherwise."""
+def decode_image(data: bytes, cv2, max_pixels: int = MAX_PIXELS, flags: Optional[int] = None) -> np.ndarray:
+    """BGR uint8 (H, W, 3) of encoded image bytes (`flags` cv2.IMREAD_UNCHANGED: as stored, e.g. a
+    16-bit depth PNG); ImageRefused with the reason otherwise."""
     fmt, w, h = declared_size(bytes(data[:65536]))
     if w <= 0 or h <= 0:
         raise ImageRefused(f"a {fmt} declaring {w}x{h} pixels")
@@ -105,7 +106,7 @@ def decode_image(data: bytes, cv2, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     if not _complete(fmt, data):
         raise ImageRefused(f"a truncated {fmt} (its end is missing)")
     try:
-        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR if flags is None else flags)
     except cv2.error as e:  # OpenCV's own assertions: one line, not its trace
         raise ImageRefused(f"a {fmt} OpenCV cannot decode ({str(e).strip().splitlines()[-1]})") from None
     if image is None:
@@ -113,7 +114,7 @@ def decode_image(data: bytes, cv2, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     return image
 
 
-def read_image_file(path, cv2, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def read_image_file(path, cv2, max_pixels: int = MAX_PIXELS, flags: Optional[int] = None) -> np.ndarray:
     """BGR uint8 of an image file; ImageRefused (not a regular file, too large, see decode_image)."""
     path = Path(path)
     try:
@@ -126,7 +127,7 @@ def read_image_file(path, cv2, max_pixels: int = MAX_PIXELS) -> np.ndarray:
             data = f.read(MAX_FILE_BYTES + 1)
     except OSError as e:
         raise ImageRefused(e.strerror or str(e)) from None
-    return decode_image(data, cv2, max_pixels)
+    return decode_image(data, cv2, max_pixels, flags)
 
 
 def check_raw_size(width: int, height: int, max_pixels: int = MAX_PIXELS) -> Optional[str]:

@@ -309,6 +309,19 @@ class OnnxArtifact(_Record):
         path = self.companion(key)
         return bool(path and path.is_file() and sha256_file(path) == getattr(self, key)["sha256"])
 
+    @classmethod
+    def of_file(cls, path) -> "OnnxArtifact":
+        """The trusted record behind an export or behind its strongly typed FP16 form (which its
+        export's sidecar lists and vouches for by sha256); one clear error otherwise."""
+        path = Path(path)
+        if not path.name.endswith(TYPED_FP16_SUFFIX):
+            return cls.load(path).require_content()
+        export = cls.load(path.with_name(path.name[: -len(TYPED_FP16_SUFFIX)] + ".onnx")).require_content()
+        if path != export.companion("typed_fp16") or not export.companion_matches("typed_fp16"):
+            raise UserError(f"{path.name} is not the FP16 form {export.path.name}'s sidecar describes: "
+                            f"{export.rebuild_command()}")
+        return export
+
     def check_shape(self, input_shape, where: str) -> None:
         """The model `where` loaded takes the input this record says (an edited sidecar does not)."""
         want = tuple(self.inputs[0].shape) if self.inputs else None

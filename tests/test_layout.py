@@ -18,6 +18,7 @@ ALLOWED = {  # layer -> what its modules may import at module level (besides the
     "bench": BASE | {"engines"},
     "runtime": BASE | {"engines"},
     "ros2": BASE | {"engines", "runtime"},
+    "evaluation": BASE | {"engines", "runtime"},
 }
 
 

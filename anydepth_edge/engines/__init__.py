@@ -163,7 +163,7 @@ def open_backend(spec: BackendSpec, warn: Optional[Callable[[str], None]] = None
         from anydepth_edge.engines.ort_backend import OrtBackend
         from anydepth_edge.records import OnnxArtifact
 
-        record = OnnxArtifact.load(spec.artifact).require_content()  # trusted by content, not by name
+        record = OnnxArtifact.of_file(spec.artifact)  # trusted by content, not by name (an FP16 form: by its export's)
         try:
             backend = OrtBackend(spec.artifact, device=spec.device, threads=spec.threads)
         except UserError as e:

@@ -81,7 +81,10 @@ def export_record(artifact: Path):
     if artifact.suffix == ".engine":
         engine = EngineArtifact.find(artifact)
         artifact = Path(engine.onnx_path) if engine is not None else artifact
-    return OnnxArtifact.find(artifact)
+    try:
+        return OnnxArtifact.of_file(artifact)
+    except UserError:
+        return None
 
 
 def _ort_cuda() -> bool:
