@@ -17,7 +17,7 @@ import typer
 
 from anydepth_edge import __version__
 from anydepth_edge.console import error_line, info, interrupt_on_sigterm, out, warn
-from anydepth_edge.engines import TORCH_LAYOUTS
+from anydepth_edge.engines.base import TORCH_LAYOUTS
 from anydepth_edge.errors import HardwareMissing, UserError
 from anydepth_edge.weights import WEIGHTS_HELP, checkpoint_for
 from anydepth_edge.specs import DECODERS, expand_decoders

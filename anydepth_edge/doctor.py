@@ -10,13 +10,13 @@ Torch-free, Python 3.8.
 import glob
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from anydepth_edge.engines.compat import TrtHost, engine_problem
 from anydepth_edge.platform_info import HOST_COPY_DIR, MODEL_ENV, PlatformInfo, Tools, detect
 from anydepth_edge.records import EngineArtifact, OnnxArtifact, export_files
+from anydepth_edge.checks import Check
 from anydepth_edge.targets import KNOWN_BAD_DINOV3
 
 JOBS = ("run", "bench", "export", "ros2")
@@ -24,14 +24,6 @@ MIN_FREE_DISK_MB = 2048  # an engine build writes ~0.1-0.5 GB, the timing cache 
 MIN_AVAILABLE_MEM_MB = 1200  # TensorRT's builder on a 4 GB Orin Nano
 JETSON_TOOLS_FIX = ("in the image: docker/compose.yaml mounts the host's tegrastats, nvpmodel and its state read-only "
                     "(docker/host-setup.sh writes their paths); on the host: sudo apt install nvidia-l4t-tools nvidia-l4t-nvpmodel")
-
-
-@dataclass
-class Check:
-    name: str
-    status: str  # ok | missing | wrong | info
-    detail: str
-    fix: str = ""
 
 
 class Probe:

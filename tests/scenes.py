@@ -14,7 +14,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from anydepth_edge.ros2.camera import Intrinsics
+from anydepth_edge.runtime.camera import Intrinsics
 
 
 @dataclass

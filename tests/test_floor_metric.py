@@ -15,7 +15,7 @@ from scenes import Scene, abs_rel_delta1, flat_floor, model_output, ramp, room, 
 
 from anydepth_edge.engines.base import Backend  # noqa: E402
 from anydepth_edge.errors import UserError  # noqa: E402
-from anydepth_edge.ros2.camera import CameraModel  # noqa: E402
+from anydepth_edge.runtime.camera import CameraModel  # noqa: E402
 from anydepth_edge.runtime.floor import (  # noqa: E402
     FloorMetric,
     FloorSettings,

@@ -8,7 +8,7 @@ import pytest
 from conftest import REPO
 
 PKG = REPO / "anydepth_edge"
-BASE = {"errors", "console", "specs", "resolution", "preprocess", "artifacts", "targets", "records", "pins", "memory",
+BASE = {"errors", "checks", "console", "specs", "resolution", "preprocess", "artifacts", "targets", "records", "pins", "memory",
         "platform_info", "agreement", "onnx_fp16", "weights", "images", "__init__", "__version__"}
 ALLOWED = {  # layer -> what its modules may import at module level (besides themselves)
     "base": BASE,
@@ -56,3 +56,46 @@ def test_one_home_for_sidecar_names():
     offenders = [str(p.relative_to(REPO)) for p in PKG.rglob("*.py")
                  if p.name != "records.py" and 'with_suffix(".json")' in p.read_text()]
     assert offenders == []
+
+
+def _module_name(path):
+    rel = path.relative_to(REPO).with_suffix("")
+    parts = rel.parts[:-1] if rel.parts[-1] == "__init__" else rel.parts
+    return ".".join(parts)
+
+
+def _all_imports(path, modules):
+    """The anydepth_edge modules `path` imports anywhere, inside functions too (the deepest module
+    each import names: `from anydepth_edge.runtime.camera import X` is anydepth_edge.runtime.camera)."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        else:
+            continue
+        for name in names:
+            while name and name not in modules:
+                name = name.rpartition(".")[0]
+            if name.startswith("anydepth_edge"):
+                yield name
+
+
+def test_no_import_cycles_counting_function_level_imports():
+    """A lazy import is still a dependency: no two modules may reach each other."""
+    modules = {_module_name(p): p for p in PKG.rglob("*.py")}
+    graph = {m: {d for d in _all_imports(p, modules) if d != m} for m, p in modules.items()}
+
+    def reaches(start, goal):
+        seen, todo = set(), [start]
+        while todo:
+            m = todo.pop()
+            if m == goal:
+                return True
+            if m not in seen:
+                seen.add(m)
+                todo.extend(graph.get(m, ()))
+        return False
+
+    cycles = sorted({tuple(sorted((a, b))) for a in graph for b in graph[a] if a != "anydepth_edge" and reaches(b, a)})
+    assert cycles == []

@@ -26,7 +26,7 @@ from anydepth_edge.images import ImageRefused  # noqa: E402
 from anydepth_edge.ros2 import messages as m  # noqa: E402
 from anydepth_edge.ros2.app import RosOptions, prepare, serve_depth  # noqa: E402
 from anydepth_edge.ros2.bag import BagOutlet, check_bag_target  # noqa: E402
-from anydepth_edge.ros2.camera import (  # noqa: E402
+from anydepth_edge.runtime.camera import (  # noqa: E402
     CameraModel,
     Intrinsics,
     back_project,

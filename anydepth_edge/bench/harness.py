@@ -60,7 +60,7 @@ class BenchOptions:
     allow_mismatch: bool = False
     cuda_graph: bool = False
     dysample: Optional[str] = None  # None: each target's own form (targets.Target.sampler)
-    layout: str = "auto"  # PyTorch memory layout (engines.TORCH_LAYOUTS)
+    layout: str = "auto"  # PyTorch memory layout (engines.base.TORCH_LAYOUTS)
     threads: Optional[int] = None
     platform_root: str = "/"
     allow_unverified: bool = False

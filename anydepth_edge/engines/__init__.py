@@ -106,7 +106,6 @@ def choose_backend(requested: str = "auto", device: str = "auto") -> BackendChoi
 
 # PyTorch memory layouts: auto times both on the first frames and keeps the faster (DPT gains ~20%
 # from channels_last on an H100 while SDT does not: a fixed choice would favour one decoder).
-TORCH_LAYOUTS = ("auto", "nchw", "channels-last")
 
 
 @dataclass
@@ -127,7 +126,7 @@ class BackendSpec:
     factory: Optional[str] = None
     options: Dict[str, Any] = field(default_factory=dict)
     allow_unverified: bool = False  # TensorRT: an engine whose output was not checked against FP32
-    layout: str = "auto"  # PyTorch: memory layout, one of TORCH_LAYOUTS (auto: the faster, measured)
+    layout: str = "auto"  # PyTorch: memory layout, one of base.TORCH_LAYOUTS (auto: the faster, measured)
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)

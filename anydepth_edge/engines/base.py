@@ -8,6 +8,8 @@ from typing import Any, Dict, Tuple
 
 import numpy as np
 
+TORCH_LAYOUTS = ("auto", "nchw", "channels-last")  # PyTorch backend: memory layouts (auto: the faster, measured)
+
 
 class Backend:
     name = "backend"  # tensorrt | onnxruntime | torch

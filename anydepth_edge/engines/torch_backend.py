@@ -10,8 +10,7 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 import torch
 
-from anydepth_edge.engines import TORCH_LAYOUTS
-from anydepth_edge.engines.base import Backend
+from anydepth_edge.engines.base import TORCH_LAYOUTS, Backend
 from anydepth_edge.errors import HardwareMissing, UserError
 
 

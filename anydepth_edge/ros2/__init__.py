@@ -1,7 +1,8 @@
 """ROS 2 output for the on-robot loop: depth where robots read it.
 
-- camera.py: pinhole intrinsics, their transforms for the model's stretch / letterbox, back-projection,
-  and where they come from (calibration YAML, camera_info, RealSense);
+- (runtime/camera.py, shared with the runtime's metric fit: pinhole intrinsics, their transforms for the
+  model's stretch / letterbox, back-projection, and where they come from: calibration YAML, camera_info,
+  RealSense);
 - messages.py: sensor_msgs / diagnostic_msgs messages as plain dicts, built and read with numpy
   (pure, no ROS needed);
 - topics.py: what is published where, and the message definitions a bag declares;

@@ -1,5 +1,5 @@
 """`anydepth-edge doctor --for ros2`: can this Python publish on ROS 2 and write bags? The checks
-are doctor.Check lines, asked through doctor's Probe (nothing is imported). Python 3.8.
+are checks.Check lines, asked through doctor's Probe (nothing is imported). Python 3.8.
 
 The usual failure is not "no ROS" but "ROS for another Python": Humble's rclpy is built for
 Ubuntu 22.04's Python 3.10, Jazzy's for 24.04's 3.12; a venv on another Python never imports it.
@@ -9,6 +9,8 @@ import os
 import sys
 from typing import List, Mapping, Optional, Tuple
 
+from anydepth_edge.checks import Check
+
 ROS_PYTHON = {"humble": (3, 10), "iron": (3, 10), "jazzy": (3, 12), "kilted": (3, 12)}
 MESSAGE_PACKAGES = ("sensor_msgs", "diagnostic_msgs", "rcl_interfaces")
 SOURCE_ROS = ("source /opt/ros/<distro>/setup.bash (humble on JetPack 6, jazzy on JetPack 7), "
@@ -16,8 +18,6 @@ SOURCE_ROS = ("source /opt/ros/<distro>/setup.bash (humble on JetPack 6, jazzy o
 
 
 def _ros_check(probe, environ: Mapping[str, str], python: Tuple[int, int]):
-    from anydepth_edge.doctor import Check
-
     distro = environ.get("ROS_DISTRO")
     if probe.version("rclpy"):
         missing = [p for p in MESSAGE_PACKAGES if not probe.version(p)]
@@ -38,8 +38,6 @@ def _ros_check(probe, environ: Mapping[str, str], python: Tuple[int, int]):
 
 def ros2_checks(probe, environ: Mapping[str, str] = os.environ,
                 python: Tuple[int, int] = tuple(sys.version_info[:2])) -> List:
-    from anydepth_edge.doctor import Check
-
     bag = probe.version("mcap_ros2")
     network = ", ".join(f"{name} {environ.get(name, default)}" for name, default in
                         (("ROS_DOMAIN_ID", "0"), ("RMW_IMPLEMENTATION", "default"), ("ROS_LOCALHOST_ONLY", "0")))

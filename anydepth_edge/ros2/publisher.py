@@ -19,7 +19,7 @@ import numpy as np
 
 from anydepth_edge.errors import UserError
 from anydepth_edge.ros2 import messages as m
-from anydepth_edge.ros2.camera import CameraModel, back_project, check_depth_size, depth_hw, depth_intrinsics
+from anydepth_edge.runtime.camera import CameraModel, back_project, check_depth_size, depth_hw, depth_intrinsics
 from anydepth_edge.runtime.processing import Postprocessor
 
 Origin = Callable[[Any], Tuple[int, str]]  # frame -> (stamp ns, frame_id)

@@ -20,7 +20,7 @@ import numpy as np
 from anydepth_edge import images
 from anydepth_edge.errors import UserError
 from anydepth_edge.images import ImageRefused
-from anydepth_edge.ros2.camera import CameraModel, intrinsics_from_camera_info, intrinsics_from_realsense
+from anydepth_edge.runtime.camera import CameraModel, intrinsics_from_camera_info, intrinsics_from_realsense
 from anydepth_edge.ros2.messages import image_array, stamp_ns
 from anydepth_edge.ros2.topics import check_topic
 from anydepth_edge.runtime.sources import FrameSource, SourceLost, SourceSpec

@@ -124,7 +124,7 @@ def check_metric(opts, spec, notify: Callable[[str], None] = lambda s: None,
         return None
     if opts.metric != "floor":
         return None
-    from anydepth_edge.ros2.camera import CameraModel, load_calibration
+    from anydepth_edge.runtime.camera import CameraModel, load_calibration
 
     if opts.camera_info and opts.camera_hfov:
         raise UserError("--camera-info and --camera-hfov both give the intrinsics: keep one (the calibration is better)")

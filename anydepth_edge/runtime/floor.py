@@ -98,7 +98,7 @@ def floor_depth(fx: float, fy: float, cx: float, cy: float, hw: Tuple[int, int],
 
 class FloorMetric(MetricTracker):
     """--metric floor: the per-frame fit to the floor, its verdict and its smoothing. `camera` has
-    `at(hw) -> Intrinsics or None` (ros2.camera.CameraModel); `space` is the model's output kind."""
+    `at(hw) -> Intrinsics or None` (runtime.camera.CameraModel); `space` is the model's output kind."""
 
     mode = "floor"
 
