@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from scenes import Patch, Scene, abs_rel_delta1, flat_floor, model_output, ramp, room, stairs, wall  # noqa: E402
 
-from anydepth_edge.ros2.camera import CameraModel  # noqa: E402
+from anydepth_edge.runtime.camera import CameraModel  # noqa: E402
 from anydepth_edge.runtime.floor import FloorMetric, FloorSettings  # noqa: E402
 
 SPACES = ("depth", "disparity")
