@@ -34,47 +34,65 @@ def to_typed_fp16(model, regions: Iterable[str]):
     """A copy of `model` (an FP32 export with named pin regions) in strongly typed FP16, the nodes of
     `regions` kept FP32. Returns (model, {'fp16_nodes', 'fp32_nodes', 'casts'})."""
     import onnx
-    from onnx import helper, numpy_helper
 
     src = onnx.ModelProto()
     src.CopyFrom(model)
-    regions = set(regions)
-    floats = _float_tensors(src)
-    graph = src.graph
-    inits = {t.name: t for t in graph.initializer}
-    dtype: Dict[str, int] = {name: FLOAT for name in floats}  # current element type of each float tensor
-    casts: Dict[Tuple[str, int], str] = {}
-    new_nodes: List = []
-    fp16_inits: Dict[str, str] = {}
-    stats = {"fp16_nodes": 0, "fp32_nodes": 0, "casts": 0}
+    rewrite = _TypedRewrite(src, set(regions))
+    for node in list(src.graph.node):
+        rewrite.node(node)
+    rewrite.graph_outputs_fp32()
+    rewrite.finish()
+    entry = src.metadata_props.add()
+    entry.key, entry.value = "anydepth.fp32_regions", ",".join(sorted(rewrite.regions))  # what stays FP32, for tools
+    return src, rewrite.stats
 
-    def as_type(name: str, want: int) -> str:
+
+class _TypedRewrite:
+    """The state of one FP32 -> typed FP16 rewrite: each float tensor's current element type, the
+    Casts and FP16 initializer copies made so far (each made once), and the new node list."""
+
+    def __init__(self, src, regions):
+        from onnx import helper, numpy_helper
+
+        self.helper, self.numpy_helper = helper, numpy_helper
+        self.graph, self.regions = src.graph, regions
+        self.floats = _float_tensors(src)
+        self.inits = {t.name: t for t in self.graph.initializer}
+        self.dtype: Dict[str, int] = {name: FLOAT for name in self.floats}
+        self.casts: Dict[Tuple[str, int], str] = {}
+        self.fp16_inits: Dict[str, str] = {}
+        self.new_nodes: List = []
+        self.stats = {"fp16_nodes": 0, "fp32_nodes": 0, "casts": 0}
+
+    def as_type(self, name: str, want: int) -> str:
         """`name` as element type `want`: an FP16 copy of an initializer, or a Cast node."""
-        if not name or name not in dtype or dtype[name] == want:
+        if not name or name not in self.dtype or self.dtype[name] == want:
             return name
-        if name in inits and want == FLOAT16:
-            if name not in fp16_inits:
-                t = numpy_helper.from_array(numpy_helper.to_array(inits[name]).astype(np.float16), name + "__fp16")
-                graph.initializer.append(t)
-                fp16_inits[name] = t.name
-                dtype[t.name] = FLOAT16
-            return fp16_inits[name]
+        if name in self.inits and want == FLOAT16:
+            if name not in self.fp16_inits:
+                array = self.numpy_helper.to_array(self.inits[name]).astype(np.float16)
+                t = self.numpy_helper.from_array(array, name + "__fp16")
+                self.graph.initializer.append(t)
+                self.fp16_inits[name] = t.name
+                self.dtype[t.name] = FLOAT16
+            return self.fp16_inits[name]
         key = (name, want)
-        if key not in casts:
-            out = f"{name}__to_{'fp16' if want == FLOAT16 else 'fp32'}"
-            new_nodes.append(helper.make_node("Cast", [name], [out], to=want, name=f"Cast{'FP16' if want == FLOAT16 else 'FP32'}/{name}"))
-            casts[key] = out
-            dtype[out] = want
-            stats["casts"] += 1
-        return casts[key]
+        if key not in self.casts:
+            tag = "fp16" if want == FLOAT16 else "fp32"
+            out = f"{name}__to_{tag}"
+            self.new_nodes.append(self.helper.make_node("Cast", [name], [out], to=want, name=f"Cast{tag.upper()}/{name}"))
+            self.casts[key] = out
+            self.dtype[out] = want
+            self.stats["casts"] += 1
+        return self.casts[key]
 
-    for node in list(graph.node):
-        fp32 = pins.region_of(node.name) in regions
+    def node(self, node) -> None:
+        fp32 = pins.region_of(node.name) in self.regions
         want = FLOAT if fp32 else FLOAT16
-        stats["fp32_nodes" if fp32 else "fp16_nodes"] += 1
+        self.stats["fp32_nodes" if fp32 else "fp16_nodes"] += 1
         keep32 = FP32_ONLY_INPUTS.get(node.op_type, ())
         for i, name in enumerate(node.input):
-            node.input[i] = as_type(name, FLOAT if i in keep32 else want)
+            node.input[i] = self.as_type(name, FLOAT if i in keep32 else want)
         if node.op_type == "Cast":
             to = next(a for a in node.attribute if a.name == "to")
             if to.i == FLOAT and not fp32:
@@ -82,31 +100,35 @@ def to_typed_fp16(model, regions: Iterable[str]):
         elif node.op_type == "Constant":
             for a in node.attribute:
                 if a.name == "value" and a.t.data_type == FLOAT and not fp32:
-                    a.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(a.t).astype(np.float16), a.t.name))
+                    array = self.numpy_helper.to_array(a.t).astype(np.float16)
+                    a.t.CopyFrom(self.numpy_helper.from_array(array, a.t.name))
         for name in node.output:
-            if name in floats:
-                dtype[name] = want
-        new_nodes.append(node)
+            if name in self.floats:
+                self.dtype[name] = want
+        self.new_nodes.append(node)
 
-    for out in graph.output:  # graph outputs stay FP32
-        if dtype.get(out.name, FLOAT) != FLOAT:
-            inner = out.name + "__fp16"
-            for node in new_nodes:
-                node.output[:] = [inner if o == out.name else o for o in node.output]
-                node.input[:] = [inner if i == out.name else i for i in node.input]
-            dtype[inner] = FLOAT16
-            new_nodes.append(helper.make_node("Cast", [inner], [out.name], to=FLOAT, name=f"CastFP32/{out.name}"))
-            stats["casts"] += 1
-    del graph.node[:]
-    graph.node.extend(new_nodes)
-    used = {i for n in graph.node for i in n.input}
-    kept = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
-    del graph.value_info[:]
-    entry = src.metadata_props.add()
-    entry.key, entry.value = "anydepth.fp32_regions", ",".join(sorted(regions))  # what stays FP32, for tools
-    return src, stats
+    def graph_outputs_fp32(self) -> None:
+        """Graph outputs stay FP32: an FP16 one is renamed inside and cast back under its name."""
+        for out in self.graph.output:
+            if self.dtype.get(out.name, FLOAT) != FLOAT:
+                inner = out.name + "__fp16"
+                for node in self.new_nodes:
+                    node.output[:] = [inner if o == out.name else o for o in node.output]
+                    node.input[:] = [inner if i == out.name else i for i in node.input]
+                self.dtype[inner] = FLOAT16
+                self.new_nodes.append(self.helper.make_node("Cast", [inner], [out.name], to=FLOAT,
+                                                            name=f"CastFP32/{out.name}"))
+                self.stats["casts"] += 1
+
+    def finish(self) -> None:
+        graph = self.graph
+        del graph.node[:]
+        graph.node.extend(self.new_nodes)
+        used = {i for n in graph.node for i in n.input}
+        kept = [t for t in graph.initializer if t.name in used]
+        del graph.initializer[:]
+        graph.initializer.extend(kept)
+        del graph.value_info[:]
 
 
 def typed_fp16_regions(decompose_layernorm: bool, pin_set: str = "default") -> Tuple[str, ...]:

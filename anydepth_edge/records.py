@@ -1,6 +1,7 @@
 """Typed records of the artifacts one stage writes and the next reads: the ONNX export and the
-TensorRT engine, each with a JSON sidecar beside it. This module is the one place that names
-artifact files (ONNX stems, engine names, sidecars, inspector dumps, build logs).
+TensorRT engine, each with a JSON sidecar beside it (sidecars.py: its name and the record base).
+This module is the one place that names the other artifact files (ONNX stems, engine names,
+reference bundles, FP16 forms, inspector dumps, build logs).
 
 Every writer builds a record and calls `write_sidecar`; every reader calls `OnnxArtifact.load` /
 `EngineArtifact.load`, which refuse a missing, unreadable or foreign sidecar with the command that
@@ -9,23 +10,16 @@ Python 3.8.
 """
 
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Dict, List, Optional, Tuple
 
-from anydepth_edge.artifacts import read_json, sha256_file, write_json_atomic
+from anydepth_edge.artifacts import sha256_file
+from anydepth_edge.sidecars import SidecarRecord
 from anydepth_edge.errors import UserError
 from anydepth_edge.targets import version_tuple
 
-SIDECAR_SUFFIX = ".json"
-
-
 # ----------------------------------------------------------------------------- file names
-
-def sidecar_path(artifact) -> Path:
-    """`model.onnx` -> `model.json`; `x.engine` -> `x.json`."""
-    return Path(artifact).with_suffix(SIDECAR_SUFFIX)
-
 
 def inspector_path(engine) -> Path:
     return Path(engine).with_suffix(".inspector.json")
@@ -124,87 +118,8 @@ class CheckpointRef:
 RANDOM_CHECKPOINT = CheckpointRef(None, "random", "random")
 
 
-def _plain(value: Any) -> Any:
-    if hasattr(value, "to_dict"):
-        return value.to_dict()
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
-class _Record:
-    SCHEMA: ClassVar[str] = ""
-    READS: ClassVar[Tuple[str, ...]] = ()
-    KIND: ClassVar[str] = ""
-    path: Optional[Path]
-
-    def to_dict(self) -> Dict[str, Any]:
-        return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "path"}
-
-    @classmethod
-    def from_dict(cls, data: Dict[str, Any], path: Optional[Path] = None):
-        known = {f.name for f in fields(cls)} - {"path"}
-        kwargs = {k: v for k, v in data.items() if k in known}
-        record = cls(**kwargs)
-        record.path = Path(path) if path is not None else None
-        record._convert()
-        return record
-
-    def _convert(self) -> None:
-        """Nested dicts -> their record types (after from_dict)."""
-
-    def rebuild_command(self) -> str:
-        raise NotImplementedError
-
-    @classmethod
-    def _generic_rebuild(cls, artifact: Path) -> str:
-        raise NotImplementedError
-
-    @classmethod
-    def load(cls, artifact, require_file: bool = True) -> "_Record":
-        """The record beside `artifact`; one clear error (with the command that rebuilds it) when the
-        sidecar is missing, not JSON, or of a schema this version does not read. `require_file`
-        False reads the record of an artifact that was removed (an engine that failed verification)."""
-        artifact = Path(artifact)
-        side = sidecar_path(artifact)
-        if require_file and not artifact.is_file():
-            raise UserError(f"{cls.KIND} not found: {artifact}")
-        if not side.is_file():
-            raise UserError(f"{side.name} is missing beside {artifact.name} (it describes the {cls.KIND}): "
-                            f"{cls._generic_rebuild(artifact)}")
-        data = read_json(side)
-        if data is None:
-            raise UserError(f"{side} is not a readable JSON sidecar: {cls._generic_rebuild(artifact)}")
-        schema = data.get("schema")
-        if schema not in cls.READS:
-            raise UserError(f"{side.name} has schema {schema!r}, which this anydepth-edge does not read "
-                            f"(it reads {', '.join(cls.READS)}): {cls._generic_rebuild(artifact)}")
-        try:
-            return cls.from_dict(data, artifact)
-        except (TypeError, ValueError, KeyError) as e:
-            raise UserError(f"{side.name} is incomplete ({e}): {cls._generic_rebuild(artifact)}") from None
-
-    @classmethod
-    def find(cls, artifact, require_file: bool = True) -> Optional["_Record"]:
-        """Like `load`, but None instead of an error (for listings that skip what they cannot use)."""
-        try:
-            return cls.load(artifact, require_file)
-        except UserError:
-            return None
-
-    def write_sidecar(self) -> Path:
-        if self.path is None:
-            raise ValueError("record has no artifact path")
-        self.schema = self.SCHEMA
-        return write_json_atomic(sidecar_path(self.path), self.to_dict())
-
-
 @dataclass
-class OnnxArtifact(_Record):
+class OnnxArtifact(SidecarRecord):
     """An exported ONNX file and what it contains (`export/<stem>.onnx` + `<stem>.json`)."""
 
     SCHEMA: ClassVar[str] = "anydepth-edge/onnx/2"
@@ -331,7 +246,7 @@ class OnnxArtifact(_Record):
 
 
 @dataclass
-class EngineArtifact(_Record):
+class EngineArtifact(SidecarRecord):
     """A TensorRT engine and how it was built (`engines/<name>.engine` + `<name>.json`)."""
 
     SCHEMA: ClassVar[str] = "anydepth-edge/engine/2"

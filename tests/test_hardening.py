@@ -304,7 +304,7 @@ def test_bench_forwards_sigterm_to_its_child_and_cleans_up(tmp_path):
     script = (
         "import sys, json\n"
         "from anydepth_edge.console import interrupt_on_sigterm\n"
-        "from anydepth_edge.bench.harness import run_child\n"
+        "from anydepth_edge.bench.process import run_child\n"
         "interrupt_on_sigterm()\n"
         f"spec = {{'res': [32, 32], 'warmup': 0, 'iters': 100000, 'e2e_iters': 0, 'measure_peak': False,\n"
         f"        'backend': {{'kind': 'custom', 'factory': 'fakes.synthetic:SyntheticBackend',\n"

@@ -8,7 +8,7 @@ import pytest
 from conftest import REPO
 
 PKG = REPO / "anydepth_edge"
-BASE = {"errors", "checks", "console", "specs", "resolution", "preprocess", "artifacts", "targets", "records", "pins", "memory",
+BASE = {"errors", "checks", "console", "sidecars", "specs", "resolution", "preprocess", "artifacts", "targets", "records", "pins", "memory",
         "platform_info", "agreement", "onnx_fp16", "weights", "images", "__init__", "__version__"}
 ALLOWED = {  # layer -> what its modules may import at module level (besides themselves)
     "base": BASE,
@@ -52,9 +52,9 @@ def test_no_upward_imports(path):
 
 
 def test_one_home_for_sidecar_names():
-    """Only records.py names sidecar files (no `.with_suffix(".json")` anywhere else)."""
+    """Only sidecars.py names sidecar files (no `.with_suffix(".json")` anywhere else)."""
     offenders = [str(p.relative_to(REPO)) for p in PKG.rglob("*.py")
-                 if p.name != "records.py" and 'with_suffix(".json")' in p.read_text()]
+                 if p.name != "sidecars.py" and 'with_suffix(".json")' in p.read_text()]
     assert offenders == []
 
 
@@ -99,3 +99,21 @@ def test_no_import_cycles_counting_function_level_imports():
 
     cycles = sorted({tuple(sorted((a, b))) for a in graph for b in graph[a] if a != "anydepth_edge" and reaches(b, a)})
     assert cycles == []
+
+
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 350, 60
+
+
+def test_modules_and_functions_stay_small():
+    """A module one can read in a sitting, a function one can see at once (issue 21's bar)."""
+    big, long = [], []
+    for path in sorted(PKG.rglob("*.py")):
+        text = path.read_text()
+        if text.count("\n") > MAX_MODULE_LINES:
+            big.append(f"{path.relative_to(REPO)}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name}: {length} lines")
+    assert big == [] and long == []

@@ -7,21 +7,14 @@ backend is benchmarked or an export is needed.
 """
 
 import datetime as _dt
-import json
-import platform as _platform
-import queue
-import subprocess
-import sys
-import tempfile
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from anydepth_edge import __version__
-from anydepth_edge.artifacts import read_json, sha256_file
-from anydepth_edge.bench.stats import paper_figures, ratio
+from anydepth_edge.artifacts import sha256_file
+from anydepth_edge.bench.figures import environment, orin_nano_bounds, peak_memory, sdt_dpt_ratios, utilisation
+from anydepth_edge.bench.process import run_child
+from anydepth_edge.bench.stats import paper_figures
 from anydepth_edge.engines import (
     BackendChoice,
     BackendSpec,
@@ -214,136 +207,6 @@ def _torch_counts(opts: BenchOptions, decoder: str, res):
 
 # ----------------------------------------------------------------------------- running
 
-def run_child(spec: Dict[str, Any], on_iter: Callable[[int, int], None] = lambda d, t: None,
-              timeout_s: Optional[float] = None) -> Dict[str, Any]:
-    """Run one configuration in a fresh Python process; returns its result (or {'error': ...})."""
-    with tempfile.TemporaryDirectory(prefix="anydepth-bench-") as tmp:
-        spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
-        spec_path.write_text(json.dumps(spec))
-        proc = subprocess.Popen([sys.executable, "-m", "anydepth_edge.bench.child", str(spec_path), str(result_path)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        tail: List[str] = []
-        progress: "queue.Queue" = queue.Queue()
-
-        def read_stderr():  # a thread: the main thread never blocks in read(), so signals reach it at once
-            for line in proc.stderr:
-                progress.put(line)
-
-        reader = threading.Thread(target=read_stderr, daemon=True)
-        reader.start()
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        try:
-            while reader.is_alive() or not progress.empty():
-                try:
-                    line = progress.get(timeout=0.2)
-                except queue.Empty:
-                    if deadline is not None and time.monotonic() > deadline:
-                        raise subprocess.TimeoutExpired(proc.args, timeout_s) from None
-                    continue
-                if line.startswith("ITER "):
-                    done, total = line.split()[1:3]
-                    on_iter(int(done), int(total))
-                else:
-                    tail = (tail + [line.rstrip()])[-5:]
-            proc.wait(timeout=timeout_s)
-        except BaseException:  # Ctrl-C or SIGTERM (see console.interrupt_on_sigterm): the child goes too
-            stop_child(proc)
-            raise
-        result = read_json(result_path)
-    if result is None:
-        return {"error": f"child exited with {proc.returncode}: " + (" | ".join(t for t in tail if t) or "no output")}
-    return result
-
-
-def stop_child(proc, grace_s: float = 5.0) -> None:
-    """SIGTERM the child (it finishes its record or not, but frees the device), then SIGKILL."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def peak_memory(result: Dict[str, Any], choice: BackendChoice) -> Dict[str, Any]:
-    """The peak-memory figure for a result, and the method it came from."""
-    mem = result.get("memory") or {}
-    teg = mem.get("tegrastats") or {}
-    if teg.get("peak_mb") is not None:
-        return {"peak_mb": teg["peak_mb"] - teg["baseline_mb"],
-                "method": "tegrastats RAM (CPU+GPU shared), peak minus baseline before load"}
-    if "max_allocated_bytes" in mem:
-        return {"peak_mb": mem["max_allocated_bytes"] / 2 ** 20, "method": "torch.cuda.max_memory_allocated"}
-    if "cuda_meminfo_delta_bytes" in mem:
-        return {"peak_mb": mem["cuda_meminfo_delta_bytes"] / 2 ** 20,
-                "method": "cudaMemGetInfo delta over engine load (weights + context + buffers)",
-                "engine_device_memory_mb": (mem.get("engine_device_memory_bytes") or 0) / 2 ** 20}
-    return {"peak_mb": mem.get("rss_peak_over_baseline_bytes", 0) / 2 ** 20,
-            "method": "peak RSS of the benchmark process over its idle baseline"}
-
-
-def orin_nano_bounds(traffic_bytes: float, gflops: Optional[float]) -> Dict[str, Optional[float]]:
-    """Estimated floors of one FP16 inference on the Orin Nano, in ms: moving the bytes (half of the
-    FP32 graph's fused traffic) at its memory bandwidth, and the FLOPs at its dense FP16 peak."""
-    from anydepth_edge.engines.trt_common import DEVICE_PROFILES
-
-    p = DEVICE_PROFILES["orin-nano"]
-    return {"orin_nano_memory_bound_ms": traffic_bytes / 2 / p.memory_bandwidth * 1e3,
-            "orin_nano_compute_bound_ms": gflops * 1e9 / p.peak_fp16_flops * 1e3 if gflops else None}
-
-
-def utilisation(gflops: Optional[float], mean_ms: float, peak_flops: Dict[str, Any], profile: str, precision: str):
-    if not gflops or mean_ms <= 0:
-        return None, None, None
-    achieved = gflops / (mean_ms / 1000.0)  # GFLOP/s
-    peak, source = None, None
-    if profile == "orin-nano":
-        from anydepth_edge.engines.trt_common import DEVICE_PROFILES
-
-        p = DEVICE_PROFILES["orin-nano"]
-        peak = p.peak_fp16_flops if precision == "fp16" else p.peak_fp32_flops
-        source = f"Orin Nano 4GB dense {precision.upper()} peak (datasheet)"
-    elif "flops" in peak_flops:
-        peak, source = peak_flops["flops"], peak_flops["method"]
-    elif f"flops_{precision}" in peak_flops:
-        peak, source = peak_flops[f"flops_{precision}"], peak_flops["method"]
-    return achieved, (achieved * 1e9 / peak if peak else None), source
-
-
-def environment(info: PlatformInfo) -> Dict[str, Any]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    versions = {}
-    for dist in ("tensorrt", "onnxruntime", "onnxruntime-gpu", "torch", "timm", "numpy", "opencv-python",
-                 "opencv-python-headless", "cuda-python", "pycuda"):
-        try:
-            versions[dist] = version(dist)
-        except PackageNotFoundError:
-            pass
-    return {
-        "platform": info.to_dict(),
-        "python": _platform.python_version(),
-        "versions": versions,
-        "git_commit": _git_commit(),
-        "hostname": _platform.node(),
-        "toolkit_version": __version__,
-    }
-
-
-def _git_commit() -> Optional[str]:
-    repo = Path(__file__).resolve().parents[2]
-    try:
-        out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if out.returncode != 0:
-        return None
-    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-
-
 def run_bench(opts: BenchOptions, warn: Callable[[str], None], progress=None) -> Dict[str, Any]:
     info = detect(opts.platform_root)
     profile, runtime_device, mismatch = resolve_device(opts.device, info, opts.allow_mismatch)
@@ -375,30 +238,40 @@ def run_bench(opts: BenchOptions, warn: Callable[[str], None], progress=None) ->
                 progress.update(iters_task, total=total, completed=done)
 
         out = run_child(cell.spec, on_iter)
-        row: Dict[str, Any] = {"decoder": cell.decoder, "res": list(cell.res), "artifact": cell.artifact,
-                               "gflops": cell.gflops, "params": cell.params,
-                               "paper": paper_figures(cell.res, cell.decoder)}
-        if cell.traffic:  # which limit an Orin Nano figure is near: moving the bytes, or the FLOPs
-            moved = cell.traffic.get("fused_bytes", cell.traffic["bytes"])
-            row["traffic"] = dict(cell.traffic, **orin_nano_bounds(moved, cell.gflops))
-        if "dysample" in cell.spec:
-            row["dysample"] = cell.spec["dysample"]
-        if "rung" in cell.spec:  # TensorRT: which rung of the precision ladder, verified against FP32 or not
-            row["rung"], row["verification"] = cell.spec["rung"], cell.spec["verification"]
         if "error" in out:
             warn(f"{label}: {out['error']}")
-            row["error"] = out["error"]
-        else:
-            row.update(out)
-            row["peak_memory"] = peak_memory(out, choice)
-            achieved, fraction, source = utilisation(cell.gflops, out["latency"]["mean_ms"], out.get("peak_flops") or {},
-                                                     profile, precision)
-            row["achieved_gflops_per_s"], row["peak_fraction"], row["peak_source"] = achieved, fraction, source
-        results.append(row)
+        results.append(_result_row(cell, out, choice, profile, precision))
         if progress:
             progress.advance(matrix)
 
-    record = {
+    return _record(opts, cells, results, profile, mismatch, choice, precision, info)
+
+
+def _result_row(cell: Cell, out: Dict[str, Any], choice: BackendChoice, profile: str, precision: str) -> Dict[str, Any]:
+    """One configuration's row: what ran, the child's figures (or its error), memory and utilisation."""
+    row: Dict[str, Any] = {"decoder": cell.decoder, "res": list(cell.res), "artifact": cell.artifact,
+                           "gflops": cell.gflops, "params": cell.params, "paper": paper_figures(cell.res, cell.decoder)}
+    if cell.traffic:  # which limit an Orin Nano figure is near: moving the bytes, or the FLOPs
+        moved = cell.traffic.get("fused_bytes", cell.traffic["bytes"])
+        row["traffic"] = dict(cell.traffic, **orin_nano_bounds(moved, cell.gflops))
+    if "dysample" in cell.spec:
+        row["dysample"] = cell.spec["dysample"]
+    if "rung" in cell.spec:  # TensorRT: which rung of the precision ladder, verified against FP32 or not
+        row["rung"], row["verification"] = cell.spec["rung"], cell.spec["verification"]
+    if "error" in out:
+        row["error"] = out["error"]
+        return row
+    row.update(out)
+    row["peak_memory"] = peak_memory(out, choice)
+    achieved, fraction, source = utilisation(cell.gflops, out["latency"]["mean_ms"], out.get("peak_flops") or {},
+                                             profile, precision)
+    row["achieved_gflops_per_s"], row["peak_fraction"], row["peak_source"] = achieved, fraction, source
+    return row
+
+
+def _record(opts: BenchOptions, cells: List[Cell], results: List[Dict[str, Any]], profile: str,
+            mismatch: Optional[str], choice: BackendChoice, precision: str, info) -> Dict[str, Any]:
+    return {
         "schema": BENCH_SCHEMA,
         "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "device": profile,
@@ -418,21 +291,5 @@ def run_bench(opts: BenchOptions, warn: Callable[[str], None], progress=None) ->
         "results": results,
         "ratios": sdt_dpt_ratios(results),
     }
-    return record
 
 
-def sdt_dpt_ratios(results: List[Dict[str, Any]]) -> Dict[str, Dict[str, Optional[float]]]:
-    by = {(tuple(r["res"]), r["decoder"]): r for r in results if "error" not in r}
-    out = {}
-    for res in sorted({tuple(r["res"]) for r in results}):
-        sdt, dpt = by.get((res, "sdt")), by.get((res, "dpt"))
-        if not (sdt and dpt):
-            continue
-        p_sdt, p_dpt = paper_figures(res, "sdt"), paper_figures(res, "dpt")
-        out[res_tag(res)] = {
-            "latency_sdt_over_dpt": ratio(sdt["latency"]["mean_ms"], dpt["latency"]["mean_ms"]),
-            "paper_latency_sdt_over_dpt": ratio(p_sdt["latency_ms"], p_dpt["latency_ms"]),
-            "memory_sdt_over_dpt": ratio(sdt["peak_memory"]["peak_mb"], dpt["peak_memory"]["peak_mb"]),
-            "paper_memory_sdt_over_dpt": ratio(p_sdt["memory_mb"], p_dpt["memory_mb"]),
-        }
-    return out

@@ -109,8 +109,7 @@ def console_tables(record: Dict[str, Any]):
     return lat, mem, bounds
 
 
-def markdown(record: Dict[str, Any], chart_name: Optional[str] = None) -> str:
-    rows = _rows(record)
+def _md_header(record: Dict[str, Any]) -> List[str]:
     env = record["environment"]
     plat = env["platform"]
     lines = [
@@ -133,7 +132,11 @@ def markdown(record: Dict[str, Any], chart_name: Optional[str] = None) -> str:
         lines.append(f"- **MISMATCH**: {record['mismatch']}: these are not Orin Nano figures")
     for w in record.get("warnings", []):
         lines.append(f"- warning: {w}")
-    lines += ["", "## Latency", "",
+    return lines
+
+
+def _md_latency(rows: List[Dict[str, Any]]) -> List[str]:
+    lines = ["", "## Latency", "",
               "| Resolution | Decoder | Latency ms (mean +- std) | p90 ms | FPS | End-to-end ms | Paper ms (Orin Nano) | Paper FPS | GFLOPs | Achieved GFLOP/s | of reference peak |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
@@ -144,6 +147,12 @@ def markdown(record: Dict[str, Any], chart_name: Optional[str] = None) -> str:
         lines.append(f"| {row['resolution']} | {row['decoder']} | {row['latency_ms']:.2f} +- {row['std_ms']:.2f} | {row['p90_ms']:.2f} | "
                      f"{row['fps']:.2f} | {_f(row['e2e_ms'])} | {_f(row['paper_latency_ms'])} | {_f(row['paper_fps'], '{:.1f}')} | "
                      f"{_f(row['gflops'], '{:.1f}')} | {_f(row['achieved_gflops_s'], '{:.0f}')} | {frac} |")
+    return lines
+
+
+def _md_orin_bound(rows: List[Dict[str, Any]]) -> List[str]:
+    """The Orin Nano's memory and compute floors of each benchmarked graph."""
+    lines: List[str] = []
     if any(row["mb_moved"] for row in rows):
         from anydepth_edge.engines.trt_common import DEVICE_PROFILES
 
@@ -161,6 +170,12 @@ def markdown(record: Dict[str, Any], chart_name: Optional[str] = None) -> str:
                 lines.append(f"| {row['resolution']} | {row['decoder']} | {_f(row['gflops'], '{:.1f}')} | "
                              f"{row['mb_moved']:.0f} ({_f(row['mb_moved_unfused'], '{:.0f}')}) | "
                              f"{_f(row['orin_memory_ms'], '{:.1f}')} | {_f(row['orin_compute_ms'], '{:.1f}')} |")
+    return lines
+
+
+def markdown(record: Dict[str, Any], chart_name: Optional[str] = None) -> str:
+    rows = _rows(record)
+    lines = _md_header(record) + _md_latency(rows) + _md_orin_bound(rows)
     sources = sorted({r.get("peak_source") for r in record["results"] if r.get("peak_source")})
     peaks = sorted({round(r["achieved_gflops_per_s"] / r["peak_fraction"]) for r in record["results"]
                     if r.get("peak_fraction")})

@@ -202,6 +202,23 @@ def build_engine_python(onnx_path: Path, settings: BuildSettings, trt=None, noti
     else:
         notify(f"building (TensorRT {trt.__version__} reports no progress; minutes on an Orin Nano)")
 
+    out.engine = _serialized(trt, builder, network, config, out, settings, log)
+    if cache is not None:
+        out.timing_cache = bytes(config.get_timing_cache().serialize())
+    out.memory_lines = [line for line in log if _MEM_LINE.search(line)]
+    notify("inspecting engine")
+    runtime = trt.Runtime(logger)  # kept while the engine lives (TensorRT wants runtimes to outlive engines)
+    engine = runtime.deserialize_cuda_engine(out.engine)
+    if engine is not None:
+        out.device_memory_bytes = engine_device_memory(engine)
+        inspector = engine.create_engine_inspector()
+        out.inspector_json = inspector.get_engine_information(trt.LayerInformationFormat.JSON)
+    return out
+
+
+def _serialized(trt, builder, network, config, out: BuildOutput, settings: BuildSettings, log: List[str]) -> bytes:
+    """The built engine's bytes. With FP32 pins under weak typing: precision constraints 'obey', and
+    when TensorRT cannot satisfy them, 'prefer' (said in the warnings); one plain build otherwise."""
     constraint_flags = [("", None)]  # strongly typed, or nothing pinned: one plain build
     if out.pinned_layers and has_weak_typing(trt):
         constraint_flags = [("obey", trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS),
@@ -221,18 +238,7 @@ def build_engine_python(onnx_path: Path, settings: BuildSettings, trt=None, noti
         if any("out of memory" in line.lower() for line in log):
             raise BuildOutOfMemory("TensorRT ran out of memory")
         raise UserError("TensorRT failed to build the engine: " + _last_error(log))
-    out.engine = bytes(serialized)
-    if cache is not None:
-        out.timing_cache = bytes(config.get_timing_cache().serialize())
-    out.memory_lines = [line for line in log if _MEM_LINE.search(line)]
-    notify("inspecting engine")
-    runtime = trt.Runtime(logger)
-    engine = runtime.deserialize_cuda_engine(out.engine)
-    if engine is not None:
-        out.device_memory_bytes = engine_device_memory(engine)
-        inspector = engine.create_engine_inspector()
-        out.inspector_json = inspector.get_engine_information(trt.LayerInformationFormat.JSON)
-    return out
+    return bytes(serialized)
 
 
 def _last_error(log: List[str]) -> str:

@@ -34,7 +34,7 @@ from anydepth_edge.models.checkpoint_keys import (
     split_official,
     unwrap_state_dict,
 )
-from anydepth_edge.records import sidecar_path
+from anydepth_edge.sidecars import sidecar_path
 
 TOOLKIT_FORMAT_TAG = "anydepth-edge/1"
 
@@ -208,7 +208,7 @@ def load_checkpoint(
     A DINOv3 backbone checkpoint fills the encoder only; `decoder` then picks the random head.
     """
     from anydepth_edge.artifacts import sha256_file
-    from anydepth_edge.models.anydepth import AnyDepth, AnyDepthConfig
+    from anydepth_edge.models.anydepth import AnyDepth
 
     path = Path(path)
     tensors, meta = _read_tensors(path)
@@ -223,25 +223,8 @@ def load_checkpoint(
         raise UserError(f"cannot use checkpoint {path}: {e}") from None
     report = LoadReport(path=str(path), format=fmt, sha256=sha256_file(path))
 
-    if fmt == FORMAT_TOOLKIT:
-        cfg = AnyDepthConfig.from_dict({**_toolkit_config(path, meta), **overrides}, where=f"checkpoint {path}")
-        _check_request(cfg.encoder, cfg.decoder, encoder, decoder, path)
-        mapped = tensors
-    else:
-        try:
-            arch = infer_architecture(tensors, fmt)
-        except ValueError as e:
-            raise UserError(f"cannot use checkpoint {path}: {e}") from None
-        _check_request(arch["encoder"], arch.get("decoder"), encoder, decoder, path)
-        cfg_args: Dict[str, Any] = dict(encoder=arch["encoder"], decoder=arch.get("decoder") or decoder or "sdt")
-        cfg_args.update({k: arch[k] for k in ("qkv_bias", "family", "fusion_channels", "dpt_channels",
-                                              "sdt_cls_token", "sdt_detail_enhancer") if k in arch})
-        from anydepth_edge.specs import ENCODERS
-
-        if arch["depth"] != ENCODERS[arch["encoder"]].depth:
-            cfg_args["encoder_depth"] = arch["depth"]
-        cfg_args.update(overrides)
-        cfg = AnyDepthConfig(**cfg_args)
+    cfg = _config_of(path, tensors, meta, fmt, encoder, decoder, overrides)
+    mapped = tensors
     model = AnyDepth(cfg).eval()
     report.recognised = recognised_line(fmt, cfg, native_side(tensors, fmt))
     if fmt == FORMAT_DAV2:
@@ -265,6 +248,31 @@ def load_checkpoint(
         shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
         raise UserError(f"checkpoint {path} lacks {len(missing)} weights the model needs: {shown}")
     return model, report
+
+
+def _config_of(path: Path, tensors, meta, fmt: str, encoder: Optional[str], decoder: Optional[str],
+               overrides: Dict[str, Any]):
+    """The model configuration a checkpoint describes (its own record, or inferred from its tensor
+    shapes), checked against the --encoder / --decoder asked for."""
+    from anydepth_edge.models.anydepth import AnyDepthConfig
+    from anydepth_edge.specs import ENCODERS
+
+    if fmt == FORMAT_TOOLKIT:
+        cfg = AnyDepthConfig.from_dict({**_toolkit_config(path, meta), **overrides}, where=f"checkpoint {path}")
+        _check_request(cfg.encoder, cfg.decoder, encoder, decoder, path)
+        return cfg
+    try:
+        arch = infer_architecture(tensors, fmt)
+    except ValueError as e:
+        raise UserError(f"cannot use checkpoint {path}: {e}") from None
+    _check_request(arch["encoder"], arch.get("decoder"), encoder, decoder, path)
+    cfg_args: Dict[str, Any] = dict(encoder=arch["encoder"], decoder=arch.get("decoder") or decoder or "sdt")
+    cfg_args.update({k: arch[k] for k in ("qkv_bias", "family", "fusion_channels", "dpt_channels",
+                                          "sdt_cls_token", "sdt_detail_enhancer") if k in arch})
+    if arch["depth"] != ENCODERS[arch["encoder"]].depth:
+        cfg_args["encoder_depth"] = arch["depth"]
+    cfg_args.update(overrides)
+    return AnyDepthConfig(**cfg_args)
 
 
 def recognised_line(fmt: str, cfg, native: int = 0) -> str:

@@ -14,31 +14,8 @@ def open_run_backend(model: Optional[str], res: str, backend: str, engines_dir: 
     """(backend, one-line description of what was chosen and why). TensorRT engines are used only
     when verified against FP32 (or `allow_unverified`); with `--backend auto` an ONNX export whose
     precision ladder finds no agreeing engine runs on the next backend instead."""
-    from anydepth_edge.resolution import parse_res
-    from anydepth_edge.runtime.models import find_model
-
     choice = choose_backend(backend)
-    if model is None:
-        host = None
-        if choice.kind == "tensorrt":
-            from anydepth_edge.engines.compat import TrtHost
-            from anydepth_edge.engines.cuda_api import load_cuda_api
-            from anydepth_edge.engines.trt_common import import_tensorrt
-
-            cuda = load_cuda_api()
-            host = TrtHost.current(import_tensorrt(), cuda)
-            cuda.close()
-        path = find_model(parse_res(res), Path(engines_dir), Path(export_dir), host, warn=warn,
-                          allow_unverified=allow_unverified)
-    else:
-        path = Path(model)
-        if path.is_dir():
-            found = sorted(p.name for p in path.iterdir() if p.suffix in (".onnx", ".engine"))[:3]
-            raise UserError(f"--model {model} is a folder: give a model file in it ("
-                            + (", ".join(found) if found else "it holds no .onnx or .engine")
-                            + "), or leave --model out to pick from --export-dir / --engines-dir")
-        if not path.is_file():
-            raise UserError(f"--model {model}: file not found")
+    path = _model_file(model, res, choice, engines_dir, export_dir, warn, allow_unverified)
     if path.suffix == ".engine":
         if choice.kind != "tensorrt":
             if (backend or "auto") != "auto":
@@ -49,19 +26,7 @@ def open_run_backend(model: Optional[str], res: str, backend: str, engines_dir: 
     elif path.suffix == ".onnx":
         artifact = path
         if choice.kind == "tensorrt":
-            from anydepth_edge.engines.ensure import ensure_engine
-            from anydepth_edge.engines.trt_common import device_profile
-
-            notify(f"engine for {path.name}: reused when up to date, else built once and checked against FP32 "
-                   "(minutes on an Orin Nano)")
-            try:
-                record, _ = ensure_engine(path, Path(engines_dir), device_profile("auto"), notify=notify)
-                artifact = record.path
-            except UserError as e:
-                if (backend or "auto") != "auto":
-                    raise
-                warn(f"{e}; running {path.name} on the next backend instead")
-                choice = choose_backend("auto", device="cpu") if not _ort_cuda() else choose_backend("ort")
+            artifact, choice = _engine_for(path, backend, choice, engines_dir, warn, notify)
     else:
         raise UserError(f"--model {path}: expected an .engine or .onnx file")
     be = open_backend(BackendSpec.for_choice(choice, artifact, allow_unverified=allow_unverified), warn=warn)
@@ -72,6 +37,53 @@ def open_run_backend(model: Optional[str], res: str, backend: str, engines_dir: 
         warn(f"{Path(artifact).name} has RANDOM WEIGHTS (exported without --checkpoint): timings are real, the depth "
              "is not; the views carry a RANDOM WEIGHTS badge")
     return be, f"{choice.label} on {Path(artifact).name} ({choice.reason})"
+
+
+def _model_file(model: Optional[str], res: str, choice, engines_dir: str, export_dir: str,
+                warn: Callable[[str], None], allow_unverified: bool) -> Path:
+    """The file --model names (checked), or the newest matching one in the engines / export folders."""
+    if model is None:
+        from anydepth_edge.resolution import parse_res
+        from anydepth_edge.runtime.models import find_model
+
+        host = None
+        if choice.kind == "tensorrt":
+            from anydepth_edge.engines.compat import TrtHost
+            from anydepth_edge.engines.cuda_api import load_cuda_api
+            from anydepth_edge.engines.trt_common import import_tensorrt
+
+            cuda = load_cuda_api()
+            host = TrtHost.current(import_tensorrt(), cuda)
+            cuda.close()
+        return find_model(parse_res(res), Path(engines_dir), Path(export_dir), host, warn=warn,
+                          allow_unverified=allow_unverified)
+    path = Path(model)
+    if path.is_dir():
+        found = sorted(p.name for p in path.iterdir() if p.suffix in (".onnx", ".engine"))[:3]
+        raise UserError(f"--model {model} is a folder: give a model file in it ("
+                        + (", ".join(found) if found else "it holds no .onnx or .engine")
+                        + "), or leave --model out to pick from --export-dir / --engines-dir")
+    if not path.is_file():
+        raise UserError(f"--model {model}: file not found")
+    return path
+
+
+def _engine_for(onnx: Path, backend: str, choice, engines_dir: str, warn, notify):
+    """(artifact, choice) for an export on TensorRT: its verified engine (reused, else built now, which
+    is said first), or with --backend auto and no agreeing engine, the export on the next backend."""
+    from anydepth_edge.engines.ensure import ensure_engine
+    from anydepth_edge.engines.trt_common import device_profile
+
+    notify(f"engine for {onnx.name}: reused when up to date, else built once and checked against FP32 "
+           "(minutes on an Orin Nano)")
+    try:
+        record, _ = ensure_engine(onnx, Path(engines_dir), device_profile("auto"), notify=notify)
+        return record.path, choice
+    except UserError as e:
+        if (backend or "auto") != "auto":
+            raise
+        warn(f"{e}; running {onnx.name} on the next backend instead")
+        return onnx, (choose_backend("auto", device="cpu") if not _ort_cuda() else choose_backend("ort"))
 
 
 def export_record(artifact: Path):

@@ -1,0 +1,127 @@
+"""Engines for many exports at once: the `build` verb (a file or a folder of exports), export's
+`--engine auto|always`, and their one-line summaries and ladder tables. Each engine comes from
+ensure.ensure_engine."""
+
+from pathlib import Path
+from typing import Any, List, Optional, Sequence, Tuple
+
+from anydepth_edge.engines.ensure import ensure_engine
+from anydepth_edge.engines.trt_build import Notify
+from anydepth_edge.engines.trt_common import import_tensorrt
+from anydepth_edge.errors import NothingToDo, UserError
+from anydepth_edge.records import EngineArtifact, OnnxArtifact, export_files
+from anydepth_edge.targets import TARGETS, check_target_for_tensorrt, target_for_tensorrt_version
+
+
+def exports_for_this_tensorrt(export_dir, trt_version: str, resolutions: Sequence[Tuple[int, int]] = ()) -> List[Path]:
+    """The GridSample-form ONNX exports in `export_dir` whose graph is the one this TensorRT's target
+    asks for (trt8.6 and trt10 exports are the same graph), and, when given, of these resolutions:
+    what the container entrypoint builds engines for."""
+    found = []
+    for path in export_files(export_dir):
+        onnx = OnnxArtifact.find(path)
+        if onnx is None or onnx.dysample != "grid_sample" or onnx.target not in TARGETS:
+            continue
+        try:
+            if check_target_for_tensorrt(onnx.target, trt_version) is not None:
+                continue  # builds, but another export fits better
+        except UserError:
+            continue  # this TensorRT cannot build it
+        if resolutions and onnx.res not in [tuple(r) for r in resolutions]:
+            continue
+        found.append(path)
+    return found
+
+
+def summary_line(record: EngineArtifact, reused: bool) -> str:
+    v = record.verification or {}
+    checked = (f"{record.status} against FP32 ({v.get('why')})" if v else
+               "NOT verified (no reference bundle: re-export, then anydepth-edge verify)")
+    if reused:
+        return f"up to date: {record.path} ({record.rung or record.precision}, {checked})"
+    return (f"built {record.path} in {record.build_seconds} s: rung {record.rung}, {record.typing}ly typed, "
+            f"{record.pinned_layers} FP32-pinned layers, device memory {record.device_memory_bytes} bytes; {checked}")
+
+
+def build_engines(onnx: Path, engines_dir: Path, device: str = "auto", precision: str = "auto", typing: str = "auto",
+                  builder: str = "python", workspace_mib: Optional[int] = None, timing_cache: Optional[Path] = None,
+                  force: bool = False, resolutions: Sequence[Tuple[int, int]] = (), trt=None, cuda=None,
+                  notify: Notify = lambda s: None) -> List[Any]:
+    """`anydepth-edge build FILE|FOLDER`: ensure an engine for one export, or for every export in a
+    folder made for this TensorRT's target (the container entrypoint's use). Returns what to print:
+    lines, and each engine's ladder as a table."""
+    from anydepth_edge.artifacts import ensure_writable_dir
+    from anydepth_edge.engines.trt_common import device_profile
+
+    onnx = Path(onnx)
+    if not onnx.exists():
+        raise UserError(f"ONNX file not found: {onnx}")
+    profile = device_profile(device)
+    trt = trt or import_tensorrt()
+    if onnx.is_dir():
+        paths = exports_for_this_tensorrt(onnx, trt.__version__, resolutions)
+        if not paths:
+            target = target_for_tensorrt_version(trt.__version__)
+            sizes = ", ".join(f"{h}x{w}" for h, w in resolutions) or "any size"
+            raise NothingToDo(f"no export for TensorRT {trt.__version__} (target {target}, {sizes}) in {onnx}: "
+                            f"anydepth-edge export --decoder all --target {target}"
+                            + "".join(f" --res {h}x{w}" for h, w in resolutions)
+                            + " (the export image or a workstation), then copy the files there")
+    else:
+        paths = [onnx]
+    if cuda is None:
+        from anydepth_edge.engines.cuda_api import load_cuda_api
+
+        cuda = load_cuda_api()
+    engines_dir = ensure_writable_dir(engines_dir)
+    lines = []
+    for i, path in enumerate(paths, 1):
+        prefix = f"[{i}/{len(paths)}] {path.name}" if len(paths) > 1 else path.name
+        notify(f"{prefix}: TensorRT {trt.__version__} engine (reused when up to date; minutes on an Orin Nano)")
+        record, reused = ensure_engine(path, engines_dir, profile, precision=precision, typing=typing, builder=builder,
+                                       workspace_mib=workspace_mib, timing_cache=timing_cache, force=force,
+                                       trt=trt, cuda=cuda, notify=lambda text, p=prefix: notify(f"{p}: {text}"))
+        lines += [f"warning: {w}" for w in record.warnings] if not reused else []
+        if record.ladder and not reused:
+            lines.append(ladder_table(record))
+        lines.append(summary_line(record, reused))
+    return lines
+
+
+def ladder_table(record: EngineArtifact):
+    """Every rung tried for an engine, with its figures on each reference input (for people)."""
+    from anydepth_edge.agreement import Verdict, limits_for, verdict_table
+
+    # the verdict each rung got (its bundle checks included), not a re-judgement of its figures
+    verdicts = {f"{r['rung']} ({r['typing']})": Verdict(r["rung"], vars(limits_for(r["rung"])), r["per_input"],
+                                                         r["status"] == "verified", r["why"])
+                for r in record.ladder if r["per_input"]}
+    return verdict_table(verdicts, f"precision ladder for {Path(record.onnx_path).name} on TensorRT {record.tensorrt_version}")
+
+
+def check_engine_mode(mode: str) -> None:
+    """`export --engine always` where TensorRT cannot run: one error before any export work."""
+    from anydepth_edge.engines import tensorrt_ready
+
+    if mode == "always" and tensorrt_ready() is None:
+        from anydepth_edge.engines.trt_common import TENSORRT_MISSING
+        from anydepth_edge.errors import HardwareMissing
+
+        raise HardwareMissing("--engine always: " + TENSORRT_MISSING)
+
+
+def engines_after_export(onnx_paths: Sequence[Path], mode: str, engines_dir: Path,
+                         notify: Notify = lambda s: None) -> List[str]:
+    """`export --engine auto|never|always`: engines for fresh TensorRT exports where TensorRT runs."""
+    if mode == "never" or not onnx_paths:
+        return []
+    from anydepth_edge.engines import tensorrt_ready
+
+    check_engine_mode(mode)
+    if tensorrt_ready() is None:
+        notify("TensorRT is not importable here: ONNX only (build the engine on the robot: anydepth-edge build FILE)")
+        return []
+    lines: List[str] = []
+    for path in onnx_paths:
+        lines += build_engines(Path(path), engines_dir, notify=notify)
+    return lines
