@@ -155,8 +155,26 @@ def test_bad_data_is_one_line(tmp_path):
         assert_one_line_error(run_cli("eval", "--data", data), needle)
     root = write_pairs(tmp_path / "pairs", scenes(1))
     assert_one_line_error(run_cli("eval", "--data", root, "--against", "fp32"), "--against fp32 needs --model")
+    assert_one_line_error(run_cli("eval", "--data", root, "--dataset", "nyu"), "is a folder")
+    cv2.imwrite(str(root / "depth" / "v00.png"), np.full((48, 64), 9, np.uint8))  # a picture of depth, 8-bit
+    assert_one_line_error(run_cli("eval", "--data", root, "--model", "x.onnx"), "16-bit")
     with pytest.raises(UserError, match="KITTI needs its test list"):
         open_dataset(str(tmp_path), kind="kitti")
+
+
+def test_an_image_without_depth_is_named_not_silently_dropped(tmp_path):
+    root = write_pairs(tmp_path / "pairs", scenes(3))
+    (root / "depth" / "v01.png").unlink()
+    data = open_dataset(str(root), cv2=cv2)
+    assert len(data) == 2 and data.skipped == ["1 images without depth/NAME.png or .npy, not scored: v01.png"]
+    record = evaluate(data, [("exact", AffineOfTruth([s.depth_m for s in data]))])
+    assert record["dataset"]["skipped"] == data.skipped
+
+
+def test_against_fp32_of_an_fp16_form_is_its_export():
+    from anydepth_edge.evaluation.app import reference_artifact
+
+    assert reference_artifact("export/m.fp16.onnx", "fp32").name == "m.onnx"
 
 
 def test_eval_help_names_the_datasets():
@@ -175,7 +193,7 @@ def test_a_real_vits_export_fp16_form_against_its_fp32_export(tmp_path):
     root = write_pairs(tmp_path / "pairs", scenes(3, hw=(60, 80)))
     assert fp16.is_file()
     args = ["eval", "--data", root, "--model", fp16, "--out-dir", tmp_path / "eval"]
-    proc = run_cli(*args, "--against", onnx, "--limit", "2")
+    proc = run_cli(*args, "--against", "fp32", "--limit", "2")
     assert proc.returncode == 0, proc.stderr
     assert "RANDOM WEIGHTS" in proc.stderr and "AbsRel" in proc.stdout and "difference" in proc.stdout
     record = json.loads(next((tmp_path / "eval").glob("eval-folder-*.json")).read_text())

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from anydepth_edge.errors import UserError
+from anydepth_edge.records import TYPED_FP16_SUFFIX
 
 
 @dataclass
@@ -36,6 +37,8 @@ def reference_artifact(model: Optional[str], against: str) -> Path:
     if not model:
         raise UserError("--against fp32 needs --model (the engine or export whose FP32 export it runs)")
     path = Path(model)
+    if path.name.endswith(TYPED_FP16_SUFFIX):  # the strongly typed FP16 form: its FP32 export beside it
+        return path.with_name(path.name[: -len(TYPED_FP16_SUFFIX)] + ".onnx")
     if path.suffix == ".engine":
         from anydepth_edge.records import EngineArtifact
 
@@ -72,6 +75,8 @@ def run_eval(opts: EvalOptions, console, warn: Callable[[str], None], notify: Ca
                                 "give an engine (or --backend trt) to compare with its FP32 export")
             notify(f"against: {ref_text}")
         notify(f"{len(data)} images of {data.kind} ({data.total} listed); scale and shift fitted per image")
+        for line in data.skipped:
+            warn(line)
         with progress(transient=True) as prog:
             record = evaluate(data, models, prog)
     finally:
@@ -99,7 +104,8 @@ def print_record(record: Dict[str, Any], paths: Dict[str, Path], console) -> Non
         t.add_row(*row)
     console.print(t)
     if record["worst"]:
-        console.print("worst images (AbsRel): " + "; ".join(
+        order = ("by how much worse than the second model" if len(record["summary"]) == 2 else "by AbsRel")
+        console.print(f"worst images ({order}; AbsRel per model): " + "; ".join(
             f"{w['name']} " + "/".join("-" if v is None else f"{v:.3f}" for k, v in w.items() if k != "name")
             for w in record["worst"]), markup=False)
     console.print(f"{record['wall_s_per_image'] * 1000:.0f} ms per image in all; written: "

@@ -35,9 +35,10 @@ class Sample:
 class Dataset:
     kind = "folder"
 
-    def __init__(self, items: List, limit: Optional[int]):
+    def __init__(self, items: List, limit: Optional[int], skipped: Optional[List[str]] = None):
         self.total = len(items)
         self.items = items[:limit] if limit else items
+        self.skipped = list(skipped or [])  # one line per listed image left out, and why
 
     def __len__(self) -> int:
         return len(self.items)
@@ -69,7 +70,8 @@ class NyuMat(Dataset):
             self.file = h5py.File(str(path), "r")
             self.images, self.depths = self.file["images"], self.file["depths"]
         except (OSError, KeyError) as e:
-            raise UserError(f"{path}: not NYUv2's labeled .mat (HDF5 with images and depths): {e}") from None
+            detail = " ".join(str(e).split())[:160]  # h5py's message spans lines
+            raise UserError(f"{path}: not NYUv2's labeled .mat (HDF5 with images and depths): {detail}") from None
         count = self.images.shape[0]
         if self.depths.shape[0] != count:
             raise UserError(f"{path}: {count} images but {self.depths.shape[0]} depth maps")
@@ -124,7 +126,8 @@ class KittiEigen(Dataset):
             items.append((parts[0], parts[1]))
         if not items:
             raise UserError(f"{split}: no image with ground truth listed")
-        super().__init__(items, limit)
+        super().__init__(items, limit, [f"{self.missing} listed images have no ground truth (None): not scored, "
+                                        "as in every KITTI Eigen evaluation"] if self.missing else [])
 
     def read(self, item: Tuple[str, str]) -> Sample:
         rgb_path, depth_path = self.root / item[0], self.root / item[1]
@@ -140,17 +143,21 @@ class PairFolder(Dataset):
 
     def __init__(self, root: Path, depth_scale: float, limit: Optional[int], cv2):
         self.root, self.depth_scale, self.cv2 = root, depth_scale, cv2
-        items, self.unpaired = [], 0
+        items, unpaired = [], []
         for rgb in sorted(p for p in (root / "rgb").iterdir() if p.suffix.lower() in IMAGE_EXTS):
             depth = next((c for c in (root / "depth" / (rgb.stem + ".png"), root / "depth" / (rgb.stem + ".npy"))
                           if c.is_file()), None)
             if depth is None:
-                self.unpaired += 1
+                unpaired.append(rgb.name)
             else:
                 items.append((rgb, depth))
         if not items:
             raise UserError(f"{root}: no rgb/NAME image with a depth/NAME.png or .npy beside it")
-        super().__init__(items, limit)
+        self.read(items[0])  # a wrong layout or encoding is refused before any model loads
+        self.unpaired = len(unpaired)
+        skipped = ([f"{len(unpaired)} images without depth/NAME.png or .npy, not scored: "
+                    + ", ".join(unpaired[:5]) + (" ..." if len(unpaired) > 5 else "")] if unpaired else [])
+        super().__init__(items, limit, skipped)
 
     def read(self, item: Tuple[Path, Path]) -> Sample:
         rgb, depth_path = item
@@ -158,7 +165,7 @@ class PairFolder(Dataset):
             depth = np.load(str(depth_path), allow_pickle=False).astype(np.float32)
         else:
             raw = _image(depth_path, self.cv2, self.cv2.IMREAD_UNCHANGED)
-            if raw.ndim != 2 or raw.dtype not in (np.uint16, np.uint8):
+            if raw.ndim != 2 or raw.dtype != np.uint16:  # an 8-bit one would be a picture of depth, not depth
                 raise UserError(f"{depth_path}: depth must be a single-channel 16-bit PNG (or .npy in metres)")
             depth = raw.astype(np.float32) * self.depth_scale
         image = _image(rgb, self.cv2)
@@ -179,6 +186,8 @@ def open_dataset(path: str, kind: str = "auto", split: Optional[str] = None, dep
             raise UserError(f"--data {path}: give NYUv2's nyu_depth_v2_labeled.mat, a KITTI root with --split "
                             "eigen_test_files_with_gt.txt, or a folder with rgb/ and depth/")
     if kind == "nyu":
+        if not root.is_file():
+            raise UserError(f"--dataset nyu reads nyu_depth_v2_labeled.mat; {path} is a folder (--dataset folder?)")
         return NyuMat(root, split, limit)
     if kind == "kitti":
         if not split:

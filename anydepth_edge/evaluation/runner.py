@@ -54,7 +54,8 @@ def evaluate(dataset: Dataset, models: Sequence[Tuple[str, Any]], progress=None,
         "kind": "eval", "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "protocol": PROTOCOL,
         "dataset": {"kind": dataset.kind, "name": rule.name, "images": len(dataset), "of": dataset.total,
                     "crop": rule.crop_name, "depth_range_m": [rule.min_depth, rule.max_depth],
-                    "unscored": sum(1 for r in per_image if any(r[label] is None for label in labels))},
+                    "unscored": sum(1 for r in per_image if any(r[label] is None for label in labels)),
+                    "skipped": list(dataset.skipped)},
         "models": [{"label": label, **_describe(be)} for label, be in models],
         "summary": summary,
         "timing_ms": {label: {"inference_mean": float(np.mean(v)) if v else None} for label, v in infer_ms.items()},
@@ -87,7 +88,10 @@ def worst_images(per_image: List[Dict[str, Any]], labels: Sequence[str]) -> List
             return first["abs_rel"] - row[labels[1]]["abs_rel"]
         return first["abs_rel"]
 
-    rows = sorted((r for r in per_image if r[labels[0]] is not None), key=key, reverse=True)[:WORST]
+    rows = sorted((r for r in per_image if r[labels[0]] is not None), key=key, reverse=True)
+    if len(labels) == 2:
+        rows = [r for r in rows if key(r) > 0]  # only where the first model is worse
+    rows = rows[:WORST]
     return [{"name": r["name"], **{label: (r[label] or {}).get("abs_rel") for label in labels}} for r in rows]
 
 
@@ -103,7 +107,8 @@ def table_rows(record: Dict[str, Any]) -> List[List[str]]:
             for label, s in record["summary"].items()]
     if "difference" in record:
         diff = record["difference"]
-        rows.append(["difference", *("-" if diff[k] is None else f"{diff[k]:+.4f}" for k in METRICS), ""])
+        rows.append(["difference", *("-" if diff[k] is None else f"{diff[k]:+.2e}" + (" m" if k == "rmse" else "")
+                                     for k in METRICS), ""])
     return rows
 
 
@@ -122,7 +127,8 @@ def markdown(record: Dict[str, Any], chart_name: Optional[str]) -> str:
                                                                  "(docs/eval.md)")]
     if any(m["random_weights"] for m in record["models"]):
         lines += ["", "**RANDOM WEIGHTS**: these figures say nothing about the trained model."]
-    lines += ["", "Worst images (AbsRel):", ""] + [
+    order = "by how much worse than the second model" if len(record["summary"]) == 2 else "by AbsRel"
+    lines += ["", f"Worst images ({order}; AbsRel per model):", ""] + [
         f"- {w['name']}: " + ", ".join(f"{k} {_f(v, 'abs_rel')}" for k, v in w.items() if k != "name")
         for w in record["worst"]]
     if chart_name:
@@ -148,7 +154,8 @@ def chart(record: Dict[str, Any], path: Path) -> bool:
         ax.hist(values[label], bins=20, alpha=0.6, label=f"{label} (mean {np.mean(values[label]):.3f})")
     ax.set_xlabel("AbsRel per image")
     ax.set_ylabel("images")
-    ax.legend(fontsize=8, loc="best", framealpha=0.9)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=1, frameon=False)
+    ax.yaxis.get_major_locator().set_params(integer=True)
     random = any(m["random_weights"] for m in record["models"])
     ax.set_title(record["dataset"]["name"] + (" (RANDOM WEIGHTS)" if random else ""), fontsize=9,
                  color="tab:red" if random else "black")
@@ -157,11 +164,12 @@ def chart(record: Dict[str, Any], path: Path) -> bool:
         diff = [r[a]["abs_rel"] - r[b]["abs_rel"] for r in record["per_image"] if r[a] and r[b]]
         axes[0][1].hist(diff, bins=20, color="tab:red")
         axes[0][1].axvline(0, color="k", lw=0.8)
+        axes[0][1].yaxis.get_major_locator().set_params(integer=True)
         axes[0][1].set_xlabel("AbsRel difference per image (first - second model)")
         axes[0][1].set_title("what the deployment changed", fontsize=9)
     fig.tight_layout()
     tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
     tmp.replace(path)
     return True
