@@ -48,6 +48,12 @@ def typed_fp16_path(onnx) -> Path:
     return Path(onnx).with_suffix(TYPED_FP16_SUFFIX)
 
 
+def export_of_typed_fp16(form) -> Path:
+    """export/<stem>.fp16.onnx -> export/<stem>.onnx: the FP32 export an FP16 form was made from."""
+    form = Path(form)
+    return form.with_name(form.name[: -len(TYPED_FP16_SUFFIX)] + ".onnx")
+
+
 def export_files(folder) -> List[Path]:
     """The exports in a folder (`*.onnx` without their companion `.fp16.onnx` forms), sorted; entries
     that cannot be read (dangling links, loops) are left out."""
@@ -231,7 +237,7 @@ class OnnxArtifact(SidecarRecord):
         path = Path(path)
         if not path.name.endswith(TYPED_FP16_SUFFIX):
             return cls.load(path).require_content()
-        export = cls.load(path.with_name(path.name[: -len(TYPED_FP16_SUFFIX)] + ".onnx")).require_content()
+        export = cls.load(export_of_typed_fp16(path)).require_content()
         if path != export.companion("typed_fp16") or not export.companion_matches("typed_fp16"):
             raise UserError(f"{path.name} is not the FP16 form {export.path.name}'s sidecar describes: "
                             f"{export.rebuild_command()}")

@@ -37,6 +37,7 @@ from anydepth_edge.runtime.camera import (  # noqa: E402
     intrinsics_from_camera_info,
     letterboxed,
     load_calibration,
+    realsense_intrinsics,
     resized,
 )
 from anydepth_edge.ros2.doctor import ros2_checks, ros2_ready  # noqa: E402
@@ -47,7 +48,6 @@ from anydepth_edge.ros2.sources import (  # noqa: E402
     camera_info_topic,
     decode_image,
     parse_ros_source,
-    realsense_intrinsics,
 )
 from anydepth_edge.ros2.topics import TOPICS, check_namespace, resolve, schema_text  # noqa: E402
 from anydepth_edge.runtime.loop import RunOptions  # noqa: E402

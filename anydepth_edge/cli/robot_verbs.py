@@ -121,9 +121,7 @@ def _ros_options(source: str, opts, ros2: bool, record_bag: Optional[str], camer
         names = {k: settings.pop(k) for k in ("node_name", "namespace", "ros_args", "reliability")}
         return RosOptions(publish=ros2, record_bag=record_bag, camera_info=camera_info, **names,
                           settings=PublishSettings(**settings))
-    defaults = {"frame_id": "", "depth_size": "model", "points_decimation": 4, "colored": False,
-                "node_name": "anydepth_edge", "namespace": "", "reliability": "reliable", "ros_args": ""}
-    given = ["--" + k.replace("_", "-") for k, default in defaults.items() if settings[k] != default]
+    given = ["--" + k.replace("_", "-") for k, value in settings.items() if value != RUN_OPTIONS[k].default]
     if camera_info and opts.metric != "floor":
         given.insert(0, "--camera-info")
     if given:

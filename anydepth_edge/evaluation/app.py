@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from anydepth_edge.errors import UserError
-from anydepth_edge.records import TYPED_FP16_SUFFIX
+from anydepth_edge.records import TYPED_FP16_SUFFIX, export_of_typed_fp16
 
 
 @dataclass
@@ -38,7 +38,7 @@ def reference_artifact(model: Optional[str], against: str) -> Path:
         raise UserError("--against fp32 needs --model (the engine or export whose FP32 export it runs)")
     path = Path(model)
     if path.name.endswith(TYPED_FP16_SUFFIX):  # the strongly typed FP16 form: its FP32 export beside it
-        return path.with_name(path.name[: -len(TYPED_FP16_SUFFIX)] + ".onnx")
+        return export_of_typed_fp16(path)
     if path.suffix == ".engine":
         from anydepth_edge.records import EngineArtifact
 

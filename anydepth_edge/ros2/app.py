@@ -14,10 +14,10 @@ from typing import Callable, Iterator, Optional, Tuple
 
 from anydepth_edge.errors import UserError
 from anydepth_edge.ros2.bag import BagOutlet, check_bag_target
-from anydepth_edge.runtime.camera import CameraModel, Intrinsics, load_calibration
+from anydepth_edge.runtime.camera import CameraModel, Intrinsics, load_calibration, realsense_intrinsics
 from anydepth_edge.ros2.node import RELIABILITIES, DepthNode, RosApi, import_ros, ros_argv
 from anydepth_edge.ros2.publisher import CaptureClock, DepthPublisher, Origin, PublishSettings
-from anydepth_edge.ros2.sources import RosImageSource, is_ros_source, parse_ros_source, realsense_intrinsics
+from anydepth_edge.ros2.sources import RosImageSource, is_ros_source, parse_ros_source
 from anydepth_edge.ros2.topics import TOPICS, check_namespace, check_node_name, resolve
 from anydepth_edge.runtime.sources import FrameSource, RealSenseSource, SourceSpec, open_source, parse_source
 

@@ -111,11 +111,11 @@ class DepthPublisher:
             d, coloured = depth_frame, colour
         else:
             hw = depth_hw(frame.image.shape[:2], self.model_hw, self.policy, "model", frame.geometry)
-            d = self.post.to_frame(depth, hw, frame.geometry)
-            if fit is not None:
-                d = fit.apply(d)
-            elif self.settings.metric:  # refused: no metric depth, as the loop's frame-size one
-                d = np.full_like(d, np.nan)
+            if self.settings.metric and fit is None:  # refused: no metric depth, as the loop's frame-size one
+                d = np.full(hw, np.nan, np.float32)
+            else:
+                d = self.post.to_frame(depth, hw, frame.geometry)
+                d = fit.apply(d) if fit is not None else d
             coloured = self.post.colourise(d) if self.settings.colored else None
         if self.settings.metric:
             # REP 117: the fit clamps to 0 m where it goes negative; that is no valid depth, so NaN

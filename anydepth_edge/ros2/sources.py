@@ -1,5 +1,4 @@
-"""A ROS 2 image topic as a runtime FrameSource (`--source ros:/camera/color/image_raw`), and the
-RealSense's intrinsics. Python 3.8.
+"""A ROS 2 image topic as a runtime FrameSource (`--source ros:/camera/color/image_raw`). Python 3.8.
 
 `ros:TOPIC` subscribes to sensor_msgs/Image, or to sensor_msgs/CompressedImage when the topic ends
 in /compressed (image_transport's naming), with sensor-data QoS. Latest-frame semantics: the
@@ -20,7 +19,7 @@ import numpy as np
 from anydepth_edge import images
 from anydepth_edge.errors import UserError
 from anydepth_edge.images import ImageRefused
-from anydepth_edge.runtime.camera import CameraModel, intrinsics_from_camera_info, intrinsics_from_realsense
+from anydepth_edge.runtime.camera import CameraModel, intrinsics_from_camera_info
 from anydepth_edge.ros2.messages import image_array, stamp_ns
 from anydepth_edge.ros2.topics import check_topic
 from anydepth_edge.runtime.sources import FrameSource, SourceLost, SourceSpec
@@ -148,14 +147,3 @@ class RosImageSource(FrameSource):
 
     def release(self) -> None:
         pass
-
-
-def realsense_intrinsics(source) -> Optional[Any]:
-    """camera.Intrinsics of a started runtime RealSenseSource's colour stream (the depth is aligned
-    to it); None when the device does not say."""
-    rs = source.rs
-    try:
-        profile = source.pipeline.get_active_profile().get_stream(rs.stream.color).as_video_stream_profile()
-        return intrinsics_from_realsense(profile.get_intrinsics())
-    except RuntimeError:  # pyrealsense2's error for a stream the device does not have
-        return None

@@ -182,7 +182,7 @@ def run_depth(source: str, model: Optional[str], res: str, backend: str, opts, e
     try:
         src = open_source(spec, cv2=cv2)
         if camera is not None and not camera.known:
-            from anydepth_edge.ros2.sources import realsense_intrinsics
+            from anydepth_edge.runtime.camera import realsense_intrinsics
 
             camera.update(realsense_intrinsics(src), "the RealSense colour stream")
         loop = DepthLoop(be, src, spec, opts, notify=notify, cv2=cv2, warn=warn, camera=camera)

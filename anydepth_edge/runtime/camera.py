@@ -267,6 +267,17 @@ def pinhole_of_fov(hw: Tuple[int, int], hfov_deg: float) -> Intrinsics:
     return Intrinsics.pinhole(hw[1], hw[0], f, f, (hw[1] - 1) / 2.0, (hw[0] - 1) / 2.0)
 
 
+def realsense_intrinsics(source) -> Optional[Any]:
+    """camera.Intrinsics of a started runtime RealSenseSource's colour stream (the depth is aligned
+    to it); None when the device does not say."""
+    rs = source.rs
+    try:
+        profile = source.pipeline.get_active_profile().get_stream(rs.stream.color).as_video_stream_profile()
+        return intrinsics_from_realsense(profile.get_intrinsics())
+    except RuntimeError:  # pyrealsense2's error for a stream the device does not have
+        return None
+
+
 class CameraModel:
     """The frame's intrinsics as the run goes: a calibration known at start (YAML, RealSense), or
     the latest camera_info of a topic (`update`, from the subscription's thread). Cached per frame

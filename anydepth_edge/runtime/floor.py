@@ -135,12 +135,13 @@ class FloorMetric(MetricTracker):
         ref, step = floor
         pred = depth_frame[::step, ::step]
         candidates = np.isfinite(ref) & np.isfinite(pred)
-        found = fit_ransac(pred[candidates], ref[candidates], self.space, self.settings.tolerance)
+        pred_c, ref_c = pred[candidates], ref[candidates]
+        found = fit_ransac(pred_c, ref_c, self.space, self.settings.tolerance)
         if found is None:
             self.refuse("too little floor: no part of the frame fits the floor's geometry", floor_fraction=0.0)
             return None
         fit, inliers = found
-        floor_m = ref[candidates][inliers]
+        floor_m = ref_c[inliers]
         floor_map = np.zeros(pred.shape, bool)
         floor_map[candidates] = inliers
         figures = {"floor_fraction": float(inliers.sum()) / pred.size, "resets": self.resets,
@@ -163,7 +164,7 @@ class FloorMetric(MetricTracker):
             self.refuse(f"the floor spans too little depth ({lo:.2f} to {hi:.2f} m) to fix a scale and a shift",
                         **figures)
             return None
-        smoothed = self._smoothed(fit, float(np.median(pred[candidates][inliers])))
+        smoothed = self._smoothed(fit, float(np.median(pred_c[inliers])))
         return self.accept(smoothed, **figures, frame_abs_rel=fit.abs_rel)
 
     def _smoothed(self, fit: MetricFit, pred_ref: float) -> MetricFit:

@@ -38,7 +38,6 @@ from anydepth_edge.runtime.sources import FrameSource, SourceSpec, redact
 from anydepth_edge.runtime.stats import STAGES, WINDOW, RunSummary, StageStats
 
 
-
 @dataclass
 class RunOptions:
     max_frames: Optional[int] = None

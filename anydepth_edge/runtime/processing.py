@@ -98,9 +98,12 @@ class Postprocessor:
         """Near = bright. Affine-invariant depth has no absolute scale: stretch the 2nd..98th
         percentile of each frame, taken inside the border band (see DISPLAY_MARGIN); NaN / Inf
         pixels are painted NON_FINITE_BGR."""
-        finite, flo, fhi = display_range(depth_frame)
-        lo = flo if lo is None else lo
-        hi = fhi if hi is None else hi
+        if lo is None or hi is None:
+            finite, flo, fhi = display_range(depth_frame)
+            lo = flo if lo is None else lo
+            hi = fhi if hi is None else hi
+        else:  # the caller's range (the loop's, shown on the viewer's colour bar): no second percentile pass
+            finite = np.isfinite(depth_frame)
         with np.errstate(invalid="ignore", over="ignore"):  # non-finite pixels are painted below
             nearness = depth_frame - lo if self.output_kind == "disparity" else hi - depth_frame
             scaled = np.clip(nearness * (255.0 / max(hi - lo, 1e-6)), 0, 255)
