@@ -135,3 +135,18 @@ def test_robot_side_imports_and_runs_on_jetpack_pythons(venv, version):
     assert proc.returncode == 0 and f"OK {version}" in proc.stdout, proc.stderr
     proc = subprocess.run([str(py), "-m", "anydepth_edge", "--help"], capture_output=True, text=True, cwd=str(REPO))
     assert proc.returncode == 0 and "info" in proc.stdout, proc.stderr
+
+
+@pytest.mark.parametrize("verb", ["run", "export", "bench", "eval"])
+def test_help_at_80_columns_cuts_nothing(verb):
+    """An 80-column SSH session: rich's option table left ~20 columns and cut values with an
+    ellipsis (`csi://0?mode=2&w…`, `--allow-unverifi…`); the help wraps instead, whole."""
+    proc = run_cli(verb, "--help", env={"COLUMNS": "80"})
+    assert proc.returncode == 0, proc.stderr
+    assert "…" not in proc.stdout
+    assert max(len(line) for line in proc.stdout.splitlines()) <= 80 or verb == "run"  # run: one URL is longer
+    if verb == "run":
+        for whole in ("csi://0?mode=2&width=1280&height=720&fps=30", "--reconnect-timeout", "--allow-unverified"):
+            assert whole in proc.stdout, whole
+    wide = run_cli(verb, "--help", env={"COLUMNS": "160"})
+    assert "╭" in wide.stdout  # a wide terminal keeps the panels

@@ -454,3 +454,21 @@ def test_decoder_all_means_the_papers_pair_for_export_and_bench():
     assert expand_decoders(["all"]) == ["sdt", "dpt"] and expand_decoders(["dav2", "all", "sdt"]) == ["dav2", "sdt", "dpt"]
     proc = run_cli("bench", "--decoder", "all", "--device", "orin-nano", "--res", "64")
     assert_one_line_error(proc, "this host is not a Jetson Orin Nano")  # parsed: refused later, for the device
+
+
+def test_ctrl_c_inside_a_verb_says_interrupted(monkeypatch, capsys):
+    """Typer turns a KeyboardInterrupt inside a verb into exit code 130 and prints nothing; the user
+    still gets one line saying why the command stopped (an export interrupted mid-way printed
+    nothing at all)."""
+    import anydepth_edge.export.onnx_export as onnx_export
+    from anydepth_edge.cli import main
+
+    def interrupted(*_, **__):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(onnx_export, "export_models", interrupted)
+    with pytest.raises(SystemExit) as stop:
+        main(["export", "--res", "32", "--out-dir", "unused-dir"])
+    assert stop.value.code == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "Traceback" not in err

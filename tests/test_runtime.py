@@ -750,6 +750,23 @@ def test_viewer_answers_only_requests_addressed_to_it():
             assert _raw_request(addr, bad) in (400, 403, 421), bad  # DNS rebinding: names are not enough
 
 
+def test_viewer_on_every_interface_prints_addresses_a_laptop_can_open():
+    """`--serve 0.0.0.0:PORT` printed http://0.0.0.0:PORT/, which opens nothing from another
+    machine: it names this host and its addresses, each of which the viewer answers."""
+    from urllib.parse import urlsplit
+
+    with viewer("0.0.0.0") as srv:
+        port = srv.address[1]
+        urls = srv.urls
+        assert urls[0] == f"http://{socket.gethostname().lower()}:{port}/"
+        assert not any("0.0.0.0" in u or "127.0.0.1" in u for u in urls)
+        for url in urls[1:]:  # the addresses: reachable, and the Host check lets them in
+            host = urlsplit(url).hostname
+            assert _raw_request((host, port), f"{host}:{port}") == 200, url
+    with viewer() as srv:
+        assert srv.urls == [f"http://127.0.0.1:{srv.address[1]}/"]
+
+
 def _wait(cond, timeout):
     deadline = time.time() + timeout
     while time.time() < deadline and not cond():

@@ -10,11 +10,13 @@ import sys
 from typing import List, Optional
 
 from anydepth_edge.cli import model_verbs, robot_verbs  # noqa: F401  (each registers its verbs on `app`, in order)
-from anydepth_edge.cli.common import _click_exceptions, _readable_metavars, app
+from anydepth_edge.cli.common import _click_exceptions, _plain_help_when_narrow, _readable_metavars, app
 from anydepth_edge.console import error_line, interrupt_on_sigterm
 from anydepth_edge.errors import UserError
 
 __all__ = ["app", "main"]
+
+INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -22,6 +24,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     usage_error, click_exception, abort = _click_exceptions()
     interrupt_on_sigterm()
     _readable_metavars()
+    _plain_help_when_narrow()
     try:
         code = app(args=argv, prog_name="anydepth-edge", standalone_mode=False)
     except UserError as e:
@@ -38,7 +41,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         sys.exit(e.exit_code)
     except (KeyboardInterrupt, abort):
         error_line("interrupted")
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
     except MemoryError:
         error_line("out of memory: use a smaller --res, or close other programs")
         sys.exit(1)
@@ -46,6 +49,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         where = f": {e.filename}" if getattr(e, "filename", None) else ""
         error_line(f"{e.strerror or e}{where}")
         sys.exit(1)
+    if code == INTERRUPTED:  # typer turns Ctrl-C inside a verb into Exit(130) before it reaches us
+        error_line("interrupted")
     if isinstance(code, int) and code:
         sys.exit(code)
 

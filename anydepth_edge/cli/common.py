@@ -120,6 +120,18 @@ def _readable_metavars() -> None:
                 info.metavar = names.get(p.annotation)
 
 
+NARROW_HELP_COLUMNS = 100  # below this, rich's option table leaves ~20 columns and cuts long values
+
+
+def _plain_help_when_narrow() -> None:
+    """On a narrow terminal (an 80-column SSH session on the robot), `--help` as click prints it:
+    rich's table cut `csi://0?mode=2&w...` and option names with an ellipsis; plain text wraps."""
+    import shutil
+
+    if shutil.get_terminal_size().columns < NARROW_HELP_COLUMNS:
+        app.rich_markup_mode = None
+
+
 def _click_exceptions():
     """(UsageError, ClickException, Abort) of the click typer runs on (newer typer vendors its own)."""
     mro = typer.BadParameter.__mro__

@@ -126,7 +126,7 @@ class DepthLoop:
             host, port = parse_serve(opts.serve)
             self.hub = FrameHub()
             self.server = DepthServer(self.hub, host, port)
-            notify(f"viewer on {self.server.url}")
+            notify("viewer on " + ", ".join(self.server.urls))
             if exposed(host):
                 self.warn(f"the viewer on {host}:{self.server.address[1]} is exposed to the network: anyone who "
                           "reaches this machine can watch the camera (--serve PORT alone keeps it on 127.0.0.1)")

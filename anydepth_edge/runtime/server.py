@@ -17,7 +17,7 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Dict, FrozenSet, Optional, Tuple
+from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 from anydepth_edge.errors import UserError
@@ -256,13 +256,44 @@ class DepthServer:
     @property
     def url(self) -> str:
         host, port = self.address
-        return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+        return _url(host, port)
+
+    @property
+    def urls(self) -> List[str]:
+        """What to open: the bound address, or bound to every interface (0.0.0.0 opens nothing
+        from a laptop), this machine's name and each of its addresses another machine can use."""
+        host, port = self.address
+        if host not in WILDCARDS:
+            return [_url(host, port)]
+        return [_url(name, port) for name in [socket.gethostname().lower()] + host_addresses()]
 
     def close(self, wait: Optional[float] = 2.0) -> None:
         self.hub.close()
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(timeout=wait)
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+def host_addresses() -> List[str]:
+    """This machine's non-loopback IPv4 addresses: the one its default route leaves from (a UDP
+    connect sends nothing) and those its name resolves to."""
+    found = []
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: never routed anywhere, no packet leaves
+            found.append(probe.getsockname()[0])
+    except OSError:  # no route at all (an offline robot): the name's addresses only
+        pass
+    try:
+        found += socket.gethostbyname_ex(socket.gethostname())[2]
+    except OSError:
+        pass
+    return [a for a in dict.fromkeys(found) if not ipaddress.ip_address(a).is_loopback
+            and not ipaddress.ip_address(a).is_unspecified]
 
 
 def jpeg(cv2, image, quality: int = 80) -> bytes:
