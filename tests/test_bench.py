@@ -75,6 +75,57 @@ def test_paper_figures_and_ratios():
     assert r["paper_memory_sdt_over_dpt"] == pytest.approx(395.2 / 589.5)
 
 
+def test_spread_flags_runs_too_wide_to_trust():
+    """Quiet runs pass; a few runs slowed by another job (CV) or a wide tail (p90/p10) are flagged."""
+    from anydepth_edge.bench.stats import spread
+
+    quiet = spread(latency_stats([100, 102, 98, 101, 99, 103, 97, 100, 101, 99]))
+    assert not quiet["noisy"] and quiet["cv"] == pytest.approx(0.0183, abs=1e-3)
+    outliers = spread(latency_stats([100] * 8 + [300, 320]))
+    assert outliers["noisy"] and outliers["cv"] > 0.15
+    tail = spread(latency_stats([100, 100, 100, 100, 110, 120, 130, 140, 150, 160]))  # CV 0.19, p90/p10 1.51
+    assert tail["noisy"] and tail["p90_over_p10"] == pytest.approx(151 / 100)
+    assert spread(latency_stats([100, 104, 108, 112, 116, 120, 124, 128, 132, 136]))["noisy"] is False
+
+
+def test_a_noisy_cell_is_flagged_everywhere_with_the_command_to_measure_it_again(tmp_path):
+    """A run that shared the machine (every 3rd inference 5x slower): the warning names the cell and
+    gives the command with more rounds; tables, Markdown, ratio and chart mark it."""
+    from anydepth_edge.bench.harness import BenchOptions, Cell, _result_row, noisy_warning
+    from anydepth_edge.bench.report import console_tables, markdown, write_outputs
+
+    rows = []
+    for decoder, slow in (("sdt", 3), ("dpt", 0)):
+        spec = {"res": [32, 32], "warmup": 0, "iters": 9, "e2e_iters": 0, "measure_peak": False,
+                "backend": _synthetic(sleep_ms=10, slow_every=slow, slow_ms=50)}
+        rows.append(_result_row(Cell(decoder, (32, 32), spec), run_child(spec), BackendChoice("onnxruntime", "cpu", ""),
+                                "cpu", "fp32"))
+    assert rows[0]["spread"]["noisy"] and not rows[1]["spread"]["noisy"]
+    line = noisy_warning(BenchOptions(backend="ort"), Cell("sdt", (32, 32), {}), rows[0], "cpu")
+    assert line.startswith("SDT 32x32: its 9 runs spread too much to trust")
+    assert line.endswith("anydepth-edge bench --device cpu --backend ort --res 32x32 --decoder sdt --iters 20")
+    record = dict(_record_shell(), results=rows, ratios=sdt_dpt_ratios(rows))
+    assert record["ratios"]["32x32"]["noisy"] is True
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    for table in console_tables(record):
+        console.print(table)
+    text = console.export_text()
+    assert "NOISY" in text and "(noisy)" in text
+    assert "NOISY" in markdown(record) and "(noisy)" in markdown(record)
+    paths = write_outputs(record, tmp_path)
+    assert paths["png"].stat().st_size > 10_000
+
+
+def _record_shell():
+    return {"schema": "anydepth-edge/bench/1", "created": "2026-12-07T10:00:00+00:00", "device": "cpu", "mismatch": None,
+            "backend": {"kind": "onnxruntime", "label": "ONNX Runtime (cpu)", "reason": ""}, "precision": "fp32",
+            "settings": {"encoder": "vits", "iters": 9, "warmup": 0, "e2e_iters": 0}, "checkpoint": {"path": None},
+            "warnings": [], "environment": {"platform": {"machine": "x86_64"}, "versions": {}, "python": "3.11",
+                                            "toolkit_version": "0.1.0"}}
+
+
 # ----------------------------------------------------------------------------- memory probes
 
 def test_child_of_known_size_is_measured_within_tolerance():

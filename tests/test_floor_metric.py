@@ -289,7 +289,7 @@ def test_ros_parameters_set_the_mounting_and_an_imu_moves_it(tmp_path, monkeypat
     truths = frames()
     opts = RunOptions(metric="floor", floor=FloorSettings(0.5, 0.0), pace="none", camera_hfov=70.0)
     ros = RosOptions(publish=True, ros_args="-p camera_height:=1.0 -p camera_pitch:=5.0 -p imu_topic:=/imu",
-                     settings=PublishSettings(points_decimation=4))
+                     settings=PublishSettings(points_decimation=4, tf_parent="base_link"))
     api = import_ros()
     source = RenderedCamera(truths)
     node_box = {}
@@ -314,3 +314,17 @@ def test_ros_parameters_set_the_mounting_and_an_imu_moves_it(tmp_path, monkeypat
     refused = np.frombuffer(bytes(depth[2].data), np.float32)
     assert np.isnan(refused).all()  # REP 117: no reading, published as NaN
     assert len(sent["/anydepth_edge/points"].sent) == 3  # no cloud from a refused frame
+    assert (sent["/tf_static"].qos.durability, sent["/tf_static"].qos.reliability) == ("TRANSIENT_LOCAL", "RELIABLE")
+    (tf,) = sent["/tf_static"].sent  # once: the mounting the fit assumes (the parameters', not the IMU's)
+    (t,) = tf.transforms
+    assert (t.header.frame_id, t.child_frame_id) == ("base_link", depth[0].header.frame_id)
+    assert (t.transform.translation.x, t.transform.translation.z) == (0.0, 1.0)
+    q = t.transform.rotation
+    lens = rotate((q.x, q.y, q.z, q.w), (0.0, 0.0, 1.0))  # the optical axis, in base_link
+    assert np.allclose(lens, [math.cos(math.radians(5)), 0.0, -math.sin(math.radians(5))], atol=1e-9)
+
+
+def rotate(q, v):
+    """v rotated by unit quaternion q = (x, y, z, w): v + 2 u x (u x v + w v), u = (x, y, z)."""
+    u, w, v = np.array(q[:3]), q[3], np.array(v)
+    return v + 2 * np.cross(u, np.cross(u, v) + w * v)

@@ -337,6 +337,30 @@ def test_bag_schemas_are_the_ros2_definitions(msgtype):
         assert (consts, fields) == tuple(store.fielddefs[name][:2]), name
 
 
+@pytest.mark.parametrize("pitch,roll", [(0, 0), (15, 0), (0, 10), (-30, 5), (80, -170), (179, 90)])
+def test_static_transform_rotation_is_the_mounting(pitch, roll):
+    """The quaternion turns the optical axes into the mounting's directions in the body frame, worked
+    out by hand: the lens looks forward and `pitch` down; the image's right side points right
+    (-y) turned `roll` down; the quaternion is the matrix's (w >= 0)."""
+    import math
+
+    from anydepth_edge.ros2.tf import mount_rotation, quaternion
+
+    p, r = math.radians(pitch), math.radians(roll)
+    lens = [math.cos(p), 0.0, -math.sin(p)]
+    down_level = [math.sin(p), 0.0, math.cos(p)]  # the image's "down" for roll 0: -z body, pitched with the lens
+    right = np.cos(r) * np.array([0.0, -1.0, 0.0]) + np.sin(r) * -np.array(down_level)
+    R = mount_rotation(pitch, roll)
+    assert np.allclose(R[:, 2], lens) and np.allclose(R[:, 0], right, atol=1e-12)
+    x, y, z, w = quaternion(R)
+    assert w >= 0 and math.isclose(x * x + y * y + z * z + w * w, 1.0)
+    u = np.array([x, y, z])
+    for axis in range(3):
+        v = np.eye(3)[axis]
+        rotated = v + 2 * np.cross(u, np.cross(u, v) + w * v)
+        assert np.allclose(rotated, R[:, axis], atol=1e-9)
+
+
 # ----------------------------------------------------------------------------- bags
 
 def read_bag(path):
@@ -439,7 +463,7 @@ def test_bag_for_mcap_readers_and_colored(tmp_path):
     bag = tmp_path / "c.mcap"
     opts = RunOptions(pace="none")
     ros = RosOptions(record_bag=str(bag), node_name="front", namespace="/robot",
-                     settings=PublishSettings(colored=True, frame_id="front_optical"))
+                     settings=PublishSettings(colored=True, frame_id="front_optical", tf_parent="base_link"))
     spec, calib, api = prepare(str(folder), opts, ros)
     notes = []
     s = serve_depth(MeanBackend(MODEL_HW), spec, opts, ros, api, calib, warn=notes.append)
@@ -451,10 +475,21 @@ def test_bag_for_mcap_readers_and_colored(tmp_path):
         assert {sc.encoding for sc in summary.schemas.values()} == {"ros2msg"}
         assert {ch.message_encoding for ch in summary.channels.values()} == {"cdr"}
     msgs, _ = read_bag(bag)
-    assert sorted(msgs) == ["/diagnostics", "/robot/front/depth", "/robot/front/depth/colored"]  # no intrinsics
+    assert sorted(msgs) == ["/diagnostics", "/robot/front/depth", "/robot/front/depth/colored",
+                            "/robot/front/depth/colored/compressed", "/tf_static"]  # no intrinsics
     (_, c), _ = msgs["/robot/front/depth/colored"]
     assert c.encoding == "bgr8" and (c.height, c.width, c.step) == (32, 32, 96)
     assert c.header.frame_id == "front_optical"
+    (_, jc), _ = msgs["/robot/front/depth/colored/compressed"]  # image_transport's JPEG of the same pixels
+    raw = np.frombuffer(c.data.tobytes(), np.uint8).reshape(32, 32, 3)
+    decoded = cv2.imdecode(np.frombuffer(jc.data.tobytes(), np.uint8), cv2.IMREAD_COLOR)
+    assert jc.format == "bgr8; jpeg compressed bgr8" and jc.header == c.header
+    assert decoded.shape == raw.shape and np.abs(decoded.astype(int) - raw).mean() < 8
+    ((_, tf),) = msgs["/tf_static"]  # once; no floor mounting: the lens at base_link's origin, looking along x
+    (t,) = tf.transforms
+    assert (t.header.frame_id, t.child_frame_id) == ("base_link", "front_optical")
+    r = t.transform.rotation  # the REP 103 body -> optical rotation (static_transform_publisher's -0.5 0.5 -0.5 0.5)
+    assert np.allclose([r.x, r.y, r.z, r.w], [-0.5, 0.5, -0.5, 0.5]) and t.transform.translation.z == 0.0
 
 
 @pytest.mark.parametrize("size", ["frame", "model"])
@@ -554,11 +589,13 @@ def test_node_wiring_with_a_recording_rclpy(tmp_path, monkeypatch):
     assert node.name == "anydepth_edge" and node.namespace == "/" and node.destroyed
     params = {k: p.value for k, p in node.parameters.items()}
     assert params == {"depth_mode": "relative", "frame_id": "", "depth_size": "model", "points_decimation": 4,
-                      "points_rgb": True, "publish_colored": True, "diagnostics_period": 0.001, "reliability": "reliable"}
+                      "points_rgb": True, "publish_colored": True, "diagnostics_period": 0.001, "reliability": "reliable",
+                      "tf_parent": ""}
     assert node.parameters["depth_mode"].descriptor.read_only and "affine" in node.parameters["depth_mode"].descriptor.description
     sensor, diag = fake_rclpy.SENSOR, fake_rclpy.DIAGNOSTIC
     expected = {"/anydepth_edge/depth": sensor["Image"], "/anydepth_edge/depth/camera_info": sensor["CameraInfo"],
                 "/anydepth_edge/points": sensor["PointCloud2"], "/anydepth_edge/depth/colored": sensor["Image"],
+                "/anydepth_edge/depth/colored/compressed": sensor["CompressedImage"],
                 "/diagnostics": diag["DiagnosticArray"]}
     assert {t: p.msg_type for t, p in node.publishers.items()} == expected
     for topic, pub in node.publishers.items():

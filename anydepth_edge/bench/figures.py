@@ -105,5 +105,6 @@ def sdt_dpt_ratios(results: List[Dict[str, Any]]) -> Dict[str, Dict[str, Optiona
             "paper_latency_sdt_over_dpt": ratio(p_sdt["latency_ms"], p_dpt["latency_ms"]),
             "memory_sdt_over_dpt": ratio(sdt["peak_memory"]["peak_mb"], dpt["peak_memory"]["peak_mb"]),
             "paper_memory_sdt_over_dpt": ratio(p_sdt["memory_mb"], p_dpt["memory_mb"]),
+            "noisy": any((r.get("spread") or {}).get("noisy") for r in (sdt, dpt)),  # the latency ratio is not to be trusted
         }
     return out

@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from anydepth_edge.artifacts import sha256_file
 from anydepth_edge.bench.figures import environment, orin_nano_bounds, peak_memory, sdt_dpt_ratios, utilisation
 from anydepth_edge.bench.process import run_child
-from anydepth_edge.bench.stats import paper_figures
+from anydepth_edge.bench.stats import paper_figures, spread
 from anydepth_edge.engines import (
     BackendChoice,
     BackendSpec,
@@ -227,7 +227,7 @@ def run_bench(opts: BenchOptions, warn: Callable[[str], None], progress=None) ->
     cells = prepare(opts, choice, precision, profile, warn, progress)
     matrix = progress.add_task("configurations", total=len(cells)) if progress else None
     iters_task = progress.add_task("iterations", total=1) if progress else None
-    results = []
+    results, noisy = [], []
     for k, cell in enumerate(cells, 1):
         label = f"{cell.decoder.upper()} {res_tag(cell.res)}"
         if progress:
@@ -241,10 +241,25 @@ def run_bench(opts: BenchOptions, warn: Callable[[str], None], progress=None) ->
         if "error" in out:
             warn(f"{label}: {out['error']}")
         results.append(_result_row(cell, out, choice, profile, precision))
+        if (results[-1].get("spread") or {}).get("noisy"):
+            noisy.append(noisy_warning(opts, cell, results[-1], profile))
+            warn(noisy[-1])
         if progress:
             progress.advance(matrix)
 
-    return _record(opts, cells, results, profile, mismatch, choice, precision, info)
+    record = _record(opts, cells, results, profile, mismatch, choice, precision, info)
+    record["warnings"] += noisy
+    return record
+
+
+def noisy_warning(opts: BenchOptions, cell: Cell, row: Dict[str, Any], profile: str) -> str:
+    """What a too-wide spread means and the command that measures the cell again, with more rounds."""
+    s, n = row["spread"], row["latency"]["n"]
+    again = (f"anydepth-edge bench --device {profile} --backend {opts.backend} --res {res_tag(cell.res)} "
+             f"--decoder {cell.decoder} --iters {max(2 * n, 20)}")
+    return (f"{cell.decoder.upper()} {res_tag(cell.res)}: its {n} runs spread too much to trust (CV {s['cv']:.0%}, "
+            f"p90/p10 {s['p90_over_p10']:.2f}; limits {s['limits']['cv']:.0%} and {s['limits']['p90_over_p10']}): "
+            f"something else was using the machine; measure it again alone, with more rounds: {again}")
 
 
 def _result_row(cell: Cell, out: Dict[str, Any], choice: BackendChoice, profile: str, precision: str) -> Dict[str, Any]:
@@ -262,6 +277,7 @@ def _result_row(cell: Cell, out: Dict[str, Any], choice: BackendChoice, profile:
         row["error"] = out["error"]
         return row
     row.update(out)
+    row["spread"] = spread(out["latency"])
     row["peak_memory"] = peak_memory(out, choice)
     achieved, fraction, source = utilisation(cell.gflops, out["latency"]["mean_ms"], out.get("peak_flops") or {},
                                              profile, precision)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from anydepth_edge.artifacts import atomic_path, write_json_atomic, write_text_atomic
+from anydepth_edge.bench.stats import NOISY_CV, NOISY_P90_OVER_P10
 from anydepth_edge.resolution import res_tag
 
 
@@ -17,11 +18,22 @@ def reading_note(record: Dict[str, Any]) -> str:
              "busy machine it can read below the latency mean.")
     if record["device"] == "cpu":  # measured on the 2-core development VMs
         note += " Runs on a shared CPU differ by 15-25%: compare within one run."
+    if any((r.get("spread") or {}).get("noisy") for r in record["results"]):
+        note += (f" NOISY: runs spread beyond CV {NOISY_CV:.0%} or p90/p10 {NOISY_P90_OVER_P10}: not to be trusted; "
+                 "the warnings give the command that measures it again.")
     return note
 
 
 def _f(value: Optional[float], fmt: str = "{:.2f}") -> str:
     return "-" if value is None else fmt.format(value)
+
+
+def _latency_cell(row: Dict[str, Any]) -> str:
+    return f"{row['latency_ms']:.2f} +- {row['std_ms']:.2f}" + (" NOISY" if row["noisy"] else "")
+
+
+def _ratio_cell(r: Dict[str, Any]) -> str:
+    return _f(r["latency_sdt_over_dpt"], "{:.3f}") + (" (noisy)" if r.get("noisy") else "")
 
 
 def _decoder_label(r: Dict[str, Any]) -> str:
@@ -50,10 +62,12 @@ def _rows(record: Dict[str, Any]) -> List[Dict[str, Any]]:
             "mb_moved_unfused": traffic.get("bytes", 0) / 1e6 or None,
             "orin_memory_ms": traffic.get("orin_nano_memory_bound_ms"),
             "orin_compute_ms": traffic.get("orin_nano_compute_bound_ms"),
+            "p10_ms": None, "noisy": bool((r.get("spread") or {}).get("noisy")),
         }
         if "latency" in r:
             lat = r["latency"]
             row.update(latency_ms=lat["mean_ms"], std_ms=lat["std_ms"], p90_ms=lat["p90_ms"], fps=lat["fps"],
+                       p10_ms=lat.get("p10_ms", lat.get("min_ms", lat["mean_ms"])),
                        e2e_ms=(r.get("end_to_end") or {}).get("mean_ms"),
                        peak_mb=r["peak_memory"]["peak_mb"], memory_method=r["peak_memory"]["method"])
         rows.append(row)
@@ -80,11 +94,11 @@ def console_tables(record: Dict[str, Any]):
             lat.add_row(row["resolution"], row["decoder"], "failed", "", "", _f(row["paper_latency_ms"]), _f(row["paper_fps"], "{:.1f}"), row["error"][:40])
             continue
         frac = f" ({row['peak_fraction'] * 100:.1f}%)" if row["peak_fraction"] else ""
-        lat.add_row(row["resolution"], row["decoder"], f"{row['latency_ms']:.2f} +- {row['std_ms']:.2f}",
+        lat.add_row(row["resolution"], row["decoder"], _latency_cell(row),
                     f"{row['fps']:.2f}", _f(row["e2e_ms"]), _f(row["paper_latency_ms"]), _f(row["paper_fps"], "{:.1f}"),
                     _f(row["achieved_gflops_s"], "{:.0f}") + frac)
     for res, r in record.get("ratios", {}).items():
-        lat.add_row(res, "SDT/DPT", _f(r["latency_sdt_over_dpt"], "{:.3f}"), "", "", _f(r["paper_latency_sdt_over_dpt"], "{:.3f}"), "", "")
+        lat.add_row(res, "SDT/DPT", _ratio_cell(r), "", "", _f(r["paper_latency_sdt_over_dpt"], "{:.3f}"), "", "")
 
     mem = Table(title="Peak memory during inference (ours vs paper, 256x256)")
     for col in ("Resolution", "Decoder", "Peak MB", "Paper MB", "Method"):
@@ -144,7 +158,7 @@ def _md_latency(rows: List[Dict[str, Any]]) -> List[str]:
             lines.append(f"| {row['resolution']} | {row['decoder']} | failed: {row['error']} | | | | {_f(row['paper_latency_ms'])} | {_f(row['paper_fps'], '{:.1f}')} | | | |")
             continue
         frac = f"{row['peak_fraction'] * 100:.1f}%" if row["peak_fraction"] else "-"
-        lines.append(f"| {row['resolution']} | {row['decoder']} | {row['latency_ms']:.2f} +- {row['std_ms']:.2f} | {row['p90_ms']:.2f} | "
+        lines.append(f"| {row['resolution']} | {row['decoder']} | {_latency_cell(row)} | {row['p90_ms']:.2f} | "
                      f"{row['fps']:.2f} | {_f(row['e2e_ms'])} | {_f(row['paper_latency_ms'])} | {_f(row['paper_fps'], '{:.1f}')} | "
                      f"{_f(row['gflops'], '{:.1f}')} | {_f(row['achieved_gflops_s'], '{:.0f}')} | {frac} |")
     return lines
@@ -185,7 +199,7 @@ def markdown(record: Dict[str, Any], chart_name: Optional[str] = None) -> str:
                   + (" (a measured rate: a lower bound of the true peak, so convolutions can exceed it)"
                      if record["device"] == "cpu" else "")]
     lines += ["", "SDT/DPT latency ratio: " + "; ".join(
-        f"{res}: ours {_f(r['latency_sdt_over_dpt'], '{:.3f}')}, paper {_f(r['paper_latency_sdt_over_dpt'], '{:.3f}')}"
+        f"{res}: ours {_ratio_cell(r)}, paper {_f(r['paper_latency_sdt_over_dpt'], '{:.3f}')}"
         for res, r in record.get("ratios", {}).items()), "", reading_note(record), "",
         "## Peak memory", "", "| Resolution | Decoder | Peak MB | Paper MB | Method |", "|---|---|---|---|---|"]
     for row in rows:
@@ -210,44 +224,6 @@ def csv_text(record: Dict[str, Any]) -> str:
     return buf.getvalue()
 
 
-def chart(record: Dict[str, Any], path: Path) -> bool:
-    """Latency and memory bars, SDT vs DPT, ours vs paper. False when matplotlib is missing."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    rows = [r for r in _rows(record) if not r["error"]]
-    if not rows:
-        return False
-    labels = [f"{r['decoder']}\n{r['resolution']}" for r in rows]
-    x = range(len(rows))
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    w = 0.38
-    ours = f"ours ({record['device']})" if not record.get("mismatch") else "ours (NOT an Orin Nano)"
-    ax1.bar([i - w / 2 for i in x], [r["latency_ms"] for r in rows], w, label=ours)
-    ax1.bar([i + w / 2 for i in x], [r["paper_latency_ms"] or 0 for r in rows], w, label="paper (Orin Nano)")
-    ax1.set_xticks(list(x), labels)
-    ax1.set_ylabel("latency (ms)")
-    ax1.set_title("Latency")
-    ax2.bar([i - w / 2 for i in x], [r["peak_mb"] for r in rows], w, label="ours")
-    ax2.bar([i + w / 2 for i in x], [r["paper_memory_mb"] or 0 for r in rows], w, label="paper (256 only)")
-    ax2.set_xticks(list(x), labels)
-    ax2.set_ylabel("peak memory (MB)")
-    ax2.set_title("Peak memory")
-    for ax in (ax1, ax2):  # headroom above the tallest bar, so the legend never covers one
-        ax.set_ylim(0, max(p.get_height() for p in ax.patches) * 1.3 or 1)
-        ax.legend(loc="upper left")
-    fig.suptitle(_title(record), fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(str(tmp), format="png", dpi=110)
-    plt.close(fig)
-    return True
-
-
 def write_outputs(record: Dict[str, Any], out_dir: Path) -> Dict[str, Path]:
     from anydepth_edge.artifacts import ensure_writable_dir
 
@@ -259,7 +235,9 @@ def write_outputs(record: Dict[str, Any], out_dir: Path) -> Dict[str, Path]:
     stem = f"bench-{device}-{record['backend']['kind']}-{record['precision']}-{stamp}"
     paths = {"json": out_dir / f"{stem}.json", "md": out_dir / f"{stem}.md", "csv": out_dir / f"{stem}.csv"}
     png = out_dir / f"{stem}.png"
-    if chart(record, png):
+    from anydepth_edge.bench.chart import chart
+
+    if chart(record, png, _rows(record), _title(record)):
         paths["png"] = png
     write_json_atomic(paths["json"], record)
     write_text_atomic(paths["md"], markdown(record, png.name if "png" in paths else None))

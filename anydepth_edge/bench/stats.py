@@ -1,7 +1,7 @@
 """Latency statistics and the paper's Orin Nano figures. Pure functions, torch-free."""
 
 import math
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 # AnyDepth paper, Jetson Orin Nano 4GB (encoder size, precision and runtime not stated).
 PAPER_LATENCY_MS = {
@@ -21,8 +21,14 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
+# A cell whose runs spread more than this is flagged, not trusted: quiet runs of the committed CPU
+# records have CV <= 0.08 and p90/p10 <= 1.2; a run that shared the 2 cores had CV 0.70.
+NOISY_CV = 0.15
+NOISY_P90_OVER_P10 = 1.5
+
+
 def latency_stats(samples_ms: Sequence[float]) -> Dict[str, float]:
-    """mean, std (sample), min, max, p50, p90, p99 in ms, and FPS = 1000 / mean."""
+    """mean, std (sample), min, max, p10, p50, p90, p99 in ms, and FPS = 1000 / mean."""
     values = sorted(float(v) for v in samples_ms)
     n = len(values)
     if n == 0:
@@ -31,9 +37,18 @@ def latency_stats(samples_ms: Sequence[float]) -> Dict[str, float]:
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
     return {
         "n": n, "mean_ms": mean, "std_ms": std, "min_ms": values[0], "max_ms": values[-1],
-        "p50_ms": percentile(values, 50), "p90_ms": percentile(values, 90), "p99_ms": percentile(values, 99),
+        "p10_ms": percentile(values, 10), "p50_ms": percentile(values, 50), "p90_ms": percentile(values, 90), "p99_ms": percentile(values, 99),
         "fps": 1000.0 / mean if mean > 0 else float("inf"),
     }
+
+
+def spread(latency: Dict[str, float]) -> Dict[str, Any]:
+    """How far a cell's runs spread (CV = std / mean, p90 / p10) and whether that is too far to trust."""
+    cv = latency["std_ms"] / latency["mean_ms"] if latency["mean_ms"] > 0 else 0.0
+    p10 = latency.get("p10_ms", latency["min_ms"])
+    tail = latency["p90_ms"] / p10 if p10 > 0 else 1.0
+    return {"cv": cv, "p90_over_p10": tail, "noisy": cv > NOISY_CV or tail > NOISY_P90_OVER_P10,
+            "limits": {"cv": NOISY_CV, "p90_over_p10": NOISY_P90_OVER_P10}}
 
 
 def paper_figures(res: Tuple[int, int], decoder: str) -> Dict[str, Optional[float]]:

@@ -177,7 +177,10 @@ RUN_OPTIONS = {
         help="model (the model's grid, letterbox padding cropped; intrinsics follow) or frame (the camera frame's size)."),
     "points_decimation": typer.Option(4, "--points-decimation", min=0, rich_help_panel=ROS_PANEL,
         help="~/points from every n-th pixel of every n-th row; 0: no cloud."),
-    "colored": typer.Option(False, "--colored", rich_help_panel=ROS_PANEL, help="Also publish ~/depth/colored (bgr8)."),
+    "colored": typer.Option(False, "--colored", rich_help_panel=ROS_PANEL, help="Also publish ~/depth/colored (bgr8) and ~/depth/colored/compressed (JPEG)."),
+    "tf_parent": typer.Option("", "--tf-parent", rich_help_panel=ROS_PANEL,
+        help="Publish /tf_static from this frame (e.g. base_link) to the depth's frame_id: with --metric floor the lens at "
+             "--camera-height, pitched and rolled as given; otherwise at the frame's origin, looking along its x axis."),
     "node_name": typer.Option("anydepth_edge", "--node-name", rich_help_panel=ROS_PANEL, help="ROS 2 node name."),
     "namespace": typer.Option("", "--namespace", rich_help_panel=ROS_PANEL, help="ROS 2 namespace, e.g. /robot."),
     "reliability": typer.Option("reliable", "--reliability", case_sensitive=False, rich_help_panel=ROS_PANEL,
@@ -218,6 +221,7 @@ def run(
     depth_size: DepthSize = RUN_OPTIONS["depth_size"],
     points_decimation: int = RUN_OPTIONS["points_decimation"],
     colored: bool = RUN_OPTIONS["colored"],
+    tf_parent: str = RUN_OPTIONS["tf_parent"],
     node_name: str = RUN_OPTIONS["node_name"],
     namespace: str = RUN_OPTIONS["namespace"],
     reliability: Reliability = RUN_OPTIONS["reliability"],
@@ -237,7 +241,7 @@ def run(
                       reconnect_timeout=reconnect_timeout, overwrite=overwrite, min_free_mb=min_free_mb)
     ros = _ros_options(source, opts, ros2=ros2, record_bag=record_bag, camera_info=camera_info, frame_id=frame_id,
                        depth_size=depth_size.value, points_decimation=points_decimation, colored=colored,
-                       node_name=node_name, namespace=namespace, reliability=reliability.value, ros_args=ros_args)
+                       tf_parent=tf_parent, node_name=node_name, namespace=namespace, reliability=reliability.value, ros_args=ros_args)
     common = dict(console=out, warn=warn, notify=info, allow_unverified=allow_unverified)
     if ros is not None:
         from anydepth_edge.ros2.app import run_ros

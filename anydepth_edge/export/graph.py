@@ -29,7 +29,7 @@ def trace_to_onnx(export_model: torch.nn.Module, res: Tuple[int, int], opset: in
                   output_names=[OUTPUT_NAME], dynamic_axes=None)
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:
         kwargs["dynamo"] = False  # torch >= 2.9 defaults to dynamo (and opset 20); older torch has no switch
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), torch.no_grad():  # no autograd graph: the trace's activations are freed
         warnings.simplefilter("ignore")  # tracer warnings about Python-level shape checks (static here)
         torch.onnx.export(export_model, (dummy,), buf, **kwargs)
     return onnx.load_from_string(buf.getvalue())
@@ -67,6 +67,10 @@ def ort_session(model_bytes: bytes):
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    # A check runs a few times: memory freed after each run rather than kept in an arena (on a 4 GB
+    # board the arena's peak stayed held through the later steps).
+    opts.enable_cpu_mem_arena = False
+    opts.enable_mem_pattern = False
     return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
 
 

@@ -1,10 +1,9 @@
 """PyTorch -> ONNX for one (model, resolution, target), with every TensorRT trap handled here.
 
-Steps: export form (constant DySample grids, baked RoPE, plain attention) -> TorchScript exporter
-at the target's opset -> onnxslim -> stable names for the FP32-pinned nodes -> onnx.checker
-(full) + shape inference -> lint for the target -> parity against the PyTorch model on ONNX
-Runtime CPU (random input and a real photo) -> FP16 readiness (emulated) -> atomic write of the
-ONNX (facts in metadata_props) and its JSON sidecar.
+Steps: export form (constant DySample grids, baked RoPE, plain attention) -> TorchScript exporter at
+the target's opset -> onnxslim -> stable names for FP32-pinned nodes -> onnx.checker + shape inference
+-> lint -> parity on ONNX Runtime CPU (random input, a photo) -> reference bundle -> FP16 readiness
+(emulated) -> atomic write of the ONNX (facts in metadata_props) and its JSON sidecar.
 """
 
 import hashlib
@@ -19,23 +18,12 @@ import numpy as np
 import torch
 
 from anydepth_edge import __version__, pins
-from anydepth_edge.artifacts import (
-    atomic_path,
-    check_not_a_folder,
-    non_finite_paths,
-    sha256_file,
-)
+from anydepth_edge.artifacts import atomic_path, check_not_a_folder, non_finite_paths, sha256_file
 from anydepth_edge.errors import UserError
 from anydepth_edge.agreement import Bundle
 from anydepth_edge.export.traffic import graph_traffic
 from anydepth_edge.weights import licence_of
-from anydepth_edge.records import (
-    CheckpointRef,
-    OnnxArtifact,
-    TensorSpec,
-    onnx_stem,
-    reference_path,
-)
+from anydepth_edge.records import CheckpointRef, OnnxArtifact, TensorSpec, onnx_stem, reference_path
 from anydepth_edge.sidecars import sidecar_path
 from anydepth_edge.specs import IMAGENET_MEAN, IMAGENET_STD
 from anydepth_edge.targets import Target
@@ -127,10 +115,12 @@ def export_onnx(job: ExportJob, step: Callable[[str], None] = lambda s: None) ->
     export_model, graph, facts = _checked_graph(job, step)
     step("parity (ONNX Runtime vs PyTorch)")
     session, par, inputs, refs = _parity_checked(job, graph)
-    fp16 = _fp16_readiness(job, export_model, inputs, refs, step) if job.fp16_check else None
-    artifact = _record(job, graph, facts, par, fp16)
     step("reference bundle")
-    artifact.reference = write_reference(session, job)
+    reference = write_reference(session, job)
+    del session  # not needed again: freed before the FP16 emulation's peak
+    fp16 = _fp16_readiness(job, export_model, inputs, refs, step) if job.fp16_check else None
+    del export_model
+    artifact = _record(job, graph, facts, par, fp16, reference)
     if job.target.name == STRONG_TYPING_TARGET:
         step("strongly typed FP16 form")
         artifact.typed_fp16 = write_typed_fp16(graph, job, Bundle.read(reference_path(job.onnx_path)))
@@ -216,7 +206,7 @@ def _fp16_readiness(job: ExportJob, export_model, inputs, refs, step: Callable[[
     return fp16
 
 
-def _record(job: ExportJob, graph, facts: Dict[str, Any], par, fp16) -> OnnxArtifact:
+def _record(job: ExportJob, graph, facts: Dict[str, Any], par, fp16, reference) -> OnnxArtifact:
     from anydepth_edge.models.flops import count_gflops, count_params
 
     cfg = job.model.config
@@ -234,12 +224,11 @@ def _record(job: ExportJob, graph, facts: Dict[str, Any], par, fp16) -> OnnxArti
         params=count_params(job.model), gflops={k: round(v, 3) for k, v in count_gflops(job.model, job.res).items()},
         traffic=graph_traffic(graph), op_counts=op_counts(graph), **facts,
         parity={"limit_rel": PARITY_LIMIT, "definition": "max|onnx - torch| / max|torch|", **par}, fp16=fp16,
-        host=platform.node(), cache_key=job.cache_key(), path=job.onnx_path,
-    )
+        host=platform.node(), cache_key=job.cache_key(), path=job.onnx_path, reference=reference)
 
 
-OUTPUT_MEANING = {"depth": "affine-invariant depth, relu(x) + 0.001",
-                  "disparity": "relative disparity (inverse depth up to scale and shift; larger = nearer), relu(x)"}
+OUTPUT_MEANING = {"depth": "affine-invariant depth, relu(x) + 0.001", "disparity":
+                  "relative disparity (inverse depth up to scale and shift; larger = nearer), relu(x)"}
 
 
 def model_label(cfg) -> str:
@@ -291,6 +280,7 @@ def export_models(
     None: the checkpoint's (else vits / sdt). `dysample` None: the target's own form. Resolutions are
     checked against the model's patch once it is known."""
     from anydepth_edge.artifacts import ensure_writable_dir
+    from anydepth_edge.memory import release_memory
     from anydepth_edge.models.factory import resolve_model
     from anydepth_edge.resolution import check_fits_memory, check_multiple, default_resolution
 
@@ -318,6 +308,7 @@ def export_models(
                             fp16_check=fp16_check)
 
             def step(text, job=job):
+                release_memory()  # each step's peak starts from what is live, not from the last peak
                 if progress is not None:
                     progress.update(task, description=f"{job.stem}: {text}")
 

@@ -131,6 +131,8 @@ def serve_depth(backend, spec: SourceSpec, opts, ros: RosOptions, api: Optional[
         names = (node.namespace, node.name) if node else (ros.namespace, ros.node_name)
         if node is not None and opts.floor is not None:
             opts.floor = node.floor_parameters(opts.floor)
+        if opts.floor is not None:  # /tf_static places the camera as the floor fit assumes it
+            publisher.mount = (opts.floor.height_m, opts.floor.pitch_deg, opts.floor.roll_deg)
         try:
             loop = DepthLoop(backend, source, spec, opts, notify=notify, cv2=cv2, warn=warn, sinks=[publisher],
                              camera=camera)

@@ -74,6 +74,12 @@ def image_array(msg: Any) -> np.ndarray:
     return pixels.astype(dtype.newbyteorder("="), copy=False)
 
 
+def compressed_image_msg(hdr: Dict[str, Any], encoded: bytes, fmt: str = "jpeg") -> Dict[str, Any]:
+    """sensor_msgs/CompressedImage; `format` as image_transport's compressed plugin writes it for a
+    colour image ('bgr8; jpeg compressed bgr8')."""
+    return {"header": hdr, "format": f"bgr8; {fmt} compressed bgr8", "data": bytes(encoded)}
+
+
 def camera_info_msg(hdr: Dict[str, Any], intr) -> Dict[str, Any]:
     """sensor_msgs/CameraInfo of camera.Intrinsics, for an image delivered as it is (no binning,
     no ROI: the image is already the resized / cropped one these intrinsics describe)."""

@@ -28,7 +28,7 @@ ROS_MISSING = ("ROS 2 is not available to this Python (rclpy comes with ROS, not
 RELIABILITIES = ("reliable", "best_effort")
 # list fields of the published messages, and the message type of their items
 ITEM_TYPES = {"fields": ("sensor_msgs", "PointField"), "status": ("diagnostic_msgs", "DiagnosticStatus"),
-              "values": ("diagnostic_msgs", "KeyValue")}
+              "values": ("diagnostic_msgs", "KeyValue"), "transforms": ("geometry_msgs", "TransformStamped")}
 
 
 @dataclass
@@ -40,9 +40,12 @@ class RosApi:
     sensor_msgs: Any  # sensor_msgs.msg
     diagnostic_msgs: Any  # diagnostic_msgs.msg
     ParameterDescriptor: Any  # rcl_interfaces.msg.ParameterDescriptor
+    tf2_msgs: Any = None  # tf2_msgs.msg, geometry_msgs.msg: /tf_static
+    geometry_msgs: Any = None
 
     def msg_class(self, package: str, name: str) -> Any:
-        return getattr({"sensor_msgs": self.sensor_msgs, "diagnostic_msgs": self.diagnostic_msgs}[package], name)
+        return getattr({"sensor_msgs": self.sensor_msgs, "diagnostic_msgs": self.diagnostic_msgs,
+                        "tf2_msgs": self.tf2_msgs, "geometry_msgs": self.geometry_msgs}[package], name)
 
 
 def import_ros() -> RosApi:
@@ -51,15 +54,18 @@ def import_ros() -> RosApi:
         import rclpy
         import rclpy.qos as qos
         from diagnostic_msgs import msg as diagnostic_msgs
+        from geometry_msgs import msg as geometry_msgs
         from rcl_interfaces.msg import ParameterDescriptor
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
         from sensor_msgs import msg as sensor_msgs
+        from tf2_msgs import msg as tf2_msgs
     except ImportError as e:
         # A sourced ROS for another Python (humble's rclpy is built for 3.10) fails deeper than 'no rclpy'
         detail = "" if getattr(e, "name", None) == "rclpy" else f" [{e}]"
         raise HardwareMissing(ROS_MISSING + detail) from None
-    return RosApi(rclpy, Node, SingleThreadedExecutor, qos, sensor_msgs, diagnostic_msgs, ParameterDescriptor)
+    return RosApi(rclpy, Node, SingleThreadedExecutor, qos, sensor_msgs, diagnostic_msgs, ParameterDescriptor,
+                  tf2_msgs, geometry_msgs)
 
 
 def ros_argv(ros_args: str) -> List[str]:
@@ -123,7 +129,9 @@ class DepthNode:
         if settings.points_decimation:
             kinds.append("points")
         if settings.colored:
-            kinds.append("colored")
+            kinds += ["colored", "colored_compressed"]
+        if settings.tf_parent:
+            kinds.append("tf_static")
         return kinds
 
     # -- parameters -----------------------------------------------------------------------------
@@ -151,7 +159,8 @@ class DepthNode:
             points_decimation=value("points_decimation", s.points_decimation,
                                     "~/points from every n-th pixel; 0: none"),
             points_rgb=value("points_rgb", s.points_rgb, "colour the points from the camera image"),
-            colored=value("publish_colored", s.colored, "also publish ~/depth/colored (bgr8)"),
+            colored=value("publish_colored", s.colored, "also publish ~/depth/colored (bgr8) and its /compressed JPEG"),
+            tf_parent=value("tf_parent", s.tf_parent, "publish /tf_static from this frame to frame_id; empty: none"),
             diagnostics_period=float(value("diagnostics_period", s.diagnostics_period, "seconds between /diagnostics")),
         ).check()
         chosen = value("reliability", reliability, "reliable (REP 2003) or best_effort, for the published topics")
@@ -204,6 +213,9 @@ class DepthNode:
         q = self.api.qos
         if kind == "diagnostics":
             return q.QoSProfile(depth=10, history=q.HistoryPolicy.KEEP_LAST, reliability=q.ReliabilityPolicy.RELIABLE)
+        if kind == "tf_static":  # as tf2_ros's StaticTransformBroadcaster: latched for late subscribers
+            return q.QoSProfile(depth=1, history=q.HistoryPolicy.KEEP_LAST, reliability=q.ReliabilityPolicy.RELIABLE,
+                                durability=q.DurabilityPolicy.TRANSIENT_LOCAL)
         reliability = (q.ReliabilityPolicy.RELIABLE if self.reliability == "reliable"
                        else q.ReliabilityPolicy.BEST_EFFORT)
         return q.QoSProfile(depth=1, history=q.HistoryPolicy.KEEP_LAST, reliability=reliability)

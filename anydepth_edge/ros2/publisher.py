@@ -34,6 +34,7 @@ class PublishSettings:
     colored: bool = False
     metric: bool = False
     diagnostics_period: float = 1.0  # seconds
+    tf_parent: str = ""  # publish /tf_static tf_parent -> the frame_id (ros2/tf.py); "": none
 
     def check(self) -> "PublishSettings":
         check_depth_size(self.depth_size)
@@ -77,6 +78,8 @@ class DepthPublisher:
         self.last_sent = time.monotonic()
         self.last_diagnostics = 0.0
         self.warned_no_intrinsics = False
+        self.mount = (0.0, 0.0, 0.0)  # height m, pitch and roll degrees for /tf_static (--metric floor's)
+        self.tf_sent = False
         self.lock = threading.Lock()  # frames (output thread) and heartbeats (node timer) share the outlets
 
     # -- per frame ------------------------------------------------------------------------------
@@ -90,6 +93,11 @@ class DepthPublisher:
         hdr = m.header(stamp, frame_id)
         d, coloured = self._depth(frame, depth, depth_frame, colour, fit)
         msgs = [("depth", m.image_msg(hdr, d, "32FC1"))]
+        if s.tf_parent and not self.tf_sent:  # once, with the first frame's frame_id (a ROS source's own)
+            from anydepth_edge.ros2.tf import static_transform
+
+            msgs.insert(0, ("tf_static", static_transform(hdr, s.tf_parent, frame_id, *self.mount)))
+            self.tf_sent = True
         intr = self._intrinsics(frame)
         if intr is not None:
             msgs.append(("camera_info", m.camera_info_msg(hdr, intr)))
@@ -97,6 +105,9 @@ class DepthPublisher:
                 msgs.append(("points", self._cloud(hdr, frame.image, d, intr)))
         if s.colored:
             msgs.append(("colored", m.image_msg(hdr, coloured, "bgr8")))
+            ok, jpeg = self.cv2.imencode(".jpg", coloured, [int(self.cv2.IMWRITE_JPEG_QUALITY), 85])
+            if ok:
+                msgs.append(("colored_compressed", m.compressed_image_msg(hdr, jpeg.tobytes())))
         now = time.monotonic()
         if now - self.last_diagnostics >= s.diagnostics_period:
             msgs.append(("diagnostics", self._diagnostics(m.WARN, "metric fit refused: depth is NaN") if refused

@@ -30,6 +30,11 @@ TOPICS: Dict[str, Topic] = {
     "points": Topic("~/points", "sensor_msgs/msg/PointCloud2",
                     "organised xyz (+ rgb) cloud from ~/depth, every points_decimation-th pixel"),
     "colored": Topic("~/depth/colored", "sensor_msgs/msg/Image", "bgr8 colour-mapped depth for viewers"),
+    # image_transport's name for the compressed form: rqt_image_view and Foxglove pick it up over Wi-Fi
+    "colored_compressed": Topic("~/depth/colored/compressed", "sensor_msgs/msg/CompressedImage",
+                                "JPEG of ~/depth/colored"),
+    "tf_static": Topic("/tf_static", "tf2_msgs/msg/TFMessage",
+                       "--tf-parent FRAME -> the depth's frame_id (the camera's mounting), once"),
     "diagnostics": Topic("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray",
                          "per-stage timings, FPS, dropped frames, metric fit"),
 }
@@ -83,6 +88,13 @@ DEFINITIONS: Dict[str, str] = {
     "sensor_msgs/PointCloud2": ("std_msgs/Header header\nuint32 height\nuint32 width\n"
                                 "sensor_msgs/PointField[] fields\nbool is_bigendian\nuint32 point_step\n"
                                 "uint32 row_step\nuint8[] data\nbool is_dense"),
+    "sensor_msgs/CompressedImage": "std_msgs/Header header\nstring format\nuint8[] data",
+    "geometry_msgs/Vector3": "float64 x\nfloat64 y\nfloat64 z",
+    "geometry_msgs/Quaternion": "float64 x 0\nfloat64 y 0\nfloat64 z 0\nfloat64 w 1",
+    "geometry_msgs/Transform": "geometry_msgs/Vector3 translation\ngeometry_msgs/Quaternion rotation",
+    "geometry_msgs/TransformStamped": ("std_msgs/Header header\nstring child_frame_id\n"
+                                       "geometry_msgs/Transform transform"),
+    "tf2_msgs/TFMessage": "geometry_msgs/TransformStamped[] transforms",
     "diagnostic_msgs/KeyValue": "string key\nstring value",
     "diagnostic_msgs/DiagnosticStatus": ("byte OK=0\nbyte WARN=1\nbyte ERROR=2\nbyte STALE=3\nbyte level\n"
                                          "string name\nstring message\nstring hardware_id\n"

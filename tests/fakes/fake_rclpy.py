@@ -50,6 +50,12 @@ SENSOR["CameraInfo"] = message("CameraInfo", header=Header, height=lambda: UNSET
                                distortion_model=lambda: UNSET, d=list, k=lambda: [0.0] * 9, r=lambda: [0.0] * 9,
                                p=lambda: [0.0] * 12, binning_x=lambda: UNSET, binning_y=lambda: UNSET,
                                roi=SENSOR["RegionOfInterest"])
+Vector3 = message("Vector3", x=lambda: UNSET, y=lambda: UNSET, z=lambda: UNSET)
+GEOMETRY = {"Vector3": Vector3, "Quaternion": Quaternion,
+            "Transform": message("Transform", translation=Vector3, rotation=Quaternion)}
+GEOMETRY["TransformStamped"] = message("TransformStamped", header=Header, child_frame_id=lambda: UNSET,
+                                       transform=GEOMETRY["Transform"])
+TF2 = {"TFMessage": message("TFMessage", transforms=list)}
 DIAGNOSTIC = {
     "KeyValue": message("KeyValue", key=lambda: UNSET, value=lambda: UNSET),
     # rclpy represents a `byte` field as bytes
@@ -76,11 +82,13 @@ class Enum:
 
 ReliabilityPolicy = Enum("RELIABLE", "BEST_EFFORT", "SYSTEM_DEFAULT")
 HistoryPolicy = Enum("KEEP_LAST", "KEEP_ALL", "SYSTEM_DEFAULT")
+DurabilityPolicy = Enum("TRANSIENT_LOCAL", "VOLATILE", "SYSTEM_DEFAULT")
 
 
 class QoSProfile:
-    def __init__(self, depth=1000, history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.SYSTEM_DEFAULT):
-        self.depth, self.history, self.reliability = depth, history, reliability
+    def __init__(self, depth=1000, history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.SYSTEM_DEFAULT,
+                 durability=DurabilityPolicy.SYSTEM_DEFAULT):
+        self.depth, self.history, self.reliability, self.durability = depth, history, reliability, durability
 
 
 class Publisher:
@@ -206,11 +214,13 @@ class FakeRos:
         node_mod.Node = lambda name, namespace=None: Node(ros, name, namespace)
         qos = types.ModuleType("rclpy.qos")
         qos.QoSProfile, qos.ReliabilityPolicy, qos.HistoryPolicy = QoSProfile, ReliabilityPolicy, HistoryPolicy
+        qos.DurabilityPolicy = DurabilityPolicy
         executors = types.ModuleType("rclpy.executors")
         executors.SingleThreadedExecutor = lambda: Executor(ros)
         rclpy.node, rclpy.qos, rclpy.executors = node_mod, qos, executors
         mods = {"rclpy": rclpy, "rclpy.node": node_mod, "rclpy.qos": qos, "rclpy.executors": executors}
-        for package, classes in (("sensor_msgs", SENSOR), ("diagnostic_msgs", DIAGNOSTIC),
+        for package, classes in (("sensor_msgs", SENSOR), ("diagnostic_msgs", DIAGNOSTIC), ("geometry_msgs", GEOMETRY),
+                                 ("tf2_msgs", TF2),
                                  ("rcl_interfaces", {"ParameterDescriptor": ParameterDescriptor})):
             pkg, msg = types.ModuleType(package), types.ModuleType(f"{package}.msg")
             for name, cls in classes.items():
