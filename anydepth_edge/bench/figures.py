@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from anydepth_edge import __version__
-from anydepth_edge.bench.stats import paper_figures, ratio
+from anydepth_edge.bench.stats import is_noisy, paper_figures, ratio
 from anydepth_edge.engines import BackendChoice
 from anydepth_edge.platform_info import PlatformInfo
 from anydepth_edge.resolution import res_tag
@@ -105,6 +105,6 @@ def sdt_dpt_ratios(results: List[Dict[str, Any]]) -> Dict[str, Dict[str, Optiona
             "paper_latency_sdt_over_dpt": ratio(p_sdt["latency_ms"], p_dpt["latency_ms"]),
             "memory_sdt_over_dpt": ratio(sdt["peak_memory"]["peak_mb"], dpt["peak_memory"]["peak_mb"]),
             "paper_memory_sdt_over_dpt": ratio(p_sdt["memory_mb"], p_dpt["memory_mb"]),
-            "noisy": any((r.get("spread") or {}).get("noisy") for r in (sdt, dpt)),  # the latency ratio is not to be trusted
+            "noisy": any(is_noisy(r) for r in (sdt, dpt)),  # the latency ratio is not to be trusted
         }
     return out

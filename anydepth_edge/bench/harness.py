@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from anydepth_edge.artifacts import sha256_file
 from anydepth_edge.bench.figures import environment, orin_nano_bounds, peak_memory, sdt_dpt_ratios, utilisation
 from anydepth_edge.bench.process import run_child
-from anydepth_edge.bench.stats import paper_figures, spread
+from anydepth_edge.bench.stats import is_noisy, paper_figures, spread
 from anydepth_edge.engines import (
     BackendChoice,
     BackendSpec,
@@ -241,7 +241,7 @@ def run_bench(opts: BenchOptions, warn: Callable[[str], None], progress=None) ->
         if "error" in out:
             warn(f"{label}: {out['error']}")
         results.append(_result_row(cell, out, choice, profile, precision))
-        if (results[-1].get("spread") or {}).get("noisy"):
+        if is_noisy(results[-1]):
             noisy.append(noisy_warning(opts, cell, results[-1], profile))
             warn(noisy[-1])
         if progress:

@@ -6,8 +6,8 @@ import io
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from anydepth_edge.artifacts import atomic_path, write_json_atomic, write_text_atomic
-from anydepth_edge.bench.stats import NOISY_CV, NOISY_P90_OVER_P10
+from anydepth_edge.artifacts import write_json_atomic, write_text_atomic
+from anydepth_edge.bench.stats import NOISY_CV, NOISY_P90_OVER_P10, is_noisy
 from anydepth_edge.resolution import res_tag
 
 
@@ -18,7 +18,7 @@ def reading_note(record: Dict[str, Any]) -> str:
              "busy machine it can read below the latency mean.")
     if record["device"] == "cpu":  # measured on the 2-core development VMs
         note += " Runs on a shared CPU differ by 15-25%: compare within one run."
-    if any((r.get("spread") or {}).get("noisy") for r in record["results"]):
+    if any(is_noisy(r) for r in record["results"]):
         note += (f" NOISY: runs spread beyond CV {NOISY_CV:.0%} or p90/p10 {NOISY_P90_OVER_P10}: not to be trusted; "
                  "the warnings give the command that measures it again.")
     return note
@@ -62,7 +62,7 @@ def _rows(record: Dict[str, Any]) -> List[Dict[str, Any]]:
             "mb_moved_unfused": traffic.get("bytes", 0) / 1e6 or None,
             "orin_memory_ms": traffic.get("orin_nano_memory_bound_ms"),
             "orin_compute_ms": traffic.get("orin_nano_compute_bound_ms"),
-            "p10_ms": None, "noisy": bool((r.get("spread") or {}).get("noisy")),
+            "p10_ms": None, "noisy": is_noisy(r),
         }
         if "latency" in r:
             lat = r["latency"]

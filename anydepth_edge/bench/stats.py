@@ -51,6 +51,11 @@ def spread(latency: Dict[str, float]) -> Dict[str, Any]:
             "limits": {"cv": NOISY_CV, "p90_over_p10": NOISY_P90_OVER_P10}}
 
 
+def is_noisy(result: Dict[str, Any]) -> bool:
+    """Whether a benchmark result row was flagged by `spread` (older records have no spread)."""
+    return bool((result.get("spread") or {}).get("noisy"))
+
+
 def paper_figures(res: Tuple[int, int], decoder: str) -> Dict[str, Optional[float]]:
     side = res[0] if res[0] == res[1] else None
     key = (side, decoder)

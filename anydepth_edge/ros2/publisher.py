@@ -21,6 +21,7 @@ from anydepth_edge.errors import UserError
 from anydepth_edge.ros2 import messages as m
 from anydepth_edge.runtime.camera import CameraModel, back_project, check_depth_size, depth_hw, depth_intrinsics
 from anydepth_edge.runtime.processing import Postprocessor
+from anydepth_edge.runtime.server import jpeg
 
 Origin = Callable[[Any], Tuple[int, str]]  # frame -> (stamp ns, frame_id)
 
@@ -105,9 +106,9 @@ class DepthPublisher:
                 msgs.append(("points", self._cloud(hdr, frame.image, d, intr)))
         if s.colored:
             msgs.append(("colored", m.image_msg(hdr, coloured, "bgr8")))
-            ok, jpeg = self.cv2.imencode(".jpg", coloured, [int(self.cv2.IMWRITE_JPEG_QUALITY), 85])
-            if ok:
-                msgs.append(("colored_compressed", m.compressed_image_msg(hdr, jpeg.tobytes())))
+            encoded = jpeg(self.cv2, coloured, quality=85)  # the viewer's encoder
+            if encoded:
+                msgs.append(("colored_compressed", m.compressed_image_msg(hdr, encoded)))
         now = time.monotonic()
         if now - self.last_diagnostics >= s.diagnostics_period:
             msgs.append(("diagnostics", self._diagnostics(m.WARN, "metric fit refused: depth is NaN") if refused
