@@ -167,6 +167,7 @@ class OnnxArtifact(SidecarRecord):
     # the strongly typed FP16 form beside it (trt10): {file, sha256, fp32_regions, casts, agreement}
     typed_fp16: Optional[Dict[str, Any]] = None
     export_seconds: Optional[float] = None
+    export_peak_rss_mb: Optional[int] = None  # the export process's peak resident memory during this export
     host: str = ""
     cache_key: str = ""
     onnx_sha256: str = ""

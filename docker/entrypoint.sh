@@ -17,7 +17,8 @@
 #   out-of-memory build. Delete the file or set ANYDEPTH_BUILD_RETRY=1 to try again.
 #
 # Environment: ANYDEPTH_EXPORT_DIR (/data/export), ANYDEPTH_ENGINES_DIR (/data/engines),
-# ANYDEPTH_RES (256), ANYDEPTH_BUILD (res: only that resolution's exports | all | none),
+# ANYDEPTH_RES (256), ANYDEPTH_BUILD (res: only that resolution's exports | all | none), ANYDEPTH_DECODER
+# (sdt, dpt, dav2 or all: only that decoder's exports get engines; empty: every export),
 # ANYDEPTH_CHECKPOINT (export: a checkpoint file, relative to ANYDEPTH_CHECKPOINTS_DIR=/data/checkpoints,
 # added as --checkpoint unless the command has one), ANYDEPTH_TEGRA_RELEASE (/etc/nv_tegra_release, the
 # host's: compose mounts it), ANYDEPTH_IMAGE_L4T_FILE (/opt/anydepth-edge/image-l4t, written at build).
@@ -92,7 +93,7 @@ check_l4t() {
 # and the exports (name, size, time).
 build_key() {
   {
-    printf 'res=%s build=%s\n' "$res" "$mode"
+    printf 'res=%s build=%s decoder=%s\n' "$res" "$mode" "${ANYDEPTH_DECODER:-}"
     cat "$tegra_release" "$image_l4t_file" 2>/dev/null || true
     find "$export_dir" -maxdepth 1 -name '*.onnx' -printf '%f %s %T@\n' 2>/dev/null | sort
   } | cksum | cut -d' ' -f1
@@ -101,6 +102,7 @@ build_key() {
 build_engines() {
   local args=("$export_dir" --out-dir "$engines_dir")
   if [ "$mode" = "res" ]; then args+=(--res "$res"); fi
+  if [ -n "${ANYDEPTH_DECODER:-}" ]; then args+=(--decoder "$ANYDEPTH_DECODER"); fi
   local rc=0
   anydepth-edge build "${args[@]}" || rc=$?
   case "$rc" in

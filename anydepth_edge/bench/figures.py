@@ -5,7 +5,7 @@ environment the run was made in. Torch-free."""
 import platform as _platform
 import subprocess
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from anydepth_edge import __version__
 from anydepth_edge.bench.stats import is_noisy, paper_figures, ratio
@@ -29,6 +29,13 @@ def peak_memory(result: Dict[str, Any], choice: BackendChoice) -> Dict[str, Any]
                 "engine_device_memory_mb": (mem.get("engine_device_memory_bytes") or 0) / 2 ** 20}
     return {"peak_mb": mem.get("rss_peak_over_baseline_bytes", 0) / 2 ** 20,
             "method": "peak RSS of the benchmark process over its idle baseline"}
+
+
+def engine_traffic(traffic: Dict[str, Any]) -> Tuple[int, int]:
+    """(fused, unfused) bytes one inference of an engine moves: a Gather-form export's counts with
+    its samplers as TensorRT's GridSample (export/traffic.tensorrt_form_traffic) when recorded."""
+    return (traffic.get("tensorrt_form_fused_bytes", traffic.get("fused_bytes", traffic.get("bytes", 0))),
+            traffic.get("tensorrt_form_bytes", traffic.get("bytes", 0)))
 
 
 def orin_nano_bounds(traffic_bytes: float, gflops: Optional[float]) -> Dict[str, Optional[float]]:

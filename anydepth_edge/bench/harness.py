@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from anydepth_edge.artifacts import sha256_file
-from anydepth_edge.bench.figures import environment, orin_nano_bounds, peak_memory, sdt_dpt_ratios, utilisation
+from anydepth_edge.bench.figures import engine_traffic, environment, orin_nano_bounds, peak_memory, sdt_dpt_ratios, utilisation
 from anydepth_edge.bench.process import run_child
 from anydepth_edge.bench.stats import is_noisy, paper_figures, spread
 from anydepth_edge.engines import (
@@ -267,8 +267,7 @@ def _result_row(cell: Cell, out: Dict[str, Any], choice: BackendChoice, profile:
     row: Dict[str, Any] = {"decoder": cell.decoder, "res": list(cell.res), "artifact": cell.artifact,
                            "gflops": cell.gflops, "params": cell.params, "paper": paper_figures(cell.res, cell.decoder)}
     if cell.traffic:  # which limit an Orin Nano figure is near: moving the bytes, or the FLOPs
-        moved = cell.traffic.get("fused_bytes", cell.traffic["bytes"])
-        row["traffic"] = dict(cell.traffic, **orin_nano_bounds(moved, cell.gflops))
+        row["traffic"] = dict(cell.traffic, **orin_nano_bounds(engine_traffic(cell.traffic)[0], cell.gflops))
     if "dysample" in cell.spec:
         row["dysample"] = cell.spec["dysample"]
     if "rung" in cell.spec:  # TensorRT: which rung of the precision ladder, verified against FP32 or not

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from anydepth_edge.artifacts import write_json_atomic, write_text_atomic
+from anydepth_edge.bench.figures import engine_traffic
 from anydepth_edge.bench.stats import NOISY_CV, NOISY_P90_OVER_P10, is_noisy
 from anydepth_edge.resolution import res_tag
 
@@ -58,8 +59,9 @@ def _rows(record: Dict[str, Any]) -> List[Dict[str, Any]]:
             "peak_mb": None, "memory_method": None, "paper_memory_mb": paper.get("memory_mb"),
             "gflops": r.get("gflops"), "achieved_gflops_s": r.get("achieved_gflops_per_s"),
             "peak_fraction": r.get("peak_fraction"), "error": r.get("error"),
-            "mb_moved": traffic.get("fused_bytes", 0) / 1e6 or None,
-            "mb_moved_unfused": traffic.get("bytes", 0) / 1e6 or None,
+            "mb_moved": engine_traffic(traffic)[0] / 1e6 or None,
+            "mb_moved_unfused": engine_traffic(traffic)[1] / 1e6 or None,
+            "gather_counted": "fused_bytes" in traffic and "tensorrt_form_fused_bytes" not in traffic,
             "orin_memory_ms": traffic.get("orin_nano_memory_bound_ms"),
             "orin_compute_ms": traffic.get("orin_nano_compute_bound_ms"),
             "p10_ms": None, "noisy": is_noisy(r),
@@ -111,9 +113,8 @@ def console_tables(record: Dict[str, Any]):
         mem.add_row(res, "SDT/DPT", _f(r["memory_sdt_over_dpt"], "{:.3f}"), _f(r["paper_memory_sdt_over_dpt"], "{:.3f}"), "")
     if not any(row["mb_moved"] for row in rows):
         return lat, mem
-    gather = any(r.get("dysample") == "gather" for r in record["results"])
-    bounds = Table(title="What bounds it on an Orin Nano\nFP16 floors of the graph benchmarked here"
-                   + (" (SDT: the Gather form; TensorRT's GridSample form moves less)" if gather else ""))
+    bounds = Table(title="What bounds it on an Orin Nano\nFP16 floors of the engine's graph (TensorRT's GridSample form)"
+                   + _gather_note(rows))
     for col in ("Resolution", "Decoder", "GFLOPs", "MB moved", "Memory floor ms", "Compute floor ms"):
         bounds.add_column(col, justify="right" if col not in ("Resolution", "Decoder") else "left")
     for row in rows:
@@ -121,6 +122,12 @@ def console_tables(record: Dict[str, Any]):
             bounds.add_row(row["resolution"], row["decoder"], _f(row["gflops"], "{:.1f}"), f"{row['mb_moved']:.0f}",
                            _f(row["orin_memory_ms"], "{:.1f}"), _f(row["orin_compute_ms"], "{:.1f}"))
     return lat, mem, bounds
+
+
+def _gather_note(rows: List[Dict[str, Any]]) -> str:
+    """Said where a record predates the TensorRT-form count: its SDT rows are the Gather form's."""
+    return " (this record's SDT rows: the Gather form, which moves more)" if any(r["gather_counted"] for r in rows
+                                                                                  if "SDT" in r["decoder"]) else ""
 
 
 def _md_header(record: Dict[str, Any]) -> List[str]:
@@ -172,9 +179,10 @@ def _md_orin_bound(rows: List[Dict[str, Any]]) -> List[str]:
 
         orin = DEVICE_PROFILES["orin-nano"]
         lines += ["", "## What bounds it on an Orin Nano", "",
-                  f"Bytes one inference of the graph benchmarked here moves (FP32; element-wise nodes counted as "
-                  f"fused, unfused in brackets), halved for FP16 (an `ort` export samples DySample with Gather, "
-                  f"which moves more than the GridSample form of the TensorRT exports), against the Orin Nano's {orin.memory_bandwidth / 1e9:.0f} GB/s of "
+                  f"Bytes one inference of the engine's graph moves (FP32; element-wise nodes counted as "
+                  f"fused, unfused in brackets), halved for FP16. The TensorRT form is counted: where the export "
+                  f"benchmarked here samples DySample with Gather (`ort`), its samplers are counted as GridSample"
+                  f"{_gather_note(rows)}. Set against the Orin Nano's {orin.memory_bandwidth / 1e9:.0f} GB/s of "
                   f"shared memory; next to it the FLOPs against its {orin.peak_fp16_flops / 1e12:.0f} TFLOPS dense "
                   "FP16. These are floors: an Orin figure near the larger one is limited by it.", "",
                   "| Resolution | Decoder | GFLOPs | MB moved (FP32) | memory floor ms | compute floor ms |",

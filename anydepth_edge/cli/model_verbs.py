@@ -134,6 +134,9 @@ def build(
     builder: Builder = typer.Option("python", "--builder", case_sensitive=False,
                                     help="python (TensorRT Python API) or trtexec (/usr/src/tensorrt/bin/trtexec, same settings)."),
     res: List[str] = typer.Option([], "--res", "-r", help="With a folder: only these sizes. " + RES_HELP),
+    decoder: Optional[DecoderOrAll] = typer.Option(None, "--decoder", "-d", case_sensitive=False,
+                                                   help="With a folder: only this decoder's exports (all: SDT and DPT; "
+                                                        "default: every export there)."),
     out_dir: str = typer.Option("engines", "--out-dir", "-o", help="Where engines, sidecars, inspector JSON and build logs go."),
     timing_cache: Optional[str] = typer.Option(None, "--timing-cache", help="Persistent timing cache (default: one per TensorRT version and GPU in --out-dir)."),
     force: bool = typer.Option(False, "--force", "-f", help="Rebuild even when an up-to-date engine exists."),
@@ -152,6 +155,7 @@ def build(
                               builder=builder.value, workspace_mib=workspace,
                               timing_cache=Path(timing_cache) if timing_cache else None, force=force,
                               resolutions=parse_res_list(res),
+                              decoders=expand_decoders([_value(decoder)]) if decoder else (),
                               notify=lambda text: prog.update(task, description=text))
     for item in items:
         out.print(item, markup=False) if isinstance(item, str) else out.print(item)

@@ -13,10 +13,11 @@ from anydepth_edge.records import EngineArtifact, OnnxArtifact, export_files
 from anydepth_edge.targets import TARGETS, check_target_for_tensorrt, target_for_tensorrt_version
 
 
-def exports_for_this_tensorrt(export_dir, trt_version: str, resolutions: Sequence[Tuple[int, int]] = ()) -> List[Path]:
+def exports_for_this_tensorrt(export_dir, trt_version: str, resolutions: Sequence[Tuple[int, int]] = (),
+                              decoders: Sequence[str] = ()) -> List[Path]:
     """The GridSample-form ONNX exports in `export_dir` whose graph is the one this TensorRT's target
-    asks for (trt8.6 and trt10 exports are the same graph), and, when given, of these resolutions:
-    what the container entrypoint builds engines for."""
+    asks for (trt8.6 and trt10 exports are the same graph), and, when given, of these resolutions and
+    decoders: what the container entrypoint builds engines for."""
     found = []
     for path in export_files(export_dir):
         onnx = OnnxArtifact.find(path)
@@ -28,6 +29,8 @@ def exports_for_this_tensorrt(export_dir, trt_version: str, resolutions: Sequenc
         except UserError:
             continue  # this TensorRT cannot build it
         if resolutions and onnx.res not in [tuple(r) for r in resolutions]:
+            continue
+        if decoders and onnx.decoder not in decoders:
             continue
         found.append(path)
     return found
@@ -45,7 +48,8 @@ def summary_line(record: EngineArtifact, reused: bool) -> str:
 
 def build_engines(onnx: Path, engines_dir: Path, device: str = "auto", precision: str = "auto", typing: str = "auto",
                   builder: str = "python", workspace_mib: Optional[int] = None, timing_cache: Optional[Path] = None,
-                  force: bool = False, resolutions: Sequence[Tuple[int, int]] = (), trt=None, cuda=None,
+                  force: bool = False, resolutions: Sequence[Tuple[int, int]] = (), decoders: Sequence[str] = (),
+                  trt=None, cuda=None,
                   notify: Notify = lambda s: None) -> List[Any]:
     """`anydepth-edge build FILE|FOLDER`: ensure an engine for one export, or for every export in a
     folder made for this TensorRT's target (the container entrypoint's use). Returns what to print:
@@ -59,12 +63,13 @@ def build_engines(onnx: Path, engines_dir: Path, device: str = "auto", precision
     profile = device_profile(device)
     trt = trt or import_tensorrt()
     if onnx.is_dir():
-        paths = exports_for_this_tensorrt(onnx, trt.__version__, resolutions)
+        paths = exports_for_this_tensorrt(onnx, trt.__version__, resolutions, decoders)
         if not paths:
             target = target_for_tensorrt_version(trt.__version__)
             sizes = ", ".join(f"{h}x{w}" for h, w in resolutions) or "any size"
-            raise NothingToDo(f"no export for TensorRT {trt.__version__} (target {target}, {sizes}) in {onnx}: "
-                            f"anydepth-edge export --decoder all --target {target}"
+            which = "/".join(d.upper() for d in decoders) + " " if decoders else ""
+            raise NothingToDo(f"no {which}export for TensorRT {trt.__version__} (target {target}, {sizes}) in {onnx}: "
+                            f"anydepth-edge export --decoder {'all' if len(decoders) != 1 else decoders[0]} --target {target}"
                             + "".join(f" --res {h}x{w}" for h, w in resolutions)
                             + " (the export image or a workstation), then copy the files there")
     else:

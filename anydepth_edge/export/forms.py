@@ -13,7 +13,7 @@ on a Jetson wants.
 """
 
 import copy
-from typing import Tuple
+from typing import Dict, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -150,18 +150,24 @@ class DySampleExport(nn.Module):
         return self.sampler(x, self.coords(self.predict_offsets(x)))
 
 
-def _dysample_input_sizes(model: nn.Module, res: Tuple[int, int]):
-    """Input size of every DySample for an image of size `res` (recorded with forward hooks)."""
-    sizes = {}
-    hooks = [m.register_forward_hook(lambda mod, inp, out, name=name: sizes.__setitem__(name, tuple(inp[0].shape[-2:])))
-             for name, m in model.named_modules() if isinstance(m, DySample)]
+def input_shapes(model: nn.Module, res: Tuple[int, int], kind: type) -> Dict[str, Tuple[torch.Size, ...]]:
+    """{name: its inputs' shapes} of every `kind` submodule in one forward pass of an image of size
+    `res` (recorded with forward hooks)."""
+    shapes = {}
+    hooks = [m.register_forward_hook(lambda mod, inp, out, name=name: shapes.__setitem__(name, tuple(t.shape for t in inp)))
+             for name, m in model.named_modules() if isinstance(m, kind)]
     try:
         with torch.no_grad():
             model(torch.zeros(1, 3, res[0], res[1]))
     finally:
         for h in hooks:
             h.remove()
-    return sizes
+    return shapes
+
+
+def _dysample_input_sizes(model: nn.Module, res: Tuple[int, int]):
+    """Input size (H, W) of every DySample for an image of size `res`."""
+    return {name: tuple(shapes[0][-2:]) for name, shapes in input_shapes(model, res, DySample).items()}
 
 
 def _set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:

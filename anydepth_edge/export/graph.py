@@ -21,17 +21,22 @@ PARITY_LIMIT = 1e-4  # max |onnx - torch| / max |torch|
 
 def trace_to_onnx(export_model: torch.nn.Module, res: Tuple[int, int], opset: int):
     """TorchScript exporter (dynamo=False) at an explicit opset; returns an onnx.ModelProto."""
+    return trace_module(export_model, (torch.zeros(1, 3, res[0], res[1]),), opset, [INPUT_NAME], [OUTPUT_NAME])
+
+
+def trace_module(module: torch.nn.Module, inputs: Tuple[torch.Tensor, ...], opset: int,
+                 input_names=None, output_names=None):
+    """Any module traced with fixed shapes (the whole model, or one part of it for a count)."""
     import onnx
 
     buf = io.BytesIO()
-    dummy = torch.zeros(1, 3, res[0], res[1])
-    kwargs = dict(opset_version=opset, do_constant_folding=True, input_names=[INPUT_NAME],
-                  output_names=[OUTPUT_NAME], dynamic_axes=None)
+    kwargs = dict(opset_version=opset, do_constant_folding=True, input_names=input_names,
+                  output_names=output_names, dynamic_axes=None)
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:
         kwargs["dynamo"] = False  # torch >= 2.9 defaults to dynamo (and opset 20); older torch has no switch
     with warnings.catch_warnings(), torch.no_grad():  # no autograd graph: the trace's activations are freed
         warnings.simplefilter("ignore")  # tracer warnings about Python-level shape checks (static here)
-        torch.onnx.export(export_model, (dummy,), buf, **kwargs)
+        torch.onnx.export(module, inputs, buf, **kwargs)
     return onnx.load_from_string(buf.getvalue())
 
 

@@ -20,8 +20,9 @@ import torch
 from anydepth_edge import __version__, pins
 from anydepth_edge.artifacts import atomic_path, check_not_a_folder, non_finite_paths, sha256_file
 from anydepth_edge.errors import UserError
+from anydepth_edge.memory import process_memory, reset_peak_rss
 from anydepth_edge.agreement import Bundle
-from anydepth_edge.export.traffic import graph_traffic
+from anydepth_edge.export.traffic import graph_traffic, tensorrt_form_traffic
 from anydepth_edge.weights import licence_of
 from anydepth_edge.records import CheckpointRef, OnnxArtifact, TensorSpec, onnx_stem, reference_path
 from anydepth_edge.sidecars import sidecar_path
@@ -112,6 +113,7 @@ def export_onnx(job: ExportJob, step: Callable[[str], None] = lambda s: None) ->
         if found is not None:
             return ExportResult(found, reused=True)
     t0 = time.perf_counter()
+    peak_from_here = reset_peak_rss()  # this export's own peak, not an earlier one's in the same process
     export_model, graph, facts = _checked_graph(job, step)
     step("parity (ONNX Runtime vs PyTorch)")
     session, par, inputs, refs = _parity_checked(job, graph)
@@ -125,6 +127,8 @@ def export_onnx(job: ExportJob, step: Callable[[str], None] = lambda s: None) ->
         step("strongly typed FP16 form")
         artifact.typed_fp16 = write_typed_fp16(graph, job, Bundle.read(reference_path(job.onnx_path)))
     artifact.export_seconds = round(time.perf_counter() - t0, 2)
+    peak = process_memory()["peak_rss_bytes"]
+    artifact.export_peak_rss_mb = round(peak / 2**20) if peak and peak_from_here else None
     step("write")
     _set_metadata(graph, artifact)
     with atomic_path(job.onnx_path) as tmp:
@@ -151,7 +155,10 @@ def _checked_graph(job: ExportJob, step: Callable[[str], None]):
     facts = {"nodes": {"before_slim": nodes_before, "after_slim": len(graph.graph.node)},
              "fp32_nodes": pins.pinned_names(sum(regions.values(), []),
                                              pins.pin_regions("default", job.target.decompose_layernorm)),
-             "pin_nodes": {r: names for r, names in regions.items() if names}}
+             "pin_nodes": {r: names for r, names in regions.items() if names}, "traffic": graph_traffic(graph)}
+    if job.dysample == "gather":  # the Orin bound counts what an engine moves: TensorRT samples with GridSample
+        step("traffic of the TensorRT form")
+        facts["traffic"].update(tensorrt_form_traffic(export_model, job.res, facts["traffic"]))
     step("onnx.checker")
     check_graph(graph)
     if job.target.tensorrt:
@@ -222,7 +229,7 @@ def _record(job: ExportJob, graph, facts: Dict[str, Any], par, fp16, reference) 
         outputs=[TensorSpec(OUTPUT_NAME, [1, 1, h, w], "float32", meaning=OUTPUT_MEANING[cfg.output_kind])],
         mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD), checkpoint=job.checkpoint, toolkit_version=__version__,
         params=count_params(job.model), gflops={k: round(v, 3) for k, v in count_gflops(job.model, job.res).items()},
-        traffic=graph_traffic(graph), op_counts=op_counts(graph), **facts,
+        op_counts=op_counts(graph), **facts,
         parity={"limit_rel": PARITY_LIMIT, "definition": "max|onnx - torch| / max|torch|", **par}, fp16=fp16,
         host=platform.node(), cache_key=job.cache_key(), path=job.onnx_path, reference=reference)
 

@@ -52,3 +52,24 @@ def graph_traffic(model) -> Dict[str, int]:
             fused += node_weight + node_activation
     return {"bytes": activation + weight, "fused_bytes": fused, "activation_bytes": activation,
             "weight_bytes": weight, "largest_tensor_bytes": max(sizes.values(), default=0)}
+
+
+def tensorrt_form_traffic(export_model, res, traffic: Dict[str, int]) -> Dict[str, int]:
+    """`tensorrt_form_bytes` and `tensorrt_form_fused_bytes`: a Gather-form export's `traffic` with each
+    GatherSampler's own traffic replaced by a GridSampleSampler's on the same tensors, as a TensorRT
+    export samples. Both samplers are traced alone at the shapes a forward
+    pass at `res` gives them; everything around them is the same graph in both forms."""
+    import torch
+
+    from anydepth_edge.export.forms import GatherSampler, GridSampleSampler, input_shapes
+    from anydepth_edge.export.graph import trace_module
+
+    totals = {key: traffic[key] for key in ("bytes", "fused_bytes")}
+    for name, (x_shape, grid_shape) in input_shapes(export_model, res, GatherSampler).items():
+        gather = export_model.get_submodule(name)
+        inputs = (torch.zeros(x_shape), torch.zeros(grid_shape))
+        for sign, sampler in ((-1, gather), (1, GridSampleSampler(gather.scale, gather.groups))):
+            counted = graph_traffic(trace_module(sampler, inputs, 17))  # GridSample needs opset >= 16
+            for key in totals:
+                totals[key] += sign * counted[key]
+    return {f"tensorrt_form_{key}": value for key, value in totals.items()}

@@ -14,6 +14,9 @@ from anydepth_edge.resolution import res_tag
 from anydepth_edge.targets import TARGETS
 
 Warn = Optional[Callable[[str], None]]
+# Several models for one size (export --decoder all writes SDT and DPT): run the product, SDT.
+PREFERRED_DECODER = "sdt"
+PREFERRED_DECODER_LABEL = " + SDT"  # how an engine's sidecar names it (export/onnx_export.model_label)
 
 
 def _readable(folder: Path, pattern: str, warn: Warn) -> Dict[Path, float]:
@@ -51,7 +54,7 @@ def find_engine(res: Tuple[int, int], engines_dir: Path, host, warn: Warn = None
     from anydepth_edge.engines.compat import engine_problem
 
     mtimes = _readable(engines_dir, "*.engine", warn)
-    matches, unverified = [], []
+    matches, preferred, unverified = [], [], []
     for p in mtimes:
         record = EngineArtifact.find(p)
         if record is None or record.resolution != list(res) or engine_problem(record, host):
@@ -60,10 +63,12 @@ def find_engine(res: Tuple[int, int], engines_dir: Path, host, warn: Warn = None
             unverified.append(f"{p.name} ({record.status})")
             continue
         matches.append(p)
+        if (record.model or "").endswith(PREFERRED_DECODER_LABEL):
+            preferred.append(p)
     if unverified and warn:
         warn(f"not using {', '.join(unverified)}: an engine must agree with FP32 first (anydepth-edge verify "
              "ENGINE, or --allow-unverified)")
-    return _newest(mtimes, matches)
+    return _newest(mtimes, preferred or matches)
 
 
 def find_onnx(res: Tuple[int, int], export_dir: Path, warn: Warn = None) -> Optional[Path]:
@@ -74,7 +79,7 @@ def find_onnx(res: Tuple[int, int], export_dir: Path, warn: Warn = None) -> Opti
         if record is not None and record.res == tuple(res):
             matches.append(p)
             # prefer SDT (the product) in its target's own DySample form when several match
-            if record.decoder == "sdt" and record.target in TARGETS and record.dysample == TARGETS[record.target].sampler:
+            if record.decoder == PREFERRED_DECODER and record.target in TARGETS and record.dysample == TARGETS[record.target].sampler:
                 preferred.append(p)
     return _newest(mtimes, preferred or matches)
 
