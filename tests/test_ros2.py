@@ -877,3 +877,41 @@ def test_a_full_disk_while_finishing_a_bag_says_no_space_and_names_the_partial(t
     outlet = BagOutlet(tmp_path / "full.mcap", False, "", "anydepth_edge")
     with pytest.raises(UserError, match=r"no space left to write .*\.full\.mcap\.~rec\d+\.partial"):
         outlet.close()
+
+
+def test_a_killed_runs_bag_is_recovered_by_the_next_run(tmp_path):
+    """kill -9 leaves the partial with the chunks written so far and no summary (ROS tools refuse
+    it; the pip install has no `mcap recover`). The next --record-bag of that name keeps its complete
+    messages as <stem>.recovered.mcap, readable by rosbags; by hand: python -m anydepth_edge.ros2.recover."""
+    from anydepth_edge.ros2 import recover
+    from anydepth_edge.ros2.messages import header, image_msg
+
+    bag = tmp_path / "k.mcap"
+    outlet = BagOutlet(bag, False, "", "anydepth_edge")
+    rng = np.random.default_rng(0)
+    frames = [rng.random((128, 128), dtype=np.float32) for _ in range(12)]  # 64 KiB each: several 1 MiB chunks
+    for i, depth in enumerate(frames * 3):
+        outlet.publish("depth", image_msg(header(i * 10**8, "cam"), depth, "32FC1"), log_ns=i * 10**8)
+    killed = tmp_path / f".k.mcap.~rec{2**22 + 7}.partial"  # a pid no process has: its writer is gone
+    killed.write_bytes(outlet.tmp.read_bytes()[:-1000])  # what is on disk now, cut inside the last chunk
+    outlet.close()
+    bag.unlink()
+    with pytest.raises(Exception):
+        read_bag(killed)  # no summary, a truncated chunk: unreadable as it is
+    notes = []
+    BagOutlet(bag, False, "", "anydepth_edge", notify=notes.append).close()
+    kept = tmp_path / "k.recovered.mcap"
+    assert not killed.exists() and len(notes) == 1 and str(kept) in notes[0]
+    msgs, _ = read_bag(kept)
+    depth = msgs["/anydepth_edge/depth"]
+    assert 12 <= len(depth) < 36, len(depth)  # whole chunks kept, the cut one dropped
+    for n, (log_time, msg) in enumerate(depth):
+        assert log_time == n * 10**8 and np.array_equal(depth_of(msg), frames[n % 12])
+    # by hand, and a file with nothing to keep
+    again = tmp_path / ".k.mcap.~rec5.partial"
+    again.write_bytes(outlet.tmp.read_bytes() if outlet.tmp.exists() else kept.read_bytes())
+    assert recover.main([str(again), str(tmp_path / "by-hand.mcap")]) == 0
+    assert len(read_bag(tmp_path / "by-hand.mcap")[0]["/anydepth_edge/depth"]) == len(depth)
+    empty = tmp_path / ".e.mcap.~rec5.partial"
+    empty.write_bytes(kept.read_bytes()[:40])
+    assert recover.main([str(empty)]) == 1 and not (tmp_path / "e.recovered.mcap").exists()

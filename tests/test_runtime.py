@@ -909,3 +909,15 @@ def test_run_prefers_the_sdt_engine_when_dpt_is_newer(tmp_path):
     assert find_engine((256, 256), tmp_path, host) == paths["SDT"]
     paths["SDT"].with_suffix(".json").unlink()  # without SDT: the newest that runs here
     assert find_engine((256, 256), tmp_path, host) == paths["DPT"]
+
+
+def test_pace_none_summary_says_end_to_end_includes_the_queue(tiny_onnx, tmp_path):
+    """Issue 24.6: --pace none's end to end (8.5 s against 2.2 s of inference) was unexplained: every
+    frame is kept, so each waits in the reader's queue behind the ones before it."""
+    clip = make_video(tmp_path / "c.mp4", frames=4)
+    common = ("--model", tiny_onnx, "--max-frames", "4")
+    none = run_cli("run", "--source", clip, "--pace", "none", *common)
+    assert none.returncode == 0, none.stderr
+    assert "end to end includes the wait in the reader's queue" in none.stdout and "up to 2 before it" in none.stdout
+    native = run_cli("run", "--source", clip, *common)
+    assert native.returncode == 0 and "reader's queue" not in native.stdout, native.stderr

@@ -5,17 +5,19 @@ ros2msg, topics.schema_text) and messages CDR, as rosbag2 writes them, so `ros2 
 
 Like --record, the bag is written as `.<name>.~rec<pid>.partial` beside the target and moved into place
 when complete, never over a file that is there (unless --overwrite). A run killed mid-way leaves
-the partial: chunks written so far are intact, `mcap recover` turns it into a bag. Python 3.8.
+the partial: chunks written so far are intact, and the next run with that name keeps them as
+`<stem>.recovered.mcap` (ros2/recover.py). Python 3.8.
 """
 
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 from anydepth_edge.artifacts import ensure_writable_dir
 from anydepth_edge.errors import UserError
 from anydepth_edge.runtime.outputs import check_free_space, fsync_dir, partial_path, publish, write_failure
+from anydepth_edge.ros2.recover import recover_stale_bags
 from anydepth_edge.ros2.topics import TOPICS, resolve, schema_text
 
 OPTION = "--record-bag"
@@ -49,9 +51,12 @@ def import_mcap_ros2():
 class BagOutlet:
     """Writes each (kind, message dict) to the kind's topic, resolved as the node would name it."""
 
-    def __init__(self, path, overwrite: bool, namespace: str, node: str):
+    def __init__(self, path, overwrite: bool, namespace: str, node: str, notify: Optional[Callable[[str], None]] = None):
         writer_cls, compression = import_mcap_ros2()
         self.final = Path(path)
+        if notify is None:
+            from anydepth_edge.console import warn as notify
+        recover_stale_bags(self.final, notify)  # a killed run's bag: kept as <stem>.recovered.mcap
         self.overwrite = overwrite
         self.tmp = partial_path(self.final)
         self.namespace, self.node = namespace, node

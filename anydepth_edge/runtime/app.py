@@ -236,6 +236,10 @@ def print_summary(summary, console) -> None:
     inf = "-" if summary.inference_fps is None else f"{summary.inference_fps:.2f}"
     console.print(f"loop {fps} FPS (inference alone {inf} FPS); captured {summary.captured}, "
                   f"dropped {summary.dropped}, reconnects {summary.reconnects}")
+    if summary.read_ahead:
+        console.print(f"end to end includes the wait in the reader's queue: --pace none keeps every frame, so each "
+                      f"waits for up to {summary.read_ahead} before it (about {summary.read_ahead + 1}x inference); "
+                      "a camera, or --pace native, keeps only the newest frame")
     if summary.nonfinite_frames:
         console.print(f"{summary.nonfinite_frames} frames had NaN/Inf depth (painted magenta; NaN kept in .npy, "
                       "0 in .png)")

@@ -307,6 +307,7 @@ class DepthLoop:
         summary.captured = self.capture.captured
         summary.dropped = self.capture.dropped
         summary.reconnects = self.capture.reconnects
+        summary.read_ahead = 0 if self.capture.newest_only else self.capture.queue_size
         summary.loop_fps = stats["loop_fps"]
         summary.inference_fps = stats["inference_fps"]
         summary.stages = stats["stages"]

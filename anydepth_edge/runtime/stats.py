@@ -42,5 +42,6 @@ class RunSummary:
     metric: Optional[Dict[str, float]] = None
     outputs: List[str] = field(default_factory=list)
     nonfinite_frames: int = 0  # frames whose depth had NaN / Inf
+    read_ahead: int = 0  # frames the reader keeps queued (--pace none); 0: only the newest frame
     stopped_by: str = ""
     error: Optional[str] = None
