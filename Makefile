@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# torch first, pinned: these wheels (CPU-usable CUDA builds) are the ones on this disk.
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e ".[export,ort,cv,plot,dev,ros2,eval]"
+	$(BIN)/pip install -q -e ".[export,ort,cv,plot,dev,ros2,eval,foxglove]"
 	touch $(STAMP)
 
 setup: $(STAMP)

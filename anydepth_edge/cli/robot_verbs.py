@@ -115,6 +115,9 @@ def _ros_options(source: str, opts, ros2: bool, record_bag: Optional[str], camer
     from anydepth_edge.ros2.sources import is_ros_source
 
     if ros2 or record_bag or is_ros_source(source):
+        if opts.foxglove:  # foxglove_bridge shows a ROS graph in Foxglove; --foxglove is for robots without one
+            raise UserError("--foxglove serves runs without ROS 2: with --ros2 / --record-bag / a ros: source, use "
+                            "foxglove_bridge (it reads the ~/depth, ~/points topics) or open the bag in Foxglove")
         from anydepth_edge.ros2.app import RosOptions
         from anydepth_edge.ros2.publisher import PublishSettings
 
@@ -122,7 +125,7 @@ def _ros_options(source: str, opts, ros2: bool, record_bag: Optional[str], camer
         return RosOptions(publish=ros2, record_bag=record_bag, camera_info=camera_info, **names,
                           settings=PublishSettings(**settings))
     given = ["--" + k.replace("_", "-") for k, value in settings.items() if value != RUN_OPTIONS[k].default]
-    if camera_info and opts.metric != "floor":
+    if camera_info and opts.metric != "floor" and not opts.foxglove:
         given.insert(0, "--camera-info")
     if given:
         raise UserError(f"{', '.join(given)}: ROS 2 options, used only with --ros2, --record-bag or a ros: source")
@@ -141,6 +144,7 @@ RUN_OPTIONS = {
     "overwrite": typer.Option(False, "--overwrite", help="Replace an existing --record file and write into a non-empty --save-depth folder (refused otherwise)."),
     "min_free_mb": typer.Option(200.0, "--min-free-mb", min=0, help="Refuse to start --record / --save-depth with less free space than this (MB)."),
     "serve": typer.Option(None, "--serve", help="[HOST:]PORT for the browser viewer (MJPEG + timings); binds 127.0.0.1 unless HOST is given."),
+    "foxglove": typer.Option(None, "--foxglove", help="[HOST:]PORT: serve depth, image, calibration and a point cloud to the Foxglove app over its WebSocket protocol, without ROS (binds 127.0.0.1 unless HOST is given; pip install 'anydepth-edge[foxglove]'). The cloud needs intrinsics: --camera-info, a RealSense or --metric floor's."),
     "max_frames": typer.Option(None, "--max-frames", min=1, help="Stop after this many frames."),
     "metric": typer.Option(None, "--metric", case_sensitive=False, rich_help_panel=METRIC_PANEL,
         help="Output metres: sensor (a RealSense: fit to its depth stream each frame) or floor "
@@ -202,6 +206,7 @@ def run(
     overwrite: bool = RUN_OPTIONS["overwrite"],
     min_free_mb: float = RUN_OPTIONS["min_free_mb"],
     serve: Optional[str] = RUN_OPTIONS["serve"],
+    foxglove: Optional[str] = RUN_OPTIONS["foxglove"],
     max_frames: Optional[int] = RUN_OPTIONS["max_frames"],
     metric: Optional[MetricMode] = RUN_OPTIONS["metric"],
     camera_height: Optional[float] = RUN_OPTIONS["camera_height"],
@@ -227,15 +232,12 @@ def run(
     reliability: Reliability = RUN_OPTIONS["reliability"],
     ros_args: str = RUN_OPTIONS["ros_args"],
 ) -> None:
-    """Run depth behind a camera: capture, inference and output overlap; latency never builds up (only the newest frame is kept).
-
-    Ctrl-C or SIGTERM stops cleanly (recording finished, camera released) and prints the summary.
-    """
+    """Run depth behind a camera: capture, inference and output overlap; latency never builds up (only the newest frame is kept). Ctrl-C or SIGTERM stops cleanly (recording finished, camera released) and prints the summary."""
     from anydepth_edge.runtime.app import floor_settings, run_depth
     from anydepth_edge.runtime.loop import RunOptions
 
     opts = RunOptions(max_frames=max_frames, resize_policy=resize.value, pace=pace.value, display=display,
-                      record=record, save_depth=save_depth, serve=serve, metric=_value(metric) or "",
+                      record=record, save_depth=save_depth, serve=serve, foxglove=foxglove, metric=_value(metric) or "",
                       floor=floor_settings(_value(metric), camera_height, camera_pitch, camera_roll, camera_hfov),
                       camera_info=camera_info, camera_hfov=camera_hfov,
                       reconnect_timeout=reconnect_timeout, overwrite=overwrite, min_free_mb=min_free_mb)

@@ -177,17 +177,28 @@ def run_depth(source: str, model: Optional[str], res: str, backend: str, opts, e
         parse_serve(opts.serve)
     check_outputs(opts, spec)  # before the model loads: a refused output costs nothing
     cv2 = import_cv2()
-    be, choice_text = open_run_backend(model, res, backend, engines_dir, export_dir, warn=warn, notify=notify,
-                                       allow_unverified=allow_unverified)
+    sinks = [foxglove_sink(opts, camera, cv2, notify)] if opts.foxglove else []  # a busy port: refused now
+    try:
+        be, choice_text = open_run_backend(model, res, backend, engines_dir, export_dir, warn=warn, notify=notify,
+                                           allow_unverified=allow_unverified)
+    except BaseException:
+        for sink in sinks:
+            sink.close()
+        raise
     try:
         src = open_source(spec, cv2=cv2)
-        if camera is not None and not camera.known:
+        waiting = [c for c in (camera, *(s.camera for s in sinks)) if c is not None and not c.known]
+        if waiting and spec.kind == "realsense":  # the floor fit's and the cloud's intrinsics: the device's
             from anydepth_edge.runtime.camera import realsense_intrinsics
 
-            camera.update(realsense_intrinsics(src), "the RealSense colour stream")
-        loop = DepthLoop(be, src, spec, opts, notify=notify, cv2=cv2, warn=warn, camera=camera)
+            intr = realsense_intrinsics(src)
+            for c in waiting:
+                c.update(intr, "the RealSense colour stream")
+        loop = DepthLoop(be, src, spec, opts, notify=notify, cv2=cv2, warn=warn, camera=camera, sinks=sinks)
     except BaseException:
         be.close()
+        for sink in sinks:
+            sink.close()
         raise
     notify(f"{spec.describe()} -> {choice_text}; resize policy: {opts.resize_policy}; Ctrl-C to stop")
 
@@ -202,6 +213,18 @@ def run_depth(source: str, model: Optional[str], res: str, backend: str, opts, e
         be.close()
     print_summary(summary, console)
     return summary
+
+
+def foxglove_sink(opts, camera, cv2, notify):
+    """The --foxglove sink, started; its cloud's intrinsics: --metric floor's, else --camera-info, else
+    the RealSense's (filled in once it is open), else none (depth and image only)."""
+    from anydepth_edge.runtime.camera import CameraModel, load_calibration
+    from anydepth_edge.runtime.foxglove_sink import FoxgloveSink
+
+    if camera is None:
+        camera = (CameraModel(load_calibration(opts.camera_info), f"--camera-info {opts.camera_info}")
+                  if opts.camera_info else CameraModel())
+    return FoxgloveSink(opts.foxglove, camera, cv2, notify=notify)
 
 
 def metric_lines(m) -> list:

@@ -47,9 +47,10 @@ class RunOptions:
     record: Optional[str] = None
     save_depth: Optional[str] = None
     serve: Optional[str] = None
+    foxglove: Optional[str] = None  # [HOST:]PORT of the Foxglove WebSocket server (runtime/foxglove_sink.py)
     metric: str = ""  # "" (relative depth) or one of metric.METRIC_MODES: sensor (RealSense), floor
     floor: Optional[FloorSettings] = None  # --metric floor: the camera's mounting
-    camera_info: Optional[str] = None  # --metric floor: a calibration YAML (else --camera-hfov, else the RealSense's)
+    camera_info: Optional[str] = None  # --metric floor, --foxglove's cloud: a calibration YAML
     camera_hfov: Optional[float] = None
     reconnect_timeout: float = 30.0
     overlay: bool = True

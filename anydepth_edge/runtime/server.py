@@ -35,16 +35,16 @@ BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nConten
 log = logging.getLogger(__name__)
 
 
-def parse_serve(text: str) -> Tuple[str, int]:
+def parse_serve(text: str, option: str = "--serve") -> Tuple[str, int]:
     """'8080' -> ('127.0.0.1', 8080); 'HOST:PORT' as given; port 0 picks a free one."""
     host, _, port = str(text).rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
     try:
         number = int(port)
     except ValueError:
-        raise UserError(f"--serve {text}: give PORT or HOST:PORT (e.g. 8080 or 0.0.0.0:8080)") from None
+        raise UserError(f"{option} {text}: give PORT or HOST:PORT (e.g. 8080 or 0.0.0.0:8080)") from None
     if not 0 <= number <= 65535:
-        raise UserError(f"--serve {text}: port must be 0-65535")
+        raise UserError(f"{option} {text}: port must be 0-65535")
     return canonical_host(host), number
 
 
