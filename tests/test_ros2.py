@@ -560,8 +560,8 @@ def test_no_rclpy_is_one_line_saying_what_to_source(monkeypatch, tmp_path):
 def unset_fields(msg, path="msg"):
     """Every field of a fake message the code left at the fake's default."""
     found = []
-    for name, value in vars(msg).items():
-        if value == fake_rclpy.UNSET or value == b"\x09":
+    for name, value in msg.field_values().items():
+        if isinstance(value, (str, bytes)) and value in (fake_rclpy.UNSET, b"\x09"):
             found.append(f"{path}.{name}")
         elif isinstance(value, fake_rclpy.Message):
             found += unset_fields(value, f"{path}.{name}")
@@ -570,6 +570,21 @@ def unset_fields(msg, path="msg"):
                 if isinstance(item, fake_rclpy.Message):
                     found += unset_fields(item, f"{path}.{name}[{i}]")
     return found
+
+
+def test_fake_messages_refuse_what_rclpy_refuses():
+    """The rclpy fake's messages are typed like rosidl's, so the node's conversions are checked: an
+    unknown attribute, an int where a float64 goes, numpy where uint8[] goes, a float for a uint32."""
+    img, tf = fake_rclpy.SENSOR["Image"](), fake_rclpy.GEOMETRY["TransformStamped"]()
+    with pytest.raises(AttributeError):
+        img.heigth = 6  # __slots__: a misspelt field is not silently a new attribute
+    for target, name, value in ((img, "height", 6.0), (img, "height", -1), (img, "encoding", b"mono8"),
+                                (img, "data", np.zeros(4, np.uint8)), (tf.transform.translation, "z", 0),
+                                (tf, "header", {"frame_id": "x"})):
+        with pytest.raises(AssertionError):
+            setattr(target, name, value)
+    img.data = b"\x01\x02"
+    assert img.data.typecode == "B" and list(img.data) == [1, 2]  # stored as rclpy stores it
 
 
 def test_node_wiring_with_a_recording_rclpy(tmp_path, monkeypatch):
@@ -694,8 +709,9 @@ def test_ros_topic_source_keeps_the_newest_frame_and_its_stamp(monkeypatch):
     assert src.origin(0) == (1002, "cam_optical")
     with pytest.raises(SourceLost, match="no image on /cam/image_raw"):
         src.read()  # nothing newer arrived
-    info = SimpleNamespace(width=8, height=6, distortion_model="plumb_bob", d=[], k=[5, 0, 4, 0, 5, 3, 0, 0, 1],
-                           r=[0] * 9, p=[0] * 12)
+    info = fake_rclpy.SENSOR["CameraInfo"]()  # typed as rclpy's: floats in k, r, p
+    info.width, info.height, info.distortion_model, info.d = 8, 6, "plumb_bob", []
+    info.k, info.r, info.p = [5.0, 0.0, 4.0, 0.0, 5.0, 3.0, 0.0, 0.0, 1.0], [0.0] * 9, [0.0] * 12
     info_sub.callback(info)
     assert camera.at((6, 8)).focal_centre == pytest.approx((5.0, 5.0, 4.0, 3.0))
     node.shutdown()

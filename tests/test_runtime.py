@@ -159,7 +159,12 @@ def test_realsense_live_and_bag_with_fake(tmp_path):
     assert ("enable_device", "1234") in rs.calls and ("enable_stream", "color", 640, 480, "bgr8", 30) in rs.calls
     assert ("enable_stream", "depth", 640, 480, "z16", 30) in rs.calls and ("align", "color") in rs.calls
     frame, depth = src.read()
-    assert frame.shape == (48, 64, 3) and depth.dtype == np.float32 and float(depth[0, 0]) == pytest.approx(1.5)
+    assert frame.shape == (480, 640, 3) and depth.shape == (480, 640)  # the resolution asked for
+    assert depth.dtype == np.float32 and float(depth[0, 0]) == pytest.approx(1.5)
+    from anydepth_edge.runtime.camera import realsense_intrinsics
+
+    intr = realsense_intrinsics(src)  # the colour stream's, from the running pipeline
+    assert intr.hw == (480, 640) and intr.focal_centre == pytest.approx((640 / 1.375, 480 / 0.768, 323.5, 237.75))
     rs.left = 0
     with pytest.raises(SourceLost):
         src.read()
@@ -172,6 +177,11 @@ def test_realsense_live_and_bag_with_fake(tmp_path):
     src.read(), src.read()
     with pytest.raises(StopIteration):
         src.read()
+    small = FakeRealSense()
+    src = open_source(parse_source("realsense?width=424&height=240"), rs=small)
+    assert src.read()[0].shape == (240, 424, 3) and realsense_intrinsics(src).hw == (240, 424)
+    with pytest.raises(UserError, match="Couldn.t resolve requests"):  # a mode the camera does not have: one line
+        open_source(parse_source("realsense?width=1000&height=700"), rs=FakeRealSense())
 
 
 # ----------------------------------------------------------------------------- processing

@@ -18,51 +18,144 @@ UNSET = "<unset>"
 CLOCK_OFFSET_NS = 10 ** 15  # the fake node's clock differs from the wall clock: stamps show which was used
 
 
+INT_RANGES = {"uint8": (0, 2**8), "uint32": (0, 2**32), "int32": (-2**31, 2**31)}
+
+
 class Message:
-    FIELDS = {}  # name -> default factory
+    """Like rosidl-generated Python messages: `__slots__` (an unknown attribute is an AttributeError)
+    and setters that refuse a value of the wrong type (AssertionError, as rclpy's do), converting
+    sequences as rclpy stores them (uint8[] -> array('B'), float64[] -> array('d'), float64[N] ->
+    a numpy array). FIELDS: name -> (type, default); defaults are set without the check."""
+
+    __slots__ = ()
+    FIELDS = {}
 
     def __init__(self):
-        for name, default in self.FIELDS.items():
-            setattr(self, name, default())
+        for name, (_kind, default) in self.FIELDS.items():
+            object.__setattr__(self, "_" + name, default())
+
+    def field_values(self):
+        return {name: getattr(self, name) for name in self.FIELDS}
+
+
+def _checked(name, kind, value):
+    """The value as rclpy would store it, or AssertionError for one a real message refuses."""
+    import array
+
+    import numpy as np
+
+    if isinstance(kind, type):  # a nested message
+        assert isinstance(value, kind), f"The '{name}' field must be a sub message of type '{kind.__name__}'"
+        return value
+    if isinstance(kind, tuple):  # ("sequence", message class)
+        assert isinstance(value, (list, tuple)) and all(isinstance(v, kind[1]) for v in value), \
+            f"The '{name}' field must be a set or sequence and each value of type '{kind[1].__name__}'"
+        return list(value)
+    if kind in INT_RANGES:
+        lo, hi = INT_RANGES[kind]
+        assert isinstance(value, int) and lo <= value < hi, f"The '{name}' field must be an integer in [{lo}, {hi})"
+        return value
+    if kind == "float64":
+        assert isinstance(value, float), f"The '{name}' field must be of type 'float'"
+        return value
+    if kind == "string":
+        assert isinstance(value, str), f"The '{name}' field must be of type 'str'"
+        return value
+    if kind == "bool":
+        assert isinstance(value, bool), f"The '{name}' field must be of type 'bool'"
+        return value
+    if kind == "byte":
+        assert isinstance(value, bytes) and len(value) == 1, f"The '{name}' field must be of type 'bytes' of length 1"
+        return value
+    if kind == "uint8[]":
+        if isinstance(value, array.array):
+            assert value.typecode == "B", f"The '{name}' array.array() must have the type code of 'B'"
+            return value
+        assert isinstance(value, (bytes, bytearray, list, tuple)) and all(isinstance(v, int) and 0 <= v < 256 for v in value), \
+            f"The '{name}' field must be a set or sequence and each value of type 'int' in [0, 255]"
+        return array.array("B", value)
+    if kind == "float64[]":
+        assert isinstance(value, (array.array, list, tuple)) and all(isinstance(v, float) for v in value), \
+            f"The '{name}' field must be a set or sequence and each value of type 'float'"
+        return array.array("d", value)
+    if kind.startswith("float64["):  # fixed size: a numpy array in rclpy
+        size = int(kind[len("float64["):-1])
+        if isinstance(value, np.ndarray):
+            assert value.dtype == np.float64 and value.size == size, f"The '{name}' numpy.ndarray() must have the dtype of 'numpy.float64' and a size of {size}"
+            return value
+        assert isinstance(value, (list, tuple)) and len(value) == size and all(isinstance(v, float) for v in value), \
+            f"The '{name}' field must be a set or sequence with length {size} and each value of type 'float'"
+        return np.array(value, dtype=np.float64)
+    raise ValueError(f"fake_rclpy: unknown field type {kind!r}")
 
 
 def message(type_name, **fields):
-    return type(type_name, (Message,), {"FIELDS": fields})
+    """A message class; each field is (type, default factory): a type name, a message class, or
+    ("sequence", message class)."""
+    def accessor(name, kind):
+        def get(self):
+            return getattr(self, "_" + name)
+
+        def put(self, value):
+            object.__setattr__(self, "_" + name, _checked(name, kind, value))
+
+        return property(get, put)
+
+    namespace = {"__slots__": tuple("_" + n for n in fields), "FIELDS": fields}
+    namespace.update({n: accessor(n, kind) for n, (kind, _default) in fields.items()})
+    return type(type_name, (Message,), namespace)
 
 
-Time = message("Time", sec=lambda: UNSET, nanosec=lambda: UNSET)
-Header = message("Header", stamp=Time, frame_id=lambda: UNSET)
+def unset(kind):
+    return (kind, lambda: UNSET)
+
+
+def nested(cls):
+    return (cls, cls)
+
+
+def sequence(cls):
+    return (("sequence", cls), list)
+
+
+Time = message("Time", sec=unset("int32"), nanosec=unset("uint32"))
+Header = message("Header", stamp=nested(Time), frame_id=unset("string"))
+RegionOfInterest = message("RegionOfInterest", x_offset=unset("uint32"), y_offset=unset("uint32"),
+                           height=unset("uint32"), width=unset("uint32"), do_rectify=unset("bool"))
+PointField = message("PointField", name=unset("string"), offset=unset("uint32"), datatype=unset("uint8"),
+                     count=unset("uint32"))
 SENSOR = {
-    "Image": message("Image", header=Header, height=lambda: UNSET, width=lambda: UNSET, encoding=lambda: UNSET,
-                     is_bigendian=lambda: UNSET, step=lambda: UNSET, data=lambda: UNSET),
-    "CompressedImage": message("CompressedImage", header=Header, format=lambda: UNSET, data=lambda: UNSET),
-    "RegionOfInterest": message("RegionOfInterest", x_offset=lambda: UNSET, y_offset=lambda: UNSET,
-                                height=lambda: UNSET, width=lambda: UNSET, do_rectify=lambda: UNSET),
-    "PointField": message("PointField", name=lambda: UNSET, offset=lambda: UNSET, datatype=lambda: UNSET,
-                          count=lambda: UNSET),
-    "PointCloud2": message("PointCloud2", header=Header, height=lambda: UNSET, width=lambda: UNSET, fields=list,
-                           is_bigendian=lambda: UNSET, point_step=lambda: UNSET, row_step=lambda: UNSET,
-                           data=lambda: UNSET, is_dense=lambda: UNSET),
+    "Image": message("Image", header=nested(Header), height=unset("uint32"), width=unset("uint32"),
+                     encoding=unset("string"), is_bigendian=unset("uint8"), step=unset("uint32"), data=unset("uint8[]")),
+    "CompressedImage": message("CompressedImage", header=nested(Header), format=unset("string"), data=unset("uint8[]")),
+    "RegionOfInterest": RegionOfInterest,
+    "PointField": PointField,
+    "PointCloud2": message("PointCloud2", header=nested(Header), height=unset("uint32"), width=unset("uint32"),
+                           fields=sequence(PointField), is_bigendian=unset("bool"), point_step=unset("uint32"),
+                           row_step=unset("uint32"), data=unset("uint8[]"), is_dense=unset("bool")),
 }
-Quaternion = message("Quaternion", x=lambda: UNSET, y=lambda: UNSET, z=lambda: UNSET, w=lambda: UNSET)
-SENSOR["Imu"] = message("Imu", header=Header, orientation=Quaternion)
-SENSOR["CameraInfo"] = message("CameraInfo", header=Header, height=lambda: UNSET, width=lambda: UNSET,
-                               distortion_model=lambda: UNSET, d=list, k=lambda: [0.0] * 9, r=lambda: [0.0] * 9,
-                               p=lambda: [0.0] * 12, binning_x=lambda: UNSET, binning_y=lambda: UNSET,
-                               roi=SENSOR["RegionOfInterest"])
-Vector3 = message("Vector3", x=lambda: UNSET, y=lambda: UNSET, z=lambda: UNSET)
-GEOMETRY = {"Vector3": Vector3, "Quaternion": Quaternion,
-            "Transform": message("Transform", translation=Vector3, rotation=Quaternion)}
-GEOMETRY["TransformStamped"] = message("TransformStamped", header=Header, child_frame_id=lambda: UNSET,
-                                       transform=GEOMETRY["Transform"])
-TF2 = {"TFMessage": message("TFMessage", transforms=list)}
+Quaternion = message("Quaternion", x=unset("float64"), y=unset("float64"), z=unset("float64"), w=unset("float64"))
+SENSOR["Imu"] = message("Imu", header=nested(Header), orientation=nested(Quaternion))
+SENSOR["CameraInfo"] = message("CameraInfo", header=nested(Header), height=unset("uint32"), width=unset("uint32"),
+                               distortion_model=unset("string"), d=("float64[]", list),
+                               k=("float64[9]", lambda: [0.0] * 9), r=("float64[9]", lambda: [0.0] * 9),
+                               p=("float64[12]", lambda: [0.0] * 12), binning_x=unset("uint32"),
+                               binning_y=unset("uint32"), roi=nested(RegionOfInterest))
+Vector3 = message("Vector3", x=unset("float64"), y=unset("float64"), z=unset("float64"))
+Transform = message("Transform", translation=nested(Vector3), rotation=nested(Quaternion))
+GEOMETRY = {"Vector3": Vector3, "Quaternion": Quaternion, "Transform": Transform}
+GEOMETRY["TransformStamped"] = message("TransformStamped", header=nested(Header), child_frame_id=unset("string"),
+                                       transform=nested(Transform))
+TF2 = {"TFMessage": message("TFMessage", transforms=sequence(GEOMETRY["TransformStamped"]))}
+KeyValue = message("KeyValue", key=unset("string"), value=unset("string"))
 DIAGNOSTIC = {
-    "KeyValue": message("KeyValue", key=lambda: UNSET, value=lambda: UNSET),
-    # rclpy represents a `byte` field as bytes
-    "DiagnosticStatus": message("DiagnosticStatus", level=lambda: b"\x09", name=lambda: UNSET, message=lambda: UNSET,
-                                hardware_id=lambda: UNSET, values=list),
+    "KeyValue": KeyValue,
+    # rclpy represents a `byte` field as bytes; the fake's default is a level no code sets
+    "DiagnosticStatus": message("DiagnosticStatus", level=("byte", lambda: b"\x09"), name=unset("string"),
+                                message=unset("string"), hardware_id=unset("string"), values=sequence(KeyValue)),
 }
-DIAGNOSTIC["DiagnosticArray"] = message("DiagnosticArray", header=Header, status=list)
+DIAGNOSTIC["DiagnosticArray"] = message("DiagnosticArray", header=nested(Header),
+                                        status=sequence(DIAGNOSTIC["DiagnosticStatus"]))
 
 
 class ParameterDescriptor:

@@ -8,20 +8,31 @@ import numpy as np
 from anydepth_edge.runtime.sources import FrameSource, SourceLost, SourceSpec
 
 
+# Colour modes of a D435's RGB sensor (a subset): a request outside them fails at start, as
+# pyrealsense2's "Couldn't resolve requests" does.
+REALSENSE_MODES = {(640, 480, 30), (1280, 720, 30), (848, 480, 30), (424, 240, 30), (640, 480, 15)}
+
+
 class FakeRealSense:
-    """Recording fake of the pyrealsense2 surface the source uses."""
+    """Recording fake of the pyrealsense2 surface the source uses. Frames come at the resolution the
+    config enabled (nothing enabled: pyrealsense2's default 1280x720 colour), an unsupported mode is
+    refused at start, and `pipeline.get_active_profile()` answers the colour stream's intrinsics
+    for that resolution (a 69 x 42 degree lens, principal point off centre as on a real unit)."""
 
     def __init__(self, frames=3, fail_live=False):
         self.calls = []
         self.left = frames
         self.fail_live = fail_live
+        self.enabled = {}
+        self.active = None
         fake = self
         self.stream = type("S", (), {"color": "color", "depth": "depth"})
         self.format = type("F", (), {"bgr8": "bgr8", "z16": "z16"})
 
         class Config:
-            def enable_stream(self, *a):
-                fake.calls.append(("enable_stream",) + a)
+            def enable_stream(self, stream, width, height, fmt, fps):
+                fake.calls.append(("enable_stream", stream, width, height, fmt, fps))
+                fake.enabled[stream] = (width, height, fps)
 
             def enable_device(self, serial):
                 fake.calls.append(("enable_device", serial))
@@ -41,14 +52,43 @@ class FakeRealSense:
 
         class Frames:
             def get_color_frame(self):
-                return Frame(np.full((48, 64, 3), 100, np.uint8))
+                w, h, _ = fake.active["color"]
+                return Frame(np.full((h, w, 3), 100, np.uint8))
 
             def get_depth_frame(self):
-                return Frame(np.full((48, 64), 1500, np.uint16))
+                w, h, _ = fake.active.get("depth", fake.active["color"])
+                return Frame(np.full((h, w), 1500, np.uint16))
+
+        class Intrinsics:
+            def __init__(self, width, height):
+                self.width, self.height = width, height
+                self.fx, self.fy = width / 1.375, height / 0.768  # tan(34.5 deg) * 2, tan(21 deg) * 2
+                self.ppx, self.ppy = width / 2 + 3.5, height / 2 - 2.25
+                self.model, self.coeffs = "distortion.inverse_brown_conrady", [0.0] * 5
+
+        class VideoProfile:
+            def __init__(self, mode):
+                self.mode = mode
+
+            def as_video_stream_profile(self):
+                return self
+
+            def get_intrinsics(self):
+                return Intrinsics(*self.mode[:2])
 
         class Pipeline:
             def start(self, config):
                 fake.calls.append(("start",))
+                modes = dict(fake.enabled) or {"color": (1280, 720, 30)}
+                for stream, mode in modes.items():
+                    if mode not in REALSENSE_MODES:
+                        raise RuntimeError("Couldn't resolve requests")
+                fake.active = modes
+                return Profile()
+
+            def get_active_profile(self):
+                if fake.active is None:
+                    raise RuntimeError("get_active_profile() can only be called between a start() and a following stop()")
                 return Profile()
 
             def wait_for_frames(self, timeout):
@@ -59,6 +99,7 @@ class FakeRealSense:
 
             def stop(self):
                 fake.calls.append(("stop",))
+                fake.active = None
 
         class Device:
             def first_depth_sensor(self):
@@ -70,6 +111,11 @@ class FakeRealSense:
         class Profile:
             def get_device(self):
                 return Device()
+
+            def get_stream(self, stream):
+                if stream not in fake.active:
+                    raise RuntimeError("Profile does not contain the requested stream")
+                return VideoProfile(fake.active[stream])
 
         class Align:
             def __init__(self, to):
