@@ -1,6 +1,7 @@
 """Camera stand-ins for the runtime tests: a recording fake of pyrealsense2's surface, and live
 sources that unplug, never deliver, flood frames or carry a depth stream."""
 
+import threading
 import time
 
 import numpy as np
@@ -231,3 +232,39 @@ class RtspCamera(FastCamera):
         if self.i >= self.n:
             raise SourceLost(f"{self.URL}: stream ended")
         return super().read()
+
+
+class GatedCamera(FrameSource):
+    """A live camera that delivers a frame only when the test lets it: frame i is all pixels i."""
+
+    def __init__(self, frames: int):
+        self.spec = SourceSpec("v4l2", "/dev/video-gated", {})
+        self.frames, self.produced, self.reads, self.ended = frames, 0, 0, False
+        self.gate, self.cond = threading.Semaphore(1), threading.Condition()
+
+    def open(self):
+        pass
+
+    def read(self):
+        with self.cond:
+            self.reads += 1
+            self.cond.notify_all()
+        if not self.gate.acquire(timeout=2) or self.produced >= self.frames:
+            with self.cond:
+                self.ended = True
+                self.cond.notify_all()
+            raise SourceLost("done")
+        self.produced += 1
+        return np.full((30, 40, 3), self.produced, np.uint8), None
+
+    def release_and_wait(self, n: int):
+        """Let `n` frames out and return once the capture thread is back in read() (so all n are queued)."""
+        with self.cond:
+            target = self.reads + n
+            for _ in range(n):
+                self.gate.release()
+            # past the last frame the camera ends (SourceLost) instead of being read again
+            assert self.cond.wait_for(lambda: self.reads >= target or self.ended, timeout=5)
+
+    def release(self):
+        pass
