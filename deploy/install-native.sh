@@ -27,6 +27,11 @@ run() {
 }
 log() { echo "install-native: $*" >&2; }
 
+case "${1:-}" in
+  -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}"; exit 0 ;;
+  "") ;;
+  *) echo "install-native: no arguments (see --help)" >&2; exit 2 ;;
+esac
 if [ "${DRY_RUN:-0}" != 1 ] && [ "$(id -u)" != 0 ]; then
   log "run it as root: sudo $0"
   exit 1
@@ -36,7 +41,7 @@ fi
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 ANYDEPTH_DATA_DIR="$scratch/data" "$repo/docker/host-setup.sh" --env-file "$scratch/env" --host-dir "$scratch/host" >/dev/null 2>"$scratch/log" || {
-  cat "$scratch/log" >&2
+  sed "s/^host-setup: //; s/ (export on a workstation instead[^)]*)//" "$scratch/log" | sed 's/^/install-native: /' >&2
   exit 1
 }
 jetpack=$(sed -n 's/^JETPACK=//p' "$scratch/env")
@@ -81,7 +86,12 @@ if [ -f "$etc/anydepth-edge.env" ]; then
 else
   run install -m 0644 "$here/anydepth-edge.env" "$etc/anydepth-edge.env"
 fi
+run install -d /opt/anydepth-edge/bin
+run install -m 0755 "$here/anydepth-edge-service" /opt/anydepth-edge/bin/anydepth-edge-service
+run install -m 0644 "$repo/README.md" /opt/anydepth-edge/README.md
 run install -m 0644 "$here/anydepth-edge.service" "$unit"
 run systemctl daemon-reload
-log "installed. Next: copy the exports (--target $target) into $data/export/ (docker/push-export.sh --native"
-log "from a workstation), edit $etc/anydepth-edge.env, then: sudo systemctl enable --now anydepth-edge"
+if [ "${DRY_RUN:-0}" = 1 ]; then log "dry run: the commands above were printed, nothing was changed"; exit 0; fi
+log "installed. Next: log in again (you joined group anydepth: you may copy into $data/export), copy the"
+log "exports (--target $target) there (docker/push-export.sh --native from a workstation), edit"
+log "$etc/anydepth-edge.env (SOURCE, EXTRA_ARGS, ROS_SETUP for --ros2), then: sudo systemctl enable --now anydepth-edge"

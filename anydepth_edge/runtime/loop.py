@@ -95,7 +95,9 @@ class DepthLoop:
         self.warn = warn or notify
         self.cv2 = cv2 or import_cv2()
         self.stats = {s: StageStats() for s in STAGES + (("publish",) if sinks else ())}
-        self.done_times: Deque[float] = collections.deque(maxlen=WINDOW)
+        # when each inference started: one at a time, so their spacing is the pipeline's throughput, never
+        # above the inference's (output completion times come in bursts behind the output queue)
+        self.start_times: Deque[float] = collections.deque(maxlen=WINDOW)
         self.stop_event = threading.Event()
         self.pre = Preprocessor(backend.resolution, opts.resize_policy)
         # Metres after a metric fit are depth, whatever the model outputs.
@@ -144,7 +146,7 @@ class DepthLoop:
 
     # -- statistics -----------------------------------------------------------------------------
     def loop_fps(self) -> Optional[float]:
-        t = self.done_times
+        t = self.start_times
         if len(t) < 2 or t[-1] <= t[0]:
             return None
         return (len(t) - 1) / (t[-1] - t[0])
@@ -230,7 +232,6 @@ class DepthLoop:
         t_done = time.perf_counter()
         self.stats["postprocess"].add((t_done - t0) * 1000.0)
         self.stats["end_to_end"].add((t_done - frame.t_capture) * 1000.0)
-        self.done_times.append(t_done)
         if self.hub:
             from anydepth_edge.runtime.server import jpeg
 
@@ -258,6 +259,7 @@ class DepthLoop:
                         break
                     continue
                 t1 = time.perf_counter()
+                self.start_times.append(t1)
                 depth = self.backend.infer(frame.tensor).copy()  # the backend reuses its buffer
                 t2 = time.perf_counter()
                 self.stats["capture_wait"].add((t1 - t0) * 1000.0)
