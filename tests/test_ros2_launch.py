@@ -83,7 +83,7 @@ def _launch(module, **overrides):
 
 
 def _parses(cmd):
-    assert cmd[0] == "anydepth-edge"
+    assert cmd[0] in ("anydepth-edge", "/opt/anydepth-edge/venv/bin/anydepth-edge")
     return subprocess.run([str(CLI), *cmd[1:], "--help"], capture_output=True, text=True, timeout=120)
 
 
@@ -92,6 +92,8 @@ def test_default_launch_runs_the_ros2_node_with_the_clis_defaults(launch_file):
     assert process.cmd == ["anydepth-edge", "run", "--ros2", "--source", "0", "--res", "256"]
     assert process.output == "screen" and process.sigterm_timeout == "30" and not process.shell
     assert _parses(process.cmd).returncode == 0
+    native = _launch(launch_file, cli="/opt/anydepth-edge/venv/bin/anydepth-edge")
+    assert native.cmd[0] == "/opt/anydepth-edge/venv/bin/anydepth-edge" and native.cmd[1:] == process.cmd[1:]
 
 
 def test_launch_arguments_become_the_run_options(launch_file):

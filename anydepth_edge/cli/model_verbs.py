@@ -135,8 +135,8 @@ def build(
                                     help="python (TensorRT Python API) or trtexec (/usr/src/tensorrt/bin/trtexec, same settings)."),
     res: List[str] = typer.Option([], "--res", "-r", help="With a folder: only these sizes. " + RES_HELP),
     decoder: Optional[DecoderOrAll] = typer.Option(None, "--decoder", "-d", case_sensitive=False,
-                                                   help="With a folder: only this decoder's exports (all: SDT and DPT; "
-                                                        "default: every export there)."),
+                                                   help="With a folder: only this decoder's exports (all: SDT and DPT only; "
+                                                        "left out: every export in the folder, DAv2 included)."),
     out_dir: str = typer.Option("engines", "--out-dir", "-o", help="Where engines, sidecars, inspector JSON and build logs go."),
     timing_cache: Optional[str] = typer.Option(None, "--timing-cache", help="Persistent timing cache (default: one per TensorRT version and GPU in --out-dir)."),
     force: bool = typer.Option(False, "--force", "-f", help="Rebuild even when an up-to-date engine exists."),

@@ -144,7 +144,7 @@ RUN_OPTIONS = {
     "overwrite": typer.Option(False, "--overwrite", help="Replace an existing --record file and write into a non-empty --save-depth folder (refused otherwise)."),
     "min_free_mb": typer.Option(200.0, "--min-free-mb", min=0, help="Refuse to start --record / --save-depth with less free space than this (MB)."),
     "serve": typer.Option(None, "--serve", help="[HOST:]PORT for the browser viewer (MJPEG + timings); binds 127.0.0.1 unless HOST is given."),
-    "foxglove": typer.Option(None, "--foxglove", help="[HOST:]PORT: serve depth, image, calibration and a point cloud to the Foxglove app over its WebSocket protocol, without ROS (binds 127.0.0.1 unless HOST is given; pip install 'anydepth-edge[foxglove]'). The cloud needs intrinsics: --camera-info, a RealSense or --metric floor's."),
+    "foxglove": typer.Option(None, "--foxglove", help="[HOST:]PORT (e.g. 8765; 0 picks a free port): serve depth, image, calibration and a point cloud to the Foxglove app over its WebSocket protocol, without ROS (binds 127.0.0.1 unless HOST is given; pip install 'anydepth-edge[foxglove]'). The cloud needs intrinsics: --camera-info, a RealSense or --metric floor's."),
     "max_frames": typer.Option(None, "--max-frames", min=1, help="Stop after this many frames."),
     "metric": typer.Option(None, "--metric", case_sensitive=False, rich_help_panel=METRIC_PANEL,
         help="Output metres: sensor (a RealSense: fit to its depth stream each frame) or floor "

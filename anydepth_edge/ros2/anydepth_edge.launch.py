@@ -3,7 +3,8 @@
     ros2 launch anydepth_edge/ros2/anydepth_edge.launch.py source:=realsense metric:=sensor tf_parent:=base_link
     ros2 launch anydepth_edge/ros2/anydepth_edge.launch.py source:=ros:/camera/color/image_raw namespace:=/front
 
-(in the ROS image: /opt/anydepth-edge/src/anydepth_edge/ros2/anydepth_edge.launch.py). The node is the
+(in the ROS image: /opt/anydepth-edge/src/anydepth_edge/ros2/anydepth_edge.launch.py). It runs the
+`anydepth-edge` on PATH; a native install's is cli:=/opt/anydepth-edge/venv/bin/anydepth-edge. The node is the
 CLI's own (`run --ros2` starts rclpy itself), so this is an ExecuteProcess rather than a Node action; an
 argument left empty is not passed, so the CLI's defaults hold. `ros2 launch ... --show-args` lists them.
 """
@@ -29,11 +30,12 @@ ARGUMENTS = (
 )
 FLAGS = (("colored", "--colored", "also publish ~/depth/colored and its compressed form"),)
 EXTRA = ("extra", "more run options, split into words (e.g. '--points-decimation 2')")
+CLI = ("cli", "anydepth-edge", "the CLI to run (a native install: /opt/anydepth-edge/venv/bin/anydepth-edge)")
 
 
 def run_command(values) -> list:
     """The `anydepth-edge run --ros2 ...` command for these launch argument values."""
-    cmd = ["anydepth-edge", "run", "--ros2"]
+    cmd = [values.get(CLI[0]) or CLI[1], "run", "--ros2"]
     for name, option, _default, _help in ARGUMENTS:
         if values.get(name, ""):
             cmd += [option, values[name]]
@@ -44,7 +46,7 @@ def run_command(values) -> list:
 
 
 def _process(context, *args, **kwargs):
-    names = [a[0] for a in ARGUMENTS] + [f[0] for f in FLAGS] + [EXTRA[0]]
+    names = [a[0] for a in ARGUMENTS] + [f[0] for f in FLAGS] + [EXTRA[0], CLI[0]]
     values = {name: LaunchConfiguration(name).perform(context) for name in names}
     # SIGINT first (run finishes a recording, closes its bag), SIGTERM after 30 s as compose's grace period
     return [ExecuteProcess(cmd=run_command(values), output="screen", name="anydepth_edge", sigterm_timeout="30")]
@@ -55,4 +57,5 @@ def generate_launch_description() -> LaunchDescription:
                 for name, _option, default, text in ARGUMENTS]
     declared += [DeclareLaunchArgument(name, default_value="false", description=text) for name, _option, text in FLAGS]
     declared.append(DeclareLaunchArgument(EXTRA[0], default_value="", description=EXTRA[1]))
+    declared.append(DeclareLaunchArgument(CLI[0], default_value=CLI[1], description=CLI[2]))
     return LaunchDescription(declared + [OpaqueFunction(function=_process)])
