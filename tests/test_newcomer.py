@@ -82,18 +82,37 @@ def test_overlay_text_sits_on_a_dark_band_and_the_badge_shows():
     assert plain[4:20, 160:].min() == 255  # no badge when the weights are trained
 
 
-class RandomWeightsBackend(MeanBackend):
-    random_weights = True
+def test_random_weights_reach_the_viewer_from_the_exports_sidecar(exported, tmp_path):
+    """The flag comes from what the export says it was made from (its sidecar's checkpoint), through
+    run's backend choice into the loop's stats the viewer serves: random for a random-weights export,
+    not for one made from a checkpoint."""
+    import json
+    import shutil
 
-
-def test_random_weights_reach_the_viewer(tmp_path):
     from test_runtime import make_video
 
-    clip = make_video(tmp_path / "c.mp4", frames=3)
-    spec = parse_source(str(clip))
-    loop = DepthLoop(RandomWeightsBackend(), open_source(spec), spec, RunOptions(pace="none"))
-    loop.run()
-    assert loop.live_stats()["random_weights"] is True
+    from anydepth_edge.runtime.app import open_run_backend
+
+    _, res = exported
+    clip = make_video(tmp_path / "c.mp4", frames=2)
+    for checkpoint, expected in ((None, True), ({"path": "w.pth", "format": "anydepth-official", "sha256": "ab" * 32}, False)):
+        folder = tmp_path / str(expected)
+        folder.mkdir()
+        src = res["trt10"].onnx_path
+        for p in src.parent.glob(src.stem + ".*"):
+            shutil.copy(p, folder)
+        onnx = folder / src.name
+        if checkpoint is not None:
+            side = json.loads(onnx.with_suffix(".json").read_text())
+            onnx.with_suffix(".json").write_text(json.dumps({**side, "checkpoint": checkpoint}))
+        be, _ = open_run_backend(str(onnx), "64", "ort", str(tmp_path / "e"), str(folder), warn=lambda s: None)
+        spec = parse_source(str(clip))
+        loop = DepthLoop(be, open_source(spec), spec, RunOptions(pace="none"))
+        try:
+            loop.run()
+        finally:
+            be.close()
+        assert be.random_weights is expected and loop.live_stats()["random_weights"] is expected
 
 
 def test_run_says_random_weights_in_its_first_lines(exported, tmp_path):
