@@ -18,15 +18,18 @@ def _by_resolution(rows: List[Dict[str, Any]]) -> Dict[str, Dict[str, Dict[str, 
     return out
 
 
-def _ratio_labels(ax, groups, values, noisy=None, top=None) -> None:
-    """'SDT/DPT 0.92' above each resolution's pair of bars (and their error bars: `top`)."""
+def _ratio_labels(ax, groups, values, ratios: Dict[str, Any], key: str, noisy: bool = False, top=None) -> None:
+    """'SDT/DPT 0.92' (the record's `ratios[res][key]`, the figure the tables print) above each
+    resolution's pair of bars (and their error bars: `top`)."""
     for i, (res, cells) in enumerate(groups.items()):
-        sdt, dpt = (values(cells.get(d)) for d in PAIR)
-        if sdt and dpt:
-            flag = " (noisy)" if noisy and noisy(cells) else ""
-            height = max([sdt, dpt] + ([top(c) for c in cells.values()] if top else []))
-            ax.annotate(f"SDT/DPT {sdt / dpt:.2f}{flag}", (i, height), xytext=(0, 8),
-                        textcoords="offset points", ha="center", fontsize=8)
+        value = (ratios.get(res) or {}).get(key)
+        if value is None:
+            continue
+        flag = " (noisy)" if noisy and ratios[res].get("noisy") else ""
+        height = max([v for v in (values(cells.get(d)) for d in PAIR) if v]
+                     + ([top(c) for c in cells.values()] if top else []))
+        ax.annotate(f"SDT/DPT {value:.2f}{flag}", (i, height), xytext=(0, 8),
+                    textcoords="offset points", ha="center", fontsize=8)
 
 
 def _pair_bars(ax, groups, values, errors=None, label_of=lambda d: d, hatch_if=None) -> Dict[tuple, float]:
@@ -90,8 +93,8 @@ def chart(record: Dict[str, Any], path: Path, rows: List[Dict[str, Any]], title:
 
     _pair_bars(lat, groups, latency, errors=lambda r: (r["p10_ms"], r["p90_ms"]),
                label_of=lambda d: f"{d}, {ours}", hatch_if=lambda r: r["noisy"])
-    _ratio_labels(lat, groups, latency, noisy=lambda cells: any(c["noisy"] for c in cells.values()),
-                  top=lambda r: r["p90_ms"])
+    ratios = record.get("ratios", {})
+    _ratio_labels(lat, groups, latency, ratios, "latency_sdt_over_dpt", noisy=True, top=lambda r: r["p90_ms"])
     lat.set_title("Latency, ours (error bar: p10-p90; hatched: NOISY)", fontsize=9)
     lat.set_ylabel("ms per inference")
 
@@ -101,7 +104,7 @@ def chart(record: Dict[str, Any], path: Path, rows: List[Dict[str, Any]], title:
     paper_groups = {res: cells for res, cells in groups.items() if any(paper_latency(c) for c in cells.values())}
     if paper_groups:
         _pair_bars(paper, paper_groups, paper_latency, label_of=lambda d: f"{d}, paper")
-        _ratio_labels(paper, paper_groups, paper_latency)
+        _ratio_labels(paper, paper_groups, paper_latency, ratios, "paper_latency_sdt_over_dpt")
     else:
         paper.text(0.5, 0.5, "no paper figure at these sizes", ha="center", transform=paper.transAxes)
     paper.set_title("Latency, paper (Jetson Orin Nano 4GB)", fontsize=9)
