@@ -328,3 +328,26 @@ def rotate(q, v):
     """v rotated by unit quaternion q = (x, y, z, w): v + 2 u x (u x v + w v), u = (x, y, z)."""
     u, w, v = np.array(q[:3]), q[3], np.array(v)
     return v + 2 * np.cross(u, np.cross(u, v) + w * v)
+
+
+def test_ros_floor_mode_reads_the_calibration_once(tmp_path, monkeypatch):
+    """--metric floor with --camera-info on the ROS side: the YAML is read (and checked) once, by the
+    floor check, and the same calibration reaches the publisher."""
+    from test_ros2 import CALIB_YAML
+
+    from anydepth_edge.ros2 import app as ros_app
+    from anydepth_edge.ros2.app import RosOptions, prepare
+    from anydepth_edge.runtime import camera as camera_module
+
+    calib = tmp_path / "cam.yaml"
+    calib.write_text(CALIB_YAML)
+    reads = []
+    real = camera_module.load_calibration
+    for module in (camera_module, ros_app):
+        monkeypatch.setattr(module, "load_calibration", lambda path: reads.append(path) or real(path))
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), np.zeros((48, 64, 3), np.uint8))
+    opts = RunOptions(metric="floor", floor=FloorSettings(0.5, 5.0), camera_info=str(calib))
+    _, calibration, _ = prepare(str(folder), opts, RosOptions(record_bag=str(tmp_path / "b.mcap"), camera_info=str(calib)))
+    assert reads == [str(calib)] and calibration is not None and calibration.hw == real(str(calib)).hw

@@ -47,7 +47,7 @@ def prepare(source: str, opts, ros: RosOptions, notify: Callable[[str], None] = 
     if not (ros.publish or ros.record_bag):
         raise UserError("nothing for ROS 2 to do: give --ros2 (publish on a node) and/or --record-bag FILE.mcap")
     spec = parse_ros_source(source) if is_ros_source(source) else parse_source(source)
-    check_metric(opts, spec, notify, warn)
+    metric_camera = check_metric(opts, spec, notify, warn)
     ros.settings.check()
     check_node_name(ros.node_name)
     ros.namespace = check_namespace(ros.namespace)
@@ -58,7 +58,10 @@ def prepare(source: str, opts, ros: RosOptions, notify: Callable[[str], None] = 
     if opts.serve:
         parse_serve(opts.serve)
     check_outputs(opts, spec)
-    calibration = load_calibration(ros.camera_info) if ros.camera_info else None
+    calibration = None
+    if ros.camera_info:  # --metric floor has read (and checked) it already: once
+        known = metric_camera.calibration if metric_camera is not None else None
+        calibration = known if known is not None else load_calibration(ros.camera_info)
     api = import_ros() if ros.publish or spec.kind == "ros" else None
     return spec, calibration, api
 

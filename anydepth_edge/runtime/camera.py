@@ -292,6 +292,11 @@ class CameraModel:
         self._lock = threading.Lock()
 
     @property
+    def calibration(self) -> Optional[Intrinsics]:
+        """The calibration as given (before any fit to a frame size), or None."""
+        return self._calibration
+
+    @property
     def known(self) -> bool:
         return self._calibration is not None or self.hfov_deg is not None
 
