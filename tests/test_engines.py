@@ -341,7 +341,7 @@ def test_pycuda_path_runs_and_frees(onnx_copy, tmp_path, monkeypatch):
     be = TensorRTBackend(path, cuda_graph=True, trt=trt, cuda=api, platform=X86)
     assert be.graph is None and "cuda-python" in be.describe()["note"]  # pycuda: plain enqueue
     x = np.random.default_rng(1).standard_normal((1, 3, 64, 64)).astype(np.float32)
-    assert np.allclose(be.infer(x), _fp16_network(onnx_copy["trt10"], x), atol=1e-6)
+    assert np.allclose(be.infer(x), _fp32_reference(onnx_copy["trt10"], x), rtol=1e-3, atol=1e-3)
     import pycuda.driver as fake_driver
 
     buffers = set(be.device.values())
