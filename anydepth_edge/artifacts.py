@@ -89,6 +89,12 @@ def recording_partial_name(final_name: str, pid: int) -> str:
     return f".{final_name}.{RECORDING_MARK}{pid}.partial"
 
 
+def recording_final_name(name: str) -> Optional[str]:
+    """The file a recording partial `.<final>.~rec<pid>.partial` was being written as, or None."""
+    m = re.fullmatch(r"\.(.+)\." + re.escape(RECORDING_MARK) + r"\d+\.partial", name)
+    return m.group(1) if m else None
+
+
 def recording_partial_pid(final_name: str, name: str) -> Optional[int]:
     """The writer's pid of a recording partial for `final_name`, or None when `name` is not one."""
     m = re.fullmatch(re.escape(f".{final_name}.{RECORDING_MARK}") + r"(\d+)\.partial", name)

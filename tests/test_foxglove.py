@@ -125,11 +125,15 @@ def test_without_intrinsics_depth_and_image_only():
 
 
 def test_every_interface_prints_addresses_a_laptop_can_open():
+    import socket
+
     from anydepth_edge.runtime.server import host_addresses
 
     said = []
-    FoxgloveSink("0.0.0.0:0", None, cv2, notify=said.append).close()
-    assert ("ws://0.0.0.0" not in said[0]) == bool(host_addresses()), said
+    sink = FoxgloveSink("0.0.0.0:0", None, cv2, notify=said.append)
+    sink.close()
+    assert "ws://0.0.0.0" not in said[0] and f"ws://{socket.gethostname().lower()}:{sink.port}" in said[0], said
+    assert all(f"ws://{a}:{sink.port}" in said[0] for a in host_addresses())
 
 
 def test_a_busy_port_is_one_clear_error():

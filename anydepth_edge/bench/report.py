@@ -51,6 +51,7 @@ def _rows(record: Dict[str, Any]) -> List[Dict[str, Any]]:
     for r in record["results"]:
         paper = r.get("paper") or {}
         traffic = r.get("traffic") or {}
+        moved, moved_unfused = engine_traffic(traffic)
         row = {
             "resolution": res_tag(r["res"]),
             "decoder": _decoder_label(r),
@@ -59,8 +60,8 @@ def _rows(record: Dict[str, Any]) -> List[Dict[str, Any]]:
             "peak_mb": None, "memory_method": None, "paper_memory_mb": paper.get("memory_mb"),
             "gflops": r.get("gflops"), "achieved_gflops_s": r.get("achieved_gflops_per_s"),
             "peak_fraction": r.get("peak_fraction"), "error": r.get("error"),
-            "mb_moved": engine_traffic(traffic)[0] / 1e6 or None,
-            "mb_moved_unfused": engine_traffic(traffic)[1] / 1e6 or None,
+            "mb_moved": moved / 1e6 or None,
+            "mb_moved_unfused": moved_unfused / 1e6 or None,
             "gather_counted": "fused_bytes" in traffic and "tensorrt_form_fused_bytes" not in traffic,
             "orin_memory_ms": traffic.get("orin_nano_memory_bound_ms"),
             "orin_compute_ms": traffic.get("orin_nano_compute_bound_ms"),

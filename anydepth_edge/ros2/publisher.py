@@ -19,7 +19,14 @@ import numpy as np
 
 from anydepth_edge.errors import UserError
 from anydepth_edge.ros2 import messages as m
-from anydepth_edge.runtime.camera import CameraModel, back_project, check_depth_size, depth_hw, depth_intrinsics
+from anydepth_edge.runtime.camera import (
+    CameraModel,
+    back_project,
+    check_depth_size,
+    depth_hw,
+    depth_intrinsics,
+    point_colours,
+)
 from anydepth_edge.runtime.processing import Postprocessor
 from anydepth_edge.runtime.server import jpeg
 
@@ -147,11 +154,7 @@ class DepthPublisher:
     def _cloud(self, hdr, image: np.ndarray, d: np.ndarray, intr) -> Dict[str, Any]:
         step = self.settings.points_decimation
         points = back_project(d, intr, step)
-        bgr = None
-        if self.settings.points_rgb:
-            if image.shape[:2] != d.shape:  # the model's grid covers the whole frame (stretch and letterbox)
-                image = self.cv2.resize(image, (d.shape[1], d.shape[0]), interpolation=self.cv2.INTER_AREA)
-            bgr = image[::step, ::step]
+        bgr = point_colours(image, d.shape, step, self.cv2) if self.settings.points_rgb else None
         return m.pointcloud_msg(hdr, points, bgr)
 
     # -- diagnostics ----------------------------------------------------------------------------

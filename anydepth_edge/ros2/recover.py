@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Callable, Optional, Tuple
 
 from anydepth_edge.errors import UserError
-from anydepth_edge.runtime.outputs import partial_path, publish, stale_partials
+from anydepth_edge.artifacts import recording_final_name
+from anydepth_edge.runtime.outputs import partial_path, publish, recovered_path, stale_partials
 
 
 def recover_bag(partial, out) -> Tuple[Optional[Path], int]:
@@ -57,7 +58,7 @@ def recover_stale_bags(final: Path, notify: Callable[[str], None]) -> None:
     """Partials of `final` left by runs that are gone: kept as `<stem>.recovered.mcap` when they
     hold messages, else removed."""
     for stale in stale_partials(final):
-        kept, count = recover_bag(stale, final.with_name(f"{final.stem}.recovered{final.suffix}"))
+        kept, count = recover_bag(stale, recovered_path(final))
         if kept is not None:
             notify(f"kept the bag of an earlier run that did not finish as {kept} ({count} messages)")
         else:
@@ -71,8 +72,8 @@ def main(argv=None) -> int:
         print("usage: " + "\n".join(__doc__.strip().splitlines()[-3:]).strip())
         return 0 if args and args[0] in ("-h", "--help") else 2
     partial = Path(args[0])
-    name = partial.name.lstrip(".").split(".~rec")[0] if ".~rec" in partial.name else partial.stem + ".mcap"
-    out = Path(args[1]) if len(args) == 2 else partial.with_name(Path(name).stem + ".recovered.mcap")
+    name = recording_final_name(partial.name) or partial.stem + ".mcap"
+    out = Path(args[1]) if len(args) == 2 else recovered_path(partial.with_name(name))
     try:
         if not partial.is_file():
             raise UserError(f"{partial}: no such file")

@@ -125,6 +125,14 @@ def back_project(depth: np.ndarray, intr: Intrinsics, step: int = 1) -> np.ndarr
     return np.stack([(u - cx) / fx * z, (v - cy) / fy * z, z], axis=-1).astype(np.float32)
 
 
+def point_colours(image: np.ndarray, depth_hw: Tuple[int, int], step: int, cv2) -> np.ndarray:
+    """(H/step, W/step, 3) BGR colours of back_project's points: the frame on the depth's grid (the
+    model's grid covers the whole frame, stretch and letterbox alike), every step-th pixel."""
+    if image.shape[:2] != tuple(depth_hw):
+        image = cv2.resize(image, (depth_hw[1], depth_hw[0]), interpolation=cv2.INTER_AREA)
+    return image[::step, ::step]
+
+
 # ------------------------------------------------------------------------------- where they come from
 
 def _numbers(node: Any, what: str, origin: str, count: Optional[int] = None) -> np.ndarray:

@@ -20,8 +20,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from anydepth_edge.errors import UserError
-from anydepth_edge.runtime.camera import CameraModel, back_project
-from anydepth_edge.runtime.server import WILDCARDS, host_addresses, jpeg, parse_serve
+from anydepth_edge.runtime.camera import CameraModel, back_project, point_colours
+from anydepth_edge.runtime.server import jpeg, parse_serve, reachable_hosts
 
 OPTION = "--foxglove"
 TOPICS = {"depth": "/anydepth/depth", "image": "/anydepth/image", "calibration": "/anydepth/calibration",
@@ -63,9 +63,7 @@ class FoxgloveSink:
         self.host, self.port = host, self.server.port
         self.clock_offset_ns = time.time_ns() - time.perf_counter_ns()  # capture times (perf_counter) -> wall
         self.frames, self.warn, self.warned = 0, warn, False
-        # 0.0.0.0 opens nothing from a laptop: this machine's addresses instead (as the viewer's --serve)
-        hosts = [host] if host not in WILDCARDS else host_addresses() or [host]
-        where = " or ".join(f"ws://{h}:{self.port}" for h in hosts)
+        where = " or ".join(f"ws://{h}:{self.port}" for h in reachable_hosts(host))  # as the viewer's --serve
         tunnel = f" (from a laptop: ssh -L {self.port}:localhost:{self.port} ROBOT)" if host.startswith("127.") else ""
         notify(f"Foxglove: in the Foxglove app, open connection {where}{tunnel}; topics {', '.join(TOPICS.values())}")
 
@@ -97,9 +95,7 @@ class FoxgloveSink:
 
     def _cloud(self, d: np.ndarray, image: np.ndarray, intr, common):
         points = back_project(d, intr, self.step).reshape(-1, 3)
-        if image.shape[:2] != d.shape:
-            image = self.cv2.resize(image, (d.shape[1], d.shape[0]), interpolation=self.cv2.INTER_AREA)
-        bgr = image[::self.step, ::self.step].reshape(-1, 3)
+        bgr = point_colours(image, d.shape, self.step, self.cv2).reshape(-1, 3)
         keep = np.isfinite(points).all(axis=1)  # Foxglove draws every point: invalid depth is left out
         packed = np.zeros(int(keep.sum()), dtype=[("xyz", "<f4", 3), ("rgba", "u1", 4)])
         packed["xyz"] = points[keep]

@@ -96,6 +96,12 @@ def stale_partials(final) -> List[Path]:
     return sorted(p for p, pid in found if pid is not None and (pid == os.getpid() or not pid_alive(pid)))
 
 
+def recovered_path(final) -> Path:
+    """Where a crashed run's recording of `final` is kept: `<stem>.recovered<suffix>` beside it."""
+    final = Path(final)
+    return final.with_name(f"{final.stem}.recovered{final.suffix}")
+
+
 def numbered(final: Path, n: int) -> Path:
     return final if n == 0 else final.with_name(f"{final.stem}-{n}{final.suffix}")
 

@@ -32,6 +32,7 @@ from anydepth_edge.runtime.outputs import (
     fsync_dir,
     partial_path,
     publish,
+    recovered_path,
     stale_partials,
     write_failure,
 )
@@ -185,7 +186,7 @@ def recover_stale(final: Path, cv2, notify: Callable[[str], None]) -> None:
     """Partials of runs that are gone: kept as `<stem>.recovered.mp4` when they hold frames."""
     for stale in stale_partials(final):
         if decodable_frames(stale, cv2, limit=1):
-            kept = publish(stale, final.with_name(f"{final.stem}.recovered{final.suffix}"), overwrite=False)
+            kept = publish(stale, recovered_path(final), overwrite=False)
             notify(f"kept the recording of an earlier run that did not finish as {kept}")
         else:
             with contextlib.suppress(OSError):

@@ -263,9 +263,7 @@ class DepthServer:
         """What to open: the bound address, or bound to every interface (0.0.0.0 opens nothing
         from a laptop), this machine's name and each of its addresses another machine can use."""
         host, port = self.address
-        if host not in WILDCARDS:
-            return [_url(host, port)]
-        return [_url(name, port) for name in [socket.gethostname().lower()] + host_addresses()]
+        return [_url(name, port) for name in reachable_hosts(host)]
 
     def close(self, wait: Optional[float] = 2.0) -> None:
         self.hub.close()
@@ -276,6 +274,14 @@ class DepthServer:
 
 def _url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+def reachable_hosts(host: str) -> List[str]:
+    """The names another machine can use for a server bound to `host`: itself, or bound to every
+    interface (0.0.0.0 opens nothing from a laptop), this machine's name and its addresses."""
+    if host not in WILDCARDS:
+        return [host]
+    return [socket.gethostname().lower()] + host_addresses()
 
 
 def host_addresses() -> List[str]:
