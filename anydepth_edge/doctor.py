@@ -3,7 +3,7 @@
 
 Reads the platform under a root folder ("/" by default) and asks a `Probe` which Python modules
 import here and which GPU there is; tests inject a probe and tools that describe a JetPack 5 or 6
-image (fixture trees). Engines are judged by the same rule `run` uses (`engines.compat`).
+image (fixture trees). Files are judged, and picked, by the resolver `run` uses.
 Torch-free, Python 3.8.
 """
 
@@ -13,10 +13,13 @@ import shutil
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from anydepth_edge.engines.compat import TrtHost, engine_problem
+from anydepth_edge.engines.compat import TrtHost
 from anydepth_edge.platform_info import HOST_COPY_DIR, MODEL_ENV, PlatformInfo, Tools, detect
 from anydepth_edge.records import EngineArtifact, OnnxArtifact, export_files
 from anydepth_edge.checks import Check
+from anydepth_edge.errors import UserError
+from anydepth_edge.resolution import res_tag
+from anydepth_edge.resolver import find_model, judge_engine, judge_export
 from anydepth_edge.targets import KNOWN_BAD_DINOV3
 
 JOBS = ("run", "bench", "export", "ros2")
@@ -210,42 +213,56 @@ def _resource_checks(root: Path, probe: Probe, engines: Path) -> List[Check]:
 
 
 def _artifact_checks(exports: Path, engines: Path, info: PlatformInfo, found: Dict) -> List[Check]:
-    """Exports with readable records, and engines judged by the rule `run` uses (engines.compat)."""
+    """Exports and engines judged as `run` judges them (resolver.judge_export / judge_engine), and
+    the file `run --res R` picks for each size there is (resolver.find_model)."""
     checks = []
     onnx = found["exports"] = []
     for p in export_files(exports) if exports.is_dir() else []:
-        record = OnnxArtifact.find(p)
+        record, problem, fix = judge_export(p)
         if record is None:
-            checks.append(Check(f"export {p.name}", "wrong", "no readable sidecar beside it", OnnxArtifact._generic_rebuild(p)))
-        elif record.onnx_sha256 and not record.content_matches():  # what `run` would refuse
-            checks.append(Check(f"export {p.name}", "wrong", "not the file its sidecar describes (sha256 differs)",
-                                record.rebuild_command()))
+            checks.append(Check(f"export {p.name}", "wrong", problem, fix))
         else:
             onnx.append(p)
     checks.append(Check("exports", "ok" if onnx else "missing", f"{len(onnx)} usable ONNX in {exports}",
                         "" if onnx else "anydepth-edge export --res 256 (the export image or a workstation)"))
     trt, gpu = found["tensorrt"], found["gpu"]
     usable = found["engines"] = []
+    host = TrtHost(trt, gpu[0], gpu[1], info.l4t) if trt and gpu else None
     for e in sorted(engines.glob("*.engine")) if engines.is_dir() else []:
-        record = EngineArtifact.find(e)
-        if record is None:
-            checks.append(Check(f"engine {e.name}", "wrong", "no readable sidecar beside it", EngineArtifact._generic_rebuild(e)))
-            continue
         if not trt:
-            checks.append(Check(f"engine {e.name}", "wrong", f"built with TensorRT {record.tensorrt_version}; no TensorRT here",
+            record = EngineArtifact.find(e)
+            built = f"built with TensorRT {record.tensorrt_version}" if record else "no readable sidecar"
+            checks.append(Check(f"engine {e.name}", "wrong", f"{built}; no TensorRT here",
                                 "install TensorRT (JetPack's python3-libnvinfer)"))
             continue
-        problem = engine_problem(record, TrtHost(trt, gpu[0] if gpu else record.gpu_name, gpu[1] if gpu else None, info.l4t))
-        if not problem and record.engine_sha256 and not record.content_matches():
-            problem = "not the engine its sidecar describes (sha256 differs)"
+        # without a GPU answering, judge TensorRT and L4T only (the engine's own GPU stands in)
+        record = EngineArtifact.find(e)
+        here = host or TrtHost(trt, record.gpu_name if record else "", None, info.l4t)
+        record, problem, fix = judge_engine(e, here)
         if problem:
-            checks.append(Check(f"engine {e.name}", "wrong", problem, record.rebuild_command()))
+            checks.append(Check(f"engine {e.name}", "wrong", problem, fix))
         else:
             usable.append(e)
             checks.append(Check(f"engine {e.name}", "ok", f"TensorRT {record.tensorrt_version} on {record.gpu_name}"))
     if not usable:
         checks.append(Check("engines", "missing" if trt else "info", f"no engine for this TensorRT in {engines}",
                             "anydepth-edge build export/<model>.onnx" if trt else ""))
+    return checks + _picks(exports, engines, onnx, usable, host)
+
+
+def _picks(exports: Path, engines: Path, onnx: List[Path], usable: List[Path], host) -> List[Check]:
+    """What `run --res R` (no --model) would run, for each size among the usable files."""
+    sizes = sorted({tuple(r.res) for r in map(OnnxArtifact.find, onnx) if r}
+                   | {tuple(r.resolution) for r in map(EngineArtifact.find, usable) if r})
+    checks = []
+    for size in sizes:
+        skipped: List[str] = []  # e.g. an engine not yet verified against FP32: why run passes it over
+        try:
+            found = find_model(size, engines, exports, host, warn=skipped.append)
+            detail = f"runs {found.path.name} ({found.why})"
+        except UserError as e:  # an engine of this size, but no GPU answering and no export of it
+            detail = str(e)
+        checks.append(Check(f"run --res {res_tag(size)}", "info", "; ".join([detail] + skipped)))
     return checks
 
 

@@ -1088,6 +1088,21 @@ def test_doctor_judges_engines_by_the_run_rule(tmp_path):
     assert c["export anydepth-sdt-vits-256x256-trt10.onnx"].status == "wrong" and c["exports"].status == "missing"
 
 
+def test_doctor_says_which_file_run_picks(tmp_path):
+    """Doctor asks the resolver `run` asks: an engine that this board has not verified against FP32
+    is passed over for the export (and doctor says why); once verified, it is the one that runs."""
+    root = tmp_path / "jp6"
+    shutil.copytree(FIXTURES / "orin-nano-4gb-jp6", root)
+    pick = _by_name(diagnose(root, **fixture(root)))["run --res 256x256"]
+    assert pick.detail.startswith("runs anydepth-sdt-vits-256x256-trt10.onnx (no usable engine for it")
+    assert "not using anydepth-sdt-vits-256x256-trt10-fp16-trt10.3.0-orin.engine (unverified)" in pick.detail
+    side = next((root / "engines").glob("*.json"))
+    side.write_text(json.dumps({**json.loads(side.read_text()), "verification": {"passed": True, "why": "within limits"}}))
+    pick = _by_name(diagnose(root, **fixture(root)))["run --res 256x256"]
+    assert pick.detail == ("runs anydepth-sdt-vits-256x256-trt10-fp16-trt10.3.0-orin.engine (the newest engine for "
+                           "256x256 verified on this board)")
+
+
 def _doctor_cli(monkeypatch, capsys, root, *args):
     """`anydepth-edge doctor --root ROOT ...` in this process, with the fixture tree's probe and tools."""
     import anydepth_edge.doctor as doctor_mod

@@ -873,7 +873,7 @@ def test_run_cli_rtsp_that_cannot_open_is_one_quiet_line(tiny_onnx):
 
 
 def test_model_search_skips_symlink_loops_and_dangling_links(tiny_onnx):
-    from anydepth_edge.runtime.models import find_model
+    from anydepth_edge.resolver import find_model
 
     folder = tiny_onnx.parent
     for name in ("loop", "dangling"):  # sidecars that would match, beside links that cannot be read
@@ -881,7 +881,7 @@ def test_model_search_skips_symlink_loops_and_dangling_links(tiny_onnx):
     os.symlink("loop.onnx", str(folder / "loop.onnx"))
     os.symlink("gone.onnx", str(folder / "dangling.onnx"))
     warned = []
-    assert find_model((64, 64), folder / "no-engines", folder, warn=warned.append) == tiny_onnx
+    assert find_model((64, 64), folder / "no-engines", folder, warn=warned.append).path == tiny_onnx
     assert len(warned) == 1 and "loop.onnx" in warned[0] and "dangling.onnx" in warned[0]
     proc = run_cli("run", "--source", make_video(folder / "c.mp4", frames=2), "--res", "64", "--export-dir", folder,
                    "--engines-dir", folder / "e", "--pace", "none")
@@ -918,7 +918,7 @@ def test_run_prefers_the_sdt_engine_when_dpt_is_newer(tmp_path):
     and DPT); `run` without --model runs SDT, the product, even when DPT's engine was built last."""
     from anydepth_edge.engines.compat import TrtHost
     from anydepth_edge.records import EngineArtifact
-    from anydepth_edge.runtime.models import find_engine
+    from anydepth_edge.resolver import find_engine
 
     host = TrtHost("10.3.0", "Orin", (8, 7), "36.4.3")
     paths = {}

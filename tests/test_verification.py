@@ -429,9 +429,22 @@ def test_run_falls_back_when_no_rung_agrees(export_copy, tmp_path):
     proc = run_cli("run", "--source", REPO / "anydepth_edge" / "data", "--max-frames", "1", "--model", export_copy,
                    "--engines-dir", tmp_path / "engines", fake_tensorrt="10.3.0", env=env)
     assert proc.returncode == 0 and "on the next backend instead" in proc.stderr and "ONNX Runtime" in proc.stderr
+    assert f"ONNX Runtime (cpu) on {export_copy.name} (--model, no engine agrees with FP32" in proc.stderr
     forced = run_cli("run", "--source", REPO / "anydepth_edge" / "data", "--max-frames", "1", "--model", export_copy,
                      "--backend", "trt", "--engines-dir", tmp_path / "engines", fake_tensorrt="10.3.0", env=env)
     assert_one_line_error(forced, "agrees with FP32")
+
+
+def test_bench_does_not_fall_back_when_no_rung_agrees(export_copy, tmp_path):
+    """The resolver's policy step 3: `run --backend auto` goes on with ONNX Runtime (above), `bench`
+    stops with the ladder's error (its table holds one backend); nothing is recorded."""
+    out = tmp_path / "results"
+    proc = run_cli("bench", "--device", "cuda", "--backend", "auto", "--decoder", "sdt", "--res", "64", "--iters", "2",
+                   "--warmup", "0", "--e2e-iters", "0", "--export-dir", export_copy.parent,
+                   "--engines-dir", tmp_path / "engines", "--out-dir", out, fake_tensorrt="10.3.0",
+                   env={"FAKE_GPU_BEHAVIOUR": "fp16=nan,fp16-wide=nan,fp32=zero"}, timeout=300)
+    assert_one_line_error(proc, "agrees with FP32")
+    assert not list(out.glob("*.json")) and "next backend" not in proc.stderr
 
 
 def test_bench_reports_the_rung(export_copy, tmp_path):

@@ -19,12 +19,13 @@ from anydepth_edge.engines import (
     BackendChoice,
     BackendSpec,
     choose_backend,
+    ort_cuda,
     tensorrt_ready,
     torch_cuda,
 )
 from anydepth_edge.errors import HardwareMissing, UserError
 from anydepth_edge.platform_info import PlatformInfo, detect
-from anydepth_edge.records import OnnxArtifact, onnx_stem
+from anydepth_edge.records import OnnxArtifact
 from anydepth_edge.resolution import check_fits_memory, res_tag
 from anydepth_edge.targets import TARGETS, resolve_target
 
@@ -75,7 +76,7 @@ def resolve_device(requested: str, info: PlatformInfo, allow_mismatch: bool) -> 
     requested = (requested or "auto").lower()
     if requested not in DEVICES:
         raise UserError(f"unknown device {requested!r}: choose one of {', '.join(DEVICES)}")
-    has_gpu = bool(tensorrt_ready()) or info.is_jetson or _ort_cuda() or torch_cuda()
+    has_gpu = bool(tensorrt_ready()) or info.is_jetson or ort_cuda() or torch_cuda()
     if requested == "auto":
         if info.is_orin_nano:
             return "orin-nano", "cuda", None
@@ -89,12 +90,6 @@ def resolve_device(requested: str, info: PlatformInfo, allow_mismatch: bool) -> 
     if requested == "cuda" and not has_gpu:
         raise HardwareMissing("--device cuda: no CUDA runtime here (TensorRT, ONNX Runtime CUDA or PyTorch CUDA)")
     return requested, ("cpu" if requested == "cpu" else "cuda"), None
-
-
-def _ort_cuda() -> bool:
-    from anydepth_edge.engines.ort_backend import ort_has_cuda
-
-    return ort_has_cuda()
 
 
 def default_precision(choice: BackendChoice) -> str:
@@ -113,13 +108,10 @@ def _checkpoint_sha(path: Optional[str]) -> str:
 
 def find_onnx(opts: BenchOptions, decoder: str, res, target: str) -> Optional[Path]:
     """An existing export for this configuration and checkpoint (no PyTorch needed to find it)."""
-    sha = _checkpoint_sha(opts.checkpoint)
-    form = TARGETS[target].sampler_for(decoder, opts.dysample)
-    path = opts.export_dir / (onnx_stem(decoder, opts.encoder, res, target, form, sha) + ".onnx")
-    record = OnnxArtifact.find(path)
-    if record is None or record.checkpoint.sha256 != sha or not record.content_matches():
-        return None  # missing, another checkpoint's, or not the file its sidecar describes: export again
-    return path
+    from anydepth_edge.resolver import exact_export
+
+    return exact_export(opts.export_dir, decoder, opts.encoder, res, target,
+                        TARGETS[target].sampler_for(decoder, opts.dysample), _checkpoint_sha(opts.checkpoint))
 
 
 def ensure_onnx(opts: BenchOptions, decoder: str, res, target_name: str, warn, progress=None) -> OnnxArtifact:
@@ -173,13 +165,12 @@ def prepare(opts: BenchOptions, choice: BackendChoice, precision: str, profile: 
                 cell.traffic = onnx.traffic or None
                 spec["dysample"] = onnx.dysample
                 artifact = onnx.path
-                if choice.kind == "tensorrt":
-                    from anydepth_edge.engines.ensure import ensure_engine
-                    from anydepth_edge.engines.trt_common import device_profile
+                if choice.kind == "tensorrt":  # resolver policy: no fallback here (one table, one backend)
+                    from anydepth_edge.resolver import engine_for_export
 
                     # the precision ladder unless a precision was asked for: the rung goes into the report
-                    record, _ = ensure_engine(onnx.path, opts.engines_dir, device_profile(
-                        "orin-nano" if profile == "orin-nano" else "generic"), precision=opts.precision or "auto")
+                    record = engine_for_export(onnx.path, opts.engines_dir, "orin-nano" if profile == "orin-nano"
+                                               else "generic", precision=opts.precision or "auto")
                     artifact = record.path
                     spec["rung"], spec["verification"] = record.rung or record.precision, record.status
                 backend = BackendSpec.for_choice(choice, artifact, cuda_graph=opts.cuda_graph, threads=opts.threads,

@@ -51,6 +51,13 @@ def torch_cuda() -> bool:
     return torch.cuda.is_available()
 
 
+def ort_cuda() -> bool:
+    """ONNX Runtime here has its CUDA provider."""
+    from anydepth_edge.engines.ort_backend import ort_has_cuda
+
+    return ort_has_cuda()
+
+
 def choose_backend(requested: str = "auto", device: str = "auto") -> BackendChoice:
     """auto: TensorRT > ONNX Runtime CUDA > PyTorch CUDA > ONNX Runtime CPU (CPU devices: ORT > PyTorch)."""
     from anydepth_edge.engines.ort_backend import ort_has_cuda

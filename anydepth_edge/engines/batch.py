@@ -1,6 +1,6 @@
 """Engines for many exports at once: the `build` verb (a file or a folder of exports), export's
-`--engine auto|always`, and their one-line summaries and ladder tables. Each engine comes from
-ensure.ensure_engine."""
+`--engine auto|always`, and their one-line summaries and ladder tables. Which exports a folder
+builds: resolver.exports_for_tensorrt; each engine comes from ensure.ensure_engine."""
 
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, Tuple
@@ -9,31 +9,8 @@ from anydepth_edge.engines.ensure import ensure_engine
 from anydepth_edge.engines.trt_build import Notify
 from anydepth_edge.engines.trt_common import import_tensorrt
 from anydepth_edge.errors import NothingToDo, UserError
-from anydepth_edge.records import EngineArtifact, OnnxArtifact, export_files
-from anydepth_edge.targets import TARGETS, check_target_for_tensorrt, target_for_tensorrt_version
-
-
-def exports_for_this_tensorrt(export_dir, trt_version: str, resolutions: Sequence[Tuple[int, int]] = (),
-                              decoders: Sequence[str] = ()) -> List[Path]:
-    """The GridSample-form ONNX exports in `export_dir` whose graph is the one this TensorRT's target
-    asks for (trt8.6 and trt10 exports are the same graph), and, when given, of these resolutions and
-    decoders: what the container entrypoint builds engines for."""
-    found = []
-    for path in export_files(export_dir):
-        onnx = OnnxArtifact.find(path)
-        if onnx is None or onnx.dysample != "grid_sample" or onnx.target not in TARGETS:
-            continue
-        try:
-            if check_target_for_tensorrt(onnx.target, trt_version) is not None:
-                continue  # builds, but another export fits better
-        except UserError:
-            continue  # this TensorRT cannot build it
-        if resolutions and onnx.res not in [tuple(r) for r in resolutions]:
-            continue
-        if decoders and onnx.decoder not in decoders:
-            continue
-        found.append(path)
-    return found
+from anydepth_edge.records import EngineArtifact
+from anydepth_edge.targets import target_for_tensorrt_version
 
 
 def summary_line(record: EngineArtifact, reused: bool) -> str:
@@ -63,7 +40,9 @@ def build_engines(onnx: Path, engines_dir: Path, device: str = "auto", precision
     profile = device_profile(device)
     trt = trt or import_tensorrt()
     if onnx.is_dir():
-        paths = exports_for_this_tensorrt(onnx, trt.__version__, resolutions, decoders)
+        from anydepth_edge.resolver import exports_for_tensorrt
+
+        paths = exports_for_tensorrt(onnx, trt.__version__, resolutions, decoders)
         if not paths:
             target = target_for_tensorrt_version(trt.__version__)
             sizes = ", ".join(f"{h}x{w}" for h, w in resolutions) or "any size"

@@ -4,86 +4,25 @@ Torch-free unless the PyTorch backend is asked for."""
 from pathlib import Path
 from typing import Callable, Optional
 
-from anydepth_edge.engines import BackendSpec, choose_backend, open_backend
+from anydepth_edge.engines import BackendSpec, open_backend
 from anydepth_edge.errors import UserError
 
 
 def open_run_backend(model: Optional[str], res: str, backend: str, engines_dir: str, export_dir: str,
                      warn: Callable[[str], None], notify: Callable[[str], None] = lambda s: None,
                      allow_unverified: bool = False):
-    """(backend, one-line description of what was chosen and why). TensorRT engines are used only
-    when verified against FP32 (or `allow_unverified`); with `--backend auto` an ONNX export whose
-    precision ladder finds no agreeing engine runs on the next backend instead."""
-    choice = choose_backend(backend)
-    path = _model_file(model, res, choice, engines_dir, export_dir, warn, allow_unverified)
-    if path.suffix == ".engine":
-        if choice.kind != "tensorrt":
-            if (backend or "auto") != "auto":
-                raise UserError(f"--backend {backend} runs an .onnx export, not a TensorRT engine: pass --model "
-                                f"<export>.onnx, or --backend trt for {path.name}")
-            choice = choose_backend("trt")  # an engine needs TensorRT; a clear error if absent
-        artifact = path
-    elif path.suffix == ".onnx":
-        artifact = path
-        if choice.kind == "tensorrt":
-            artifact, choice = _engine_for(path, backend, choice, engines_dir, warn, notify)
-    else:
-        raise UserError(f"--model {path}: expected an .engine or .onnx file")
-    be = open_backend(BackendSpec.for_choice(choice, artifact, allow_unverified=allow_unverified), warn=warn)
-    record = export_record(Path(artifact))
+    """(backend, one line saying what was chosen and why): resolver.plan_run's choice, opened."""
+    from anydepth_edge.resolver import plan_run
+
+    plan = plan_run(model, res, backend, engines_dir, export_dir, warn, notify, allow_unverified)
+    be = open_backend(BackendSpec.for_choice(plan.choice, plan.artifact, allow_unverified=allow_unverified), warn=warn)
+    record = export_record(plan.artifact)
     be.random_weights = bool(record is not None and record.random_weights)
     be.output_kind = record.output_kind if record is not None else "depth"
     if be.random_weights:
-        warn(f"{Path(artifact).name} has RANDOM WEIGHTS (exported without --checkpoint): timings are real, the depth "
+        warn(f"{plan.artifact.name} has RANDOM WEIGHTS (exported without --checkpoint): timings are real, the depth "
              "is not; the views carry a RANDOM WEIGHTS badge")
-    return be, f"{choice.label} on {Path(artifact).name} ({choice.reason})"
-
-
-def _model_file(model: Optional[str], res: str, choice, engines_dir: str, export_dir: str,
-                warn: Callable[[str], None], allow_unverified: bool) -> Path:
-    """The file --model names (checked), or the newest matching one in the engines / export folders."""
-    if model is None:
-        from anydepth_edge.resolution import parse_res
-        from anydepth_edge.runtime.models import find_model
-
-        host = None
-        if choice.kind == "tensorrt":
-            from anydepth_edge.engines.compat import TrtHost
-            from anydepth_edge.engines.cuda_api import load_cuda_api
-            from anydepth_edge.engines.trt_common import import_tensorrt
-
-            cuda = load_cuda_api()
-            host = TrtHost.current(import_tensorrt(), cuda)
-            cuda.close()
-        return find_model(parse_res(res), Path(engines_dir), Path(export_dir), host, warn=warn,
-                          allow_unverified=allow_unverified)
-    path = Path(model)
-    if path.is_dir():
-        found = sorted(p.name for p in path.iterdir() if p.suffix in (".onnx", ".engine"))[:3]
-        raise UserError(f"--model {model} is a folder: give a model file in it ("
-                        + (", ".join(found) if found else "it holds no .onnx or .engine")
-                        + "), or leave --model out to pick from --export-dir / --engines-dir")
-    if not path.is_file():
-        raise UserError(f"--model {model}: file not found")
-    return path
-
-
-def _engine_for(onnx: Path, backend: str, choice, engines_dir: str, warn, notify):
-    """(artifact, choice) for an export on TensorRT: its verified engine (reused, else built now, which
-    is said first), or with --backend auto and no agreeing engine, the export on the next backend."""
-    from anydepth_edge.engines.ensure import ensure_engine
-    from anydepth_edge.engines.trt_common import device_profile
-
-    notify(f"engine for {onnx.name}: reused when up to date, else built once and checked against FP32 "
-           "(minutes on an Orin Nano)")
-    try:
-        record, _ = ensure_engine(onnx, Path(engines_dir), device_profile("auto"), notify=notify)
-        return record.path, choice
-    except UserError as e:
-        if (backend or "auto") != "auto":
-            raise
-        warn(f"{e}; running {onnx.name} on the next backend instead")
-        return onnx, (choose_backend("auto", device="cpu") if not _ort_cuda() else choose_backend("ort"))
+    return be, plan.why
 
 
 def export_record(artifact: Path):
@@ -97,12 +36,6 @@ def export_record(artifact: Path):
         return OnnxArtifact.of_file(artifact)
     except UserError:
         return None
-
-
-def _ort_cuda() -> bool:
-    from anydepth_edge.engines.ort_backend import ort_has_cuda
-
-    return ort_has_cuda()
 
 
 def floor_settings(mode: Optional[str], height: Optional[float], pitch: float, roll: float,
