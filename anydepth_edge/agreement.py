@@ -51,7 +51,7 @@ class Bundle:
     def write(self, path) -> Path:
         import io
 
-        from anydepth_edge.artifacts import write_bytes_atomic
+        from anydepth_edge.fileio import write_bytes_atomic
 
         buf = io.BytesIO()
         np.savez_compressed(buf, names=np.array(self.names), inputs=self.inputs.astype(np.float32),

@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Tuple
 
 from anydepth_edge.engines.compat import TrtHost
 from anydepth_edge.platform_info import HOST_COPY_DIR, MODEL_ENV, PlatformInfo, Tools, detect
-from anydepth_edge.records import EngineArtifact, OnnxArtifact, export_files
+from anydepth_edge.artifacts import EngineArtifact, OnnxArtifact, export_files
 from anydepth_edge.checks import Check
 from anydepth_edge.errors import UserError
 from anydepth_edge.resolution import res_tag

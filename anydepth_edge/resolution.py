@@ -9,7 +9,7 @@ import re
 from typing import Iterable, List, Optional, Tuple
 
 from anydepth_edge.errors import UserError
-from anydepth_edge.specs import PATCH_SIZE
+from anydepth_edge.model_facts import PATCH_SIZE
 
 Resolution = Tuple[int, int]  # (height, width)
 # The largest side any verb takes: a 4096 x 4096 SDT export already needs ~100 GB. Jobs that run
@@ -110,7 +110,7 @@ def check_fits_memory(res: Resolution, what: str, factor: float = 1.0, decoder: 
                       available_bytes: int = 0) -> None:
     """One clear error when `what` at `res` needs more memory than this machine has available."""
     if not available_bytes:
-        from anydepth_edge.memory import available_memory
+        from anydepth_edge.host_memory import available_memory
 
         available_bytes = available_memory()
     need = activation_bytes(res, decoder) * factor

@@ -22,7 +22,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from anydepth_edge.engines import BackendChoice, choose_backend, ort_cuda
 from anydepth_edge.engines.compat import TrtHost, engine_problem
 from anydepth_edge.errors import UserError
-from anydepth_edge.records import TYPED_FP16_SUFFIX, EngineArtifact, OnnxArtifact, export_files, onnx_stem
+from anydepth_edge.artifacts import TYPED_FP16_SUFFIX, EngineArtifact, OnnxArtifact, export_files, onnx_stem
 from anydepth_edge.resolution import res_tag
 from anydepth_edge.targets import TARGETS, check_target_for_tensorrt
 

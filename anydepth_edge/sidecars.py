@@ -1,12 +1,12 @@
 """Sidecars: the JSON record beside an artifact (`model.onnx` -> `model.json`), its name, and the
-typed-record base that reads and writes it (records.OnnxArtifact, records.EngineArtifact).
+typed-record base that reads and writes it (artifacts.OnnxArtifact, artifacts.EngineArtifact).
 Python 3.8."""
 
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, ClassVar, Dict, Optional, Tuple
 
-from anydepth_edge.artifacts import read_json, write_json_atomic
+from anydepth_edge.fileio import read_json, write_json_atomic
 from anydepth_edge.errors import UserError
 
 SIDECAR_SUFFIX = ".json"

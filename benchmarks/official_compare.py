@@ -24,7 +24,7 @@ from typing import Any, Dict, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from anydepth_edge.artifacts import write_json_atomic, write_text_atomic  # noqa: E402
+from anydepth_edge.fileio import write_json_atomic, write_text_atomic  # noqa: E402
 from anydepth_edge.bench.harness import DEFAULT_COUNTS, BenchOptions, ensure_onnx  # noqa: E402
 from anydepth_edge.bench.process import run_child  # noqa: E402
 from anydepth_edge.engines import BackendSpec  # noqa: E402

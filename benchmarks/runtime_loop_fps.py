@@ -26,9 +26,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from anydepth_edge.artifacts import write_json_atomic  # noqa: E402
+from anydepth_edge.fileio import write_json_atomic  # noqa: E402
 from anydepth_edge.engines.ort_backend import OrtBackend  # noqa: E402
-from anydepth_edge.preprocess import SAMPLE_IMAGE  # noqa: E402
+from anydepth_edge.model_input import SAMPLE_IMAGE  # noqa: E402
 from anydepth_edge.runtime.loop import DepthLoop, RunOptions  # noqa: E402
 from anydepth_edge.runtime.processing import Preprocessor, import_cv2  # noqa: E402
 from anydepth_edge.runtime.sources import open_source, parse_source  # noqa: E402

@@ -102,7 +102,7 @@ def exported(tmp_path_factory):
     from anydepth_edge.export.onnx_export import ExportJob, export_onnx
     from anydepth_edge.models import build_model
     from anydepth_edge.models.anydepth import spread_random_init
-    from anydepth_edge.records import RANDOM_CHECKPOINT as random
+    from anydepth_edge.artifacts import RANDOM_CHECKPOINT as random
     from anydepth_edge.targets import TARGETS
 
     torch.manual_seed(0)

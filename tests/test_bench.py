@@ -14,11 +14,11 @@ from fakes.platforms import FixtureTools
 from anydepth_edge.bench.figures import peak_memory, sdt_dpt_ratios
 from anydepth_edge.bench.harness import resolve_device
 from anydepth_edge.bench.process import run_child
-from anydepth_edge.bench.memory import TegrastatsSampler, parse_tegrastats_ram
+from anydepth_edge.bench.tegrastats import TegrastatsSampler, parse_tegrastats_ram
 from anydepth_edge.bench.stats import latency_stats, paper_figures, percentile
 from anydepth_edge.engines import BackendChoice
 from anydepth_edge.errors import UserError
-from anydepth_edge.memory import process_memory
+from anydepth_edge.host_memory import process_memory
 from anydepth_edge.platform_info import detect as detect_root
 from anydepth_edge.platform_info import parse_nv_tegra_release
 from anydepth_edge.targets import jetpack_name

@@ -76,7 +76,7 @@ def outputs_equal(a, b, shape=(1, 3, 32, 48)):
 
 def _eva(qkv_bias=False):
     from anydepth_edge.models.dinov3 import create_backbone
-    from anydepth_edge.specs import ENCODERS
+    from anydepth_edge.model_facts import ENCODERS
 
     return create_backbone(ENCODERS["vits"], qkv_bias=qkv_bias, depth=2)
 

@@ -14,9 +14,10 @@ DECODER_M = {("vits", "sdt"): 5.517, ("vitb", "sdt"): 9.451, ("vitl", "sdt"): 13
 # The modules that run on the robot (JetPack 5 = Python 3.8, no PyTorch), and among them the ones
 # that are PyTorch features (imported only when that feature is used).
 PYTORCH_FEATURES = {"torch_backend.py", "official.py"}  # dev-machine features: import torch
-ROBOT_SIDE = ["__init__.py", "__main__.py", "cli", "errors.py", "checks.py", "images.py", "specs.py", "resolution.py", "targets.py",
-              "records.py", "pins.py", "memory.py", "preprocess.py", "artifacts.py", "console.py", "engines", "runtime",
-              "bench", "evaluation", "doctor.py", "platform_info.py"]
+ROBOT_SIDE = ["__init__.py", "__main__.py", "cli", "errors.py", "checks.py", "images.py", "model_facts.py", "resolution.py",
+              "targets.py", "artifacts.py", "sidecars.py", "pins.py", "host_memory.py", "model_input.py", "fileio.py",
+              "typed_fp16.py", "resolver.py", "console.py", "engines", "runtime", "bench", "evaluation", "doctor.py",
+              "platform_info.py"]
 
 
 @pytest.mark.integration

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from anydepth_edge.artifacts import (
+from anydepth_edge.fileio import (
     atomic_path,
     ensure_writable_dir,
     read_json,

@@ -14,7 +14,7 @@ from conftest import FAKE_SITE, assert_one_line_error, have, run_cli
 from fakes.fake_device import FakeCuda
 from fakes.fake_tensorrt import FAKE_DEFAULT_OPT_LEVEL, make_fake_tensorrt
 
-from anydepth_edge.artifacts import sha256_file
+from anydepth_edge.fileio import sha256_file
 from anydepth_edge.engines import choose_backend
 from anydepth_edge.engines.ensure import default_timing_cache, ensure_engine
 from anydepth_edge.engines.trt_backend import TensorRTBackend
@@ -26,7 +26,7 @@ from anydepth_edge.engines.trt_build import (
 from anydepth_edge.engines.trt_common import DEVICE_PROFILES, numpy_dtype
 from anydepth_edge.errors import HardwareMissing, UserError
 from anydepth_edge.platform_info import PlatformInfo
-from anydepth_edge.records import EngineArtifact, engine_path, gpu_tag
+from anydepth_edge.artifacts import EngineArtifact, engine_path, gpu_tag
 
 VERSIONS = ["8.5.2.2", "8.6.2", "10.3.0"]
 ORIN = DEVICE_PROFILES["orin-nano"]
@@ -442,7 +442,7 @@ def test_ort_and_torch_backends_agree(exported):
     pytest.importorskip("torch")
     from anydepth_edge.engines import BackendSpec, open_backend
     from anydepth_edge.engines.torch_backend import TorchBackend
-    from anydepth_edge.preprocess import load_sample_image, normalise
+    from anydepth_edge.model_input import load_sample_image, normalise
 
     model, res = exported
     x = normalise(load_sample_image((64, 64)))
@@ -479,7 +479,7 @@ def _conv_layout(model) -> str:
 def test_torch_layouts_agree_and_auto_keeps_the_faster(tiny_model, monkeypatch):
     pytest.importorskip("torch")
     from anydepth_edge.engines.torch_backend import TorchBackend
-    from anydepth_edge.preprocess import load_sample_image, normalise
+    from anydepth_edge.model_input import load_sample_image, normalise
 
     x = normalise(load_sample_image((64, 64)))
     outputs = {}

@@ -19,7 +19,7 @@ from anydepth_edge.export.lint import lint_model  # noqa: E402
 from anydepth_edge.export.onnx_export import ExportJob, export_onnx  # noqa: E402
 from anydepth_edge.models.dysample import DySample  # noqa: E402
 from anydepth_edge.pins import REGIONS  # noqa: E402
-from anydepth_edge.records import RANDOM_CHECKPOINT as RANDOM  # noqa: E402
+from anydepth_edge.artifacts import RANDOM_CHECKPOINT as RANDOM  # noqa: E402
 from anydepth_edge.targets import (  # noqa: E402
     TARGETS,
     resolve_target,

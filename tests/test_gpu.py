@@ -12,7 +12,7 @@ from anydepth_edge.engines.torch_backend import TorchBackend  # noqa: E402
 
 
 def _input(res=(64, 64)):
-    from anydepth_edge.preprocess import load_sample_image, normalise
+    from anydepth_edge.model_input import load_sample_image, normalise
 
     return normalise(load_sample_image(res))
 

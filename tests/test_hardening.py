@@ -18,9 +18,9 @@ import pytest
 from conftest import REPO, TINY, assert_one_line_error, run_cli
 from hostile import png_declaring
 
-from anydepth_edge.artifacts import atomic_path, read_json, write_json_atomic
+from anydepth_edge.fileio import atomic_path, read_json, write_json_atomic
 from anydepth_edge.errors import UserError
-from anydepth_edge.records import OnnxArtifact, onnx_stem
+from anydepth_edge.artifacts import OnnxArtifact, onnx_stem
 from anydepth_edge.resolution import check_fits_memory, parse_res
 
 torch = pytest.importorskip("torch")
@@ -59,7 +59,7 @@ def test_stale_partials_of_dead_writers_are_removed(tmp_path):
 def test_digits_in_a_users_file_name_are_never_read_as_a_pid(tmp_path):
     """Issue 23.1: `.2024.12.25.mcap.<pid>.partial` was read as pid 25's temporary and deleted
     while it was being written. Live recordings, and dead ones (recovered by their next run), stay."""
-    from anydepth_edge.artifacts import recording_partial_name
+    from anydepth_edge.fileio import recording_partial_name
     from anydepth_edge.runtime.outputs import partial_path
 
     live = partial_path(tmp_path / "2024.12.25.mcap")
@@ -75,7 +75,7 @@ def test_digits_in_a_users_file_name_are_never_read_as_a_pid(tmp_path):
 
 def test_a_folder_with_the_artifacts_name_is_one_line_before_any_work(exported, tmp_path):
     from anydepth_edge.export.onnx_export import ExportJob, export_onnx
-    from anydepth_edge.records import RANDOM_CHECKPOINT
+    from anydepth_edge.artifacts import RANDOM_CHECKPOINT
     from anydepth_edge.targets import TARGETS
 
     model, _ = exported
@@ -203,7 +203,7 @@ def test_a_checkpoint_tensor_the_model_cannot_hold_is_refused(tmp_path, tiny_mod
 
 def test_nan_weights_fail_the_export_and_write_nothing(tiny_model, tmp_path):
     from anydepth_edge.export.onnx_export import ExportJob, export_onnx
-    from anydepth_edge.records import RANDOM_CHECKPOINT
+    from anydepth_edge.artifacts import RANDOM_CHECKPOINT
     from anydepth_edge.targets import TARGETS
 
     model = tiny_model()
@@ -449,7 +449,7 @@ def test_a_folder_given_as_the_model_is_named_a_folder(tmp_path):
 
 def test_decoder_all_means_the_papers_pair_for_export_and_bench():
     """Issue 24.6: `bench --decoder all` was refused while `export --decoder all` worked."""
-    from anydepth_edge.specs import expand_decoders
+    from anydepth_edge.model_facts import expand_decoders
 
     assert expand_decoders(["all"]) == ["sdt", "dpt"] and expand_decoders(["dav2", "all", "sdt"]) == ["dav2", "sdt", "dpt"]
     proc = run_cli("bench", "--decoder", "all", "--device", "orin-nano", "--res", "64")

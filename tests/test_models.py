@@ -71,7 +71,7 @@ def test_backbone_norm_is_off_by_default_and_can_be_enabled(tiny_model):
 
 
 def test_taken_layers_follow_the_spec():
-    from anydepth_edge.specs import ENCODERS
+    from anydepth_edge.model_facts import ENCODERS
 
     assert ENCODERS["vits"].taken_layers == (2, 5, 8, 11)
     assert ENCODERS["vitb"].taken_layers == (2, 5, 8, 11)

@@ -236,8 +236,8 @@ def test_check_onnx_groups_problems_with_their_fix(exported):
 
 
 def test_corrupt_onnx_in_run_says_to_re_export(exported, tmp_path):
-    from anydepth_edge.artifacts import sha256_file
-    from anydepth_edge.records import OnnxArtifact
+    from anydepth_edge.fileio import sha256_file
+    from anydepth_edge.artifacts import OnnxArtifact
 
     _, res = exported
     src = res["trt10"].onnx_path

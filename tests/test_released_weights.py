@@ -285,7 +285,7 @@ def test_unknown_weights_name_lists_the_table():
 def test_fp16_figures_of_a_head_that_outputs_zeros_are_finite():
     """A new user's trial: DAv2's ReLU disparity has zeros, AbsRel divided by them, and the export was
     refused as 'FP16 gives NaN or Inf depth' although the depth was finite."""
-    from anydepth_edge.export.fp16 import depth_agreement
+    from anydepth_edge.export.fp16_emulation import depth_agreement
 
     ref = torch.linspace(0, 2, 400).reshape(20, 20)
     ref[:5] = 0  # a quarter of the map at the ReLU floor

@@ -263,7 +263,7 @@ def test_camera_that_opens_but_never_delivers_still_times_out():
 def test_live_source_keeps_only_the_newest_frame():
     """Deterministic on any machine: while each inference runs, the camera delivers 3 frames; the
     next inference must get the newest of them (the two older ones dropped), never a queued old one."""
-    from anydepth_edge.specs import IMAGENET_MEAN, IMAGENET_STD
+    from anydepth_edge.model_facts import IMAGENET_MEAN, IMAGENET_STD
 
     cam = GatedCamera(frames=3 * 8 + 1)
     seen = []
@@ -310,7 +310,7 @@ def test_metric_mode_outputs_metres(tmp_path):
 
 def test_soak_memory_stays_flat(tmp_path):
     """Thousands of frames from a file through every sink but the window: RSS must not grow."""
-    from anydepth_edge.memory import process_memory
+    from anydepth_edge.host_memory import process_memory
 
     clip = make_video(tmp_path / "long.mp4", frames=3000, size=(96, 64))
     spec = parse_source(str(clip))
@@ -917,7 +917,7 @@ def test_run_prefers_the_sdt_engine_when_dpt_is_newer(tmp_path):
     """The entrypoint builds an engine for every export of the size (export --decoder all writes SDT
     and DPT); `run` without --model runs SDT, the product, even when DPT's engine was built last."""
     from anydepth_edge.engines.compat import TrtHost
-    from anydepth_edge.records import EngineArtifact
+    from anydepth_edge.artifacts import EngineArtifact
     from anydepth_edge.resolver import find_engine
 
     host = TrtHost("10.3.0", "Orin", (8, 7), "36.4.3")

@@ -17,8 +17,8 @@ from anydepth_edge.engines.ensure import ensure_engine
 from anydepth_edge.engines.trt_common import DEVICE_PROFILES
 from anydepth_edge.errors import UserError
 from anydepth_edge.platform_info import PlatformInfo
-from anydepth_edge.artifacts import sha256_file
-from anydepth_edge.records import EngineArtifact, OnnxArtifact, reference_path, typed_fp16_path
+from anydepth_edge.fileio import sha256_file
+from anydepth_edge.artifacts import EngineArtifact, OnnxArtifact, reference_path, typed_fp16_path
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -252,7 +252,7 @@ def test_verify_cli_on_onnx_files(export_copy, tmp_path):
     conv.CopyFrom(onnx.numpy_helper.from_array(w, conv.name))
     onnx.save(model, str(bad))
     record = OnnxArtifact.load(bad)
-    from anydepth_edge.artifacts import sha256_file
+    from anydepth_edge.fileio import sha256_file
 
     record.onnx_sha256 = sha256_file(bad)
     record.write_sidecar()
@@ -265,7 +265,7 @@ def test_verify_cli_on_onnx_files(export_copy, tmp_path):
 
 def test_verify_with_images_folder(export_copy, tmp_path):
     from anydepth_edge.export.reference import synthetic_scene
-    from anydepth_edge.preprocess import load_sample_image
+    from anydepth_edge.model_input import load_sample_image
 
     pytest.importorskip("cv2")
     import cv2
@@ -476,7 +476,7 @@ def test_verify_a_real_vits_export_and_a_broken_copy(tmp_path):
     conv.CopyFrom(onnx.numpy_helper.from_array(w, conv.name))
     onnx.save(model, str(good))
     record = OnnxArtifact.load(good)
-    from anydepth_edge.artifacts import sha256_file
+    from anydepth_edge.fileio import sha256_file
 
     record.onnx_sha256 = sha256_file(good)  # as if the export itself had been wrong
     record.write_sidecar()

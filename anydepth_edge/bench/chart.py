@@ -5,7 +5,7 @@ paper's became slivers), and peak memory. Torch-free; False when matplotlib is m
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from anydepth_edge.artifacts import atomic_path
+from anydepth_edge.fileio import atomic_path
 
 PAIR = ("SDT", "DPT")
 

@@ -19,11 +19,11 @@ from typing import Any, Dict
 
 import numpy as np
 
-from anydepth_edge.bench.memory import TegrastatsSampler
+from anydepth_edge.bench.tegrastats import TegrastatsSampler
 from anydepth_edge.bench.stats import latency_stats
 from anydepth_edge.engines import BackendSpec, open_backend
 from anydepth_edge.engines.base import Backend
-from anydepth_edge.memory import process_memory, reset_peak_rss
+from anydepth_edge.host_memory import process_memory, reset_peak_rss
 
 _PARENT = os.getppid()
 
@@ -40,7 +40,7 @@ def cached_peak_flops(kind: str, device: str, threads=None) -> Dict[str, Any]:
     again in every run it swung with the machine's load (100.9% to 28.2% of it between runs)."""
     import platform
 
-    from anydepth_edge.artifacts import read_json, write_json_atomic
+    from anydepth_edge.fileio import read_json, write_json_atomic
 
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "anydepth-edge" / "peak-flops.json"
     key = f"{platform.node()}|{kind}|{device}|{threads or 'all'}|v2"  # v2: GEMM and convolution
@@ -239,7 +239,7 @@ def _end_to_end(backend: Backend, res, spec) -> Dict[str, Any]:
 
 
 def main(argv=None) -> int:
-    from anydepth_edge.artifacts import write_json_atomic
+    from anydepth_edge.fileio import write_json_atomic
 
     argv = sys.argv[1:] if argv is None else argv
     spec_path, result_path = argv

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from anydepth_edge.artifacts import sha256_file
+from anydepth_edge.fileio import sha256_file
 from anydepth_edge.bench.figures import engine_traffic, environment, orin_nano_bounds, peak_memory, sdt_dpt_ratios, utilisation
 from anydepth_edge.bench.process import run_child
 from anydepth_edge.bench.stats import is_noisy, paper_figures, spread
@@ -25,7 +25,7 @@ from anydepth_edge.engines import (
 )
 from anydepth_edge.errors import HardwareMissing, UserError
 from anydepth_edge.platform_info import PlatformInfo, detect
-from anydepth_edge.records import OnnxArtifact
+from anydepth_edge.artifacts import OnnxArtifact
 from anydepth_edge.resolution import check_fits_memory, res_tag
 from anydepth_edge.targets import TARGETS, resolve_target
 

@@ -137,7 +137,7 @@ class OfficialBackend(Backend):
         if self.device.type == "cuda":
             return {"method": "torch.cuda.max_memory_allocated (weights + activations)",
                     "max_allocated_bytes": int(torch.cuda.max_memory_allocated(self.device))}
-        from anydepth_edge.memory import process_memory
+        from anydepth_edge.host_memory import process_memory
 
         return {"method": "process RSS (PyTorch CPU)", **process_memory()}
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from anydepth_edge.artifacts import read_json
+from anydepth_edge.fileio import read_json
 
 
 def run_child(spec: Dict[str, Any], on_iter: Callable[[int, int], None] = lambda d, t: None,

@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from anydepth_edge.artifacts import write_json_atomic, write_text_atomic
+from anydepth_edge.fileio import write_json_atomic, write_text_atomic
 from anydepth_edge.bench.figures import engine_traffic
 from anydepth_edge.bench.stats import NOISY_CV, NOISY_P90_OVER_P10, is_noisy
 from anydepth_edge.resolution import res_tag
@@ -234,7 +234,7 @@ def csv_text(record: Dict[str, Any]) -> str:
 
 
 def write_outputs(record: Dict[str, Any], out_dir: Path) -> Dict[str, Path]:
-    from anydepth_edge.artifacts import ensure_writable_dir
+    from anydepth_edge.fileio import ensure_writable_dir
 
     out_dir = ensure_writable_dir(out_dir)
     stamp = record["created"].replace(":", "").replace("-", "")[:15]

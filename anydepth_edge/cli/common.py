@@ -11,7 +11,7 @@ from anydepth_edge import __version__
 from anydepth_edge.console import out
 from anydepth_edge.engines.base import TORCH_LAYOUTS
 from anydepth_edge.errors import UserError
-from anydepth_edge.specs import DECODERS
+from anydepth_edge.model_facts import DECODERS
 from anydepth_edge.targets import SAMPLERS as SAMPLER_FORMS
 from anydepth_edge.targets import TARGET_CHOICES
 from anydepth_edge.runtime.metric import METRIC_MODES

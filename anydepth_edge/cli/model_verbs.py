@@ -31,7 +31,7 @@ from anydepth_edge.cli.common import (
     app,
 )
 from anydepth_edge.console import info, out, warn
-from anydepth_edge.specs import expand_decoders
+from anydepth_edge.model_facts import expand_decoders
 from anydepth_edge.weights import WEIGHTS_HELP, checkpoint_for
 
 

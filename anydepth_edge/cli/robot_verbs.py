@@ -35,7 +35,7 @@ from anydepth_edge.cli.common import (
 )
 from anydepth_edge.console import info, out, warn
 from anydepth_edge.errors import HardwareMissing, UserError
-from anydepth_edge.specs import expand_decoders
+from anydepth_edge.model_facts import expand_decoders
 
 
 @app.command()

@@ -154,7 +154,7 @@ def open_backend(spec: BackendSpec, warn: Optional[Callable[[str], None]] = None
         if not spec.artifact or Path(spec.artifact).suffix != ".engine":
             raise UserError("TensorRT needs an engine: anydepth-edge build <model.onnx>")
         from anydepth_edge.engines.trt_backend import TensorRTBackend
-        from anydepth_edge.records import EngineArtifact
+        from anydepth_edge.artifacts import EngineArtifact
 
         status = EngineArtifact.load(spec.artifact).status
         if status != "verified" and not spec.allow_unverified:
@@ -167,7 +167,7 @@ def open_backend(spec: BackendSpec, warn: Optional[Callable[[str], None]] = None
             raise UserError(f"ONNX Runtime needs the .onnx export, not {spec.artifact or 'nothing'}: "
                             "anydepth-edge export --res <size>, or --backend trt for an engine")
         from anydepth_edge.engines.ort_backend import OrtBackend
-        from anydepth_edge.records import OnnxArtifact
+        from anydepth_edge.artifacts import OnnxArtifact
 
         record = OnnxArtifact.of_file(spec.artifact)  # trusted by content, not by name (an FP16 form: by its export's)
         try:

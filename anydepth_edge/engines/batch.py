@@ -9,7 +9,7 @@ from anydepth_edge.engines.ensure import ensure_engine
 from anydepth_edge.engines.trt_build import Notify
 from anydepth_edge.engines.trt_common import import_tensorrt
 from anydepth_edge.errors import NothingToDo, UserError
-from anydepth_edge.records import EngineArtifact
+from anydepth_edge.artifacts import EngineArtifact
 from anydepth_edge.targets import target_for_tensorrt_version
 
 
@@ -31,7 +31,7 @@ def build_engines(onnx: Path, engines_dir: Path, device: str = "auto", precision
     """`anydepth-edge build FILE|FOLDER`: ensure an engine for one export, or for every export in a
     folder made for this TensorRT's target (the container entrypoint's use). Returns what to print:
     lines, and each engine's ladder as a table."""
-    from anydepth_edge.artifacts import ensure_writable_dir
+    from anydepth_edge.fileio import ensure_writable_dir
     from anydepth_edge.engines.trt_common import device_profile
 
     onnx = Path(onnx)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from anydepth_edge.errors import UserError
-from anydepth_edge.records import EngineArtifact
+from anydepth_edge.artifacts import EngineArtifact
 from anydepth_edge.targets import version_tuple
 
 

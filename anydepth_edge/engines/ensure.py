@@ -10,7 +10,7 @@ into its sidecar. TensorRT 10.3-10.4 are known to miscompile DINOv3 (NVIDIA/Tens
 so a build that merely succeeds proves nothing.
 
 Typing: strongly typed (TensorRT >= 10; the default from 10.12, where weak typing is deprecated)
-builds an FP16 graph with Casts around the FP32 regions (`onnx_fp16`), with no FP16 flag and no
+builds an FP16 graph with Casts around the FP32 regions (`typed_fp16`), with no FP16 flag and no
 precision constraints; weakly typed (8.5 / 8.6) sets the FP16 flag and pins the regions' layers.
 
 Up to date means: the sidecar reads, the engine file is the one it describes (sha256), it was
@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from anydepth_edge import __version__, pins
 from anydepth_edge.agreement import Bundle, Verdict, verify_backend
-from anydepth_edge.artifacts import sha256_file, write_bytes_atomic, write_partial_prefix, write_text_atomic
+from anydepth_edge.fileio import sha256_file, write_bytes_atomic, write_partial_prefix, write_text_atomic
 from anydepth_edge.engines.compat import TrtHost, engine_problem
 from anydepth_edge.engines.trt_build import (
     BuildOutOfMemory,
@@ -45,7 +45,7 @@ from anydepth_edge.engines.trt_common import (
     import_tensorrt,
 )
 from anydepth_edge.errors import UserError
-from anydepth_edge.records import (
+from anydepth_edge.artifacts import (
     EngineArtifact,
     OnnxArtifact,
     build_log_path,
@@ -94,7 +94,7 @@ def _settings(onnx: OnnxArtifact, rung: str, typing: str, profile: DeviceProfile
     pin_set = PIN_SET[rung]
     regions = pins.pin_regions(pin_set, decompose) if pin_set else ()
     if pin_set and typing == "strong":
-        from anydepth_edge.onnx_fp16 import typed_fp16_regions
+        from anydepth_edge.typed_fp16 import typed_fp16_regions
 
         regions = typed_fp16_regions(decompose, pin_set)
     names = [n for region_nodes in (onnx.pin_nodes or {"_": onnx.fp32_nodes}).values() for n in region_nodes]
@@ -172,7 +172,7 @@ def _source_onnx(job: Job, rung: str, settings: BuildSettings, tmp: Path) -> Pat
     except ImportError:
         raise UserError(f"the {rung} rung builds a strongly typed FP16 graph, which needs the onnx package here: "
                         "pip install onnx (or --typing weak)") from None
-    from anydepth_edge.onnx_fp16 import to_typed_fp16
+    from anydepth_edge.typed_fp16 import to_typed_fp16
 
     converted, _ = to_typed_fp16(onnx.load(str(job.onnx.path)), settings.pin_regions)
     onnx.save(converted, str(tmp))

@@ -75,7 +75,7 @@ class OrtBackend(Backend):
         return self.session.run([self.output_name], {self.input_name: batch.astype(self.input_dtype, copy=False)})[0]
 
     def memory(self) -> Dict[str, Any]:
-        from anydepth_edge.memory import process_memory
+        from anydepth_edge.host_memory import process_memory
 
         return {"method": "process RSS (ONNX Runtime)", **process_memory()}
 

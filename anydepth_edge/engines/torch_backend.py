@@ -116,7 +116,7 @@ class TorchBackend(Backend):
                 "max_allocated_bytes": int(torch.cuda.max_memory_allocated(self.device)),
                 "max_reserved_bytes": int(torch.cuda.max_memory_reserved(self.device)),
             }
-        from anydepth_edge.memory import process_memory
+        from anydepth_edge.host_memory import process_memory
 
         return {"method": "process RSS (PyTorch CPU)", **process_memory()}
 
@@ -142,7 +142,7 @@ def torch_backend(spec, warn=None) -> TorchBackend:
     from anydepth_edge.models.factory import resolve_model
 
     if spec.artifact:
-        from anydepth_edge.records import OnnxArtifact
+        from anydepth_edge.artifacts import OnnxArtifact
 
         onnx = OnnxArtifact.load(spec.artifact)
         cfg = AnyDepthConfig.from_dict(onnx.config)

@@ -19,7 +19,7 @@ from anydepth_edge.engines.trt_common import (
     numpy_dtype,
 )
 from anydepth_edge.errors import UserError
-from anydepth_edge.records import EngineArtifact
+from anydepth_edge.artifacts import EngineArtifact
 
 
 def _error_logger(trt, errors):

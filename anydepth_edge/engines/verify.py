@@ -13,7 +13,7 @@ import numpy as np
 from anydepth_edge.agreement import MIN_INPUTS, Bundle, Verdict, verify_backend
 from anydepth_edge.errors import UserError
 from anydepth_edge.images import IMAGE_EXTS, ImageRefused, read_image_file
-from anydepth_edge.records import TYPED_FP16_SUFFIX, EngineArtifact, OnnxArtifact
+from anydepth_edge.artifacts import TYPED_FP16_SUFFIX, EngineArtifact, OnnxArtifact
 
 MAX_IMAGES = 16
 
@@ -30,7 +30,7 @@ def images_bundle(folder: Path, export: OnnxArtifact) -> Bundle:
     """Up to MAX_IMAGES images of `folder`, stretched to the model size, and the FP32 export's depth
     on ONNX Runtime CPU."""
     from anydepth_edge.engines.ort_backend import OrtBackend
-    from anydepth_edge.preprocess import normalise
+    from anydepth_edge.model_input import normalise
 
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTS)[:MAX_IMAGES] \
         if Path(folder).is_dir() else []

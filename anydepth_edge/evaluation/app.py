@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from anydepth_edge.errors import UserError
-from anydepth_edge.records import TYPED_FP16_SUFFIX, export_of_typed_fp16
+from anydepth_edge.artifacts import TYPED_FP16_SUFFIX, export_of_typed_fp16
 
 
 @dataclass
@@ -40,7 +40,7 @@ def reference_artifact(model: Optional[str], against: str) -> Path:
     if path.name.endswith(TYPED_FP16_SUFFIX):  # the strongly typed FP16 form: its FP32 export beside it
         return export_of_typed_fp16(path)
     if path.suffix == ".engine":
-        from anydepth_edge.records import EngineArtifact
+        from anydepth_edge.artifacts import EngineArtifact
 
         engine = EngineArtifact.find(path)
         if engine is None or not Path(engine.onnx_path).is_file():

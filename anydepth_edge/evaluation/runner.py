@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from anydepth_edge.artifacts import ensure_writable_dir, write_json_atomic, write_text_atomic
+from anydepth_edge.fileio import ensure_writable_dir, write_json_atomic, write_text_atomic
 from anydepth_edge.evaluation.datasets import Dataset
 from anydepth_edge.evaluation.protocol import METRICS, RULES, evaluate_image, mean_metrics
 from anydepth_edge.runtime.processing import Postprocessor, Preprocessor

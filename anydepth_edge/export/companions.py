@@ -7,11 +7,11 @@ from typing import Any, Dict
 # `job` below is an onnx_export.ExportJob (res, onnx_path, stem, target), not imported: it imports this.
 
 from anydepth_edge.agreement import Bundle, depth_metrics
-from anydepth_edge.artifacts import atomic_path, sha256_file
+from anydepth_edge.fileio import atomic_path, sha256_file
 from anydepth_edge.errors import UserError
 from anydepth_edge.export.graph import INPUT_NAME, OUTPUT_NAME, check_graph, ort_session
-from anydepth_edge.onnx_fp16 import to_typed_fp16, typed_fp16_regions
-from anydepth_edge.records import reference_path, typed_fp16_path
+from anydepth_edge.typed_fp16 import to_typed_fp16, typed_fp16_regions
+from anydepth_edge.artifacts import reference_path, typed_fp16_path
 
 
 def write_reference(session, job) -> Dict[str, Any]:

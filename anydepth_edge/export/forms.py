@@ -40,7 +40,7 @@ class DySampleCoords(nn.Module):
     module's nodes are pinned to FP32 in FP16 engines.
     """
 
-    pin_region = "dysample"  # anydepth_edge.pins: FP32 inside FP16 engines
+    pin_region = "dysample"  # read by export/pin_names.py; pins.py: FP32 inside FP16 engines
 
     def __init__(self, scale: int, groups: int, in_hw: Tuple[int, int]):
         super().__init__()

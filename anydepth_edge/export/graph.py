@@ -80,7 +80,7 @@ def ort_session(model_bytes: bytes):
 
 
 def parity_inputs(res: Tuple[int, int]) -> Dict[str, np.ndarray]:
-    from anydepth_edge.preprocess import load_sample_image, normalise
+    from anydepth_edge.model_input import load_sample_image, normalise
 
     rng = np.random.default_rng(0)
     return {

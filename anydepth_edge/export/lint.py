@@ -158,7 +158,7 @@ def lint_file(path, target: str) -> List[Problem]:
 
 def recorded_target(path) -> str:
     """The TensorRT target an export records in its sidecar, else the default."""
-    from anydepth_edge.records import OnnxArtifact
+    from anydepth_edge.artifacts import OnnxArtifact
     from anydepth_edge.targets import DEFAULT_TRT_TARGET
 
     record = OnnxArtifact.find(path)

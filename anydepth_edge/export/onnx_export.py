@@ -18,15 +18,16 @@ import numpy as np
 import torch
 
 from anydepth_edge import __version__, pins
-from anydepth_edge.artifacts import atomic_path, check_not_a_folder, non_finite_paths, sha256_file
+from anydepth_edge.fileio import atomic_path, check_not_a_folder, non_finite_paths, sha256_file
 from anydepth_edge.errors import UserError
-from anydepth_edge.memory import process_memory, reset_peak_rss
+from anydepth_edge.host_memory import process_memory, reset_peak_rss
 from anydepth_edge.agreement import Bundle
+from anydepth_edge.export.pin_names import name_region_nodes
 from anydepth_edge.export.traffic import graph_traffic, tensorrt_form_traffic
 from anydepth_edge.weights import licence_of
-from anydepth_edge.records import CheckpointRef, OnnxArtifact, TensorSpec, onnx_stem, reference_path
+from anydepth_edge.artifacts import CheckpointRef, OnnxArtifact, TensorSpec, onnx_stem, reference_path
 from anydepth_edge.sidecars import sidecar_path
-from anydepth_edge.specs import IMAGENET_MEAN, IMAGENET_STD
+from anydepth_edge.model_facts import IMAGENET_MEAN, IMAGENET_STD
 from anydepth_edge.targets import Target
 from anydepth_edge.export.companions import write_reference, write_typed_fp16
 from anydepth_edge.export.graph import (
@@ -151,7 +152,7 @@ def _checked_graph(job: ExportJob, step: Callable[[str], None]):
     nodes_before = len(graph.graph.node)
     step("onnxslim")
     graph = slim(graph)
-    regions = pins.name_region_nodes(graph.graph, export_model)
+    regions = name_region_nodes(graph.graph, export_model)
     facts = {"nodes": {"before_slim": nodes_before, "after_slim": len(graph.graph.node)},
              "fp32_nodes": pins.pinned_names(sum(regions.values(), []),
                                              pins.pin_regions("default", job.target.decompose_layernorm)),
@@ -190,7 +191,7 @@ def _parity_checked(job: ExportJob, graph):
 
 def _fp16_readiness(job: ExportJob, export_model, inputs, refs, step: Callable[[str], None]) -> Dict[str, Any]:
     """FP16 emulated on CPU, with and without the FP32 pins; NaN there refuses a TensorRT export."""
-    from anydepth_edge.export.fp16 import dysample_probe, fp16_readiness
+    from anydepth_edge.export.fp16_emulation import dysample_probe, fp16_readiness
 
     step("FP16 readiness (emulated)")
     fp16 = fp16_readiness(export_model, torch.from_numpy(inputs["image"]), job.target.decompose_layernorm)
@@ -240,7 +241,7 @@ OUTPUT_MEANING = {"depth": "affine-invariant depth, relu(x) + 0.001", "disparity
 
 def model_label(cfg) -> str:
     """'AnyDepth ViT-S + SDT' for the paper's DINOv3 models; 'DINOv2 ViT-B/14 + SDT' otherwise."""
-    from anydepth_edge.specs import family_spec
+    from anydepth_edge.model_facts import family_spec
 
     head = {"dav2": "DAv2-DPT"}.get(cfg.decoder, cfg.decoder.upper())
     if cfg.family == "dinov3":
@@ -286,8 +287,8 @@ def export_models(
     """Export every (decoder, resolution); the model is loaded once per decoder. `encoder` / a decoder
     None: the checkpoint's (else vits / sdt). `dysample` None: the target's own form. Resolutions are
     checked against the model's patch once it is known."""
-    from anydepth_edge.artifacts import ensure_writable_dir
-    from anydepth_edge.memory import release_memory
+    from anydepth_edge.fileio import ensure_writable_dir
+    from anydepth_edge.host_memory import release_memory
     from anydepth_edge.models.factory import resolve_model
     from anydepth_edge.resolution import check_fits_memory, check_multiple, default_resolution
 

@@ -12,7 +12,7 @@ from typing import Dict, Tuple
 import numpy as np
 
 from anydepth_edge.agreement import Bundle
-from anydepth_edge.preprocess import load_sample_image, normalise
+from anydepth_edge.model_input import load_sample_image, normalise
 
 
 def crop_flip(res: Tuple[int, int]) -> np.ndarray:

@@ -20,7 +20,7 @@ from anydepth_edge.models.dinov2 import DinoV2Encoder
 from anydepth_edge.models.dinov3 import DinoV3Encoder
 from anydepth_edge.models.dpt import DPTHead
 from anydepth_edge.models.sdt import SDTHead
-from anydepth_edge.specs import (
+from anydepth_edge.model_facts import (
     DAV2_DPT,
     DPT_CHANNELS,
     MIN_DEPTH,

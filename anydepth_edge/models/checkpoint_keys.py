@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Mapping, Tuple
 
 import torch
 
-from anydepth_edge.specs import ENCODER_BY_DIM
+from anydepth_edge.model_facts import ENCODER_BY_DIM
 
 FORMAT_ANYDEPTH = "anydepth-official"
 FORMAT_DINOV3 = "dinov3-backbone"

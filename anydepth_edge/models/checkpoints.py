@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import torch
 
 from anydepth_edge import __version__
-from anydepth_edge.artifacts import read_json
+from anydepth_edge.fileio import read_json
 from anydepth_edge.errors import UserError
 from anydepth_edge.models.checkpoint_keys import (
     FORMAT_ANYDEPTH,
@@ -55,7 +55,7 @@ class LoadReport:
     @property
     def ref(self):
         """The checkpoint as recorded in artifacts (path, format, sha256)."""
-        from anydepth_edge.records import CheckpointRef
+        from anydepth_edge.artifacts import CheckpointRef
 
         return CheckpointRef(self.path, self.format, self.sha256 or "random")
 
@@ -169,7 +169,7 @@ def non_finite_tensors(tensors: Mapping[str, torch.Tensor]) -> List[str]:
 
 
 def _check_request(arch_encoder: str, arch_decoder: Optional[str], encoder: Optional[str], decoder: Optional[str], path) -> None:
-    from anydepth_edge.specs import ENCODERS
+    from anydepth_edge.model_facts import ENCODERS
 
     if encoder is not None and encoder != arch_encoder:
         raise UserError(
@@ -207,7 +207,7 @@ def load_checkpoint(
     `encoder` / `decoder`, when given, must agree with the checkpoint (a clear error otherwise).
     A DINOv3 backbone checkpoint fills the encoder only; `decoder` then picks the random head.
     """
-    from anydepth_edge.artifacts import sha256_file
+    from anydepth_edge.fileio import sha256_file
     from anydepth_edge.models.anydepth import AnyDepth
 
     path = Path(path)
@@ -255,7 +255,7 @@ def _config_of(path: Path, tensors, meta, fmt: str, encoder: Optional[str], deco
     """The model configuration a checkpoint describes (its own record, or inferred from its tensor
     shapes), checked against the --encoder / --decoder asked for."""
     from anydepth_edge.models.anydepth import AnyDepthConfig
-    from anydepth_edge.specs import ENCODERS
+    from anydepth_edge.model_facts import ENCODERS
 
     if fmt == FORMAT_TOOLKIT:
         cfg = AnyDepthConfig.from_dict({**_toolkit_config(path, meta), **overrides}, where=f"checkpoint {path}")
@@ -277,7 +277,7 @@ def _config_of(path: Path, tensors, meta, fmt: str, encoder: Optional[str], deco
 
 def recognised_line(fmt: str, cfg, native: int = 0) -> str:
     """'Depth Anything V2 layout: DINOv2 ViT-B/14, SDT (fusion 128, class token, detail enhancer), native 518x518'."""
-    from anydepth_edge.specs import family_spec
+    from anydepth_edge.model_facts import family_spec
 
     family = family_spec(cfg.family)
     if cfg.decoder == "sdt":
@@ -299,7 +299,7 @@ def save_checkpoint(model, path) -> Path:
     """Write `<path>.safetensors` + `<path>.json` (config, toolkit version), atomically."""
     from safetensors.torch import save as st_save
 
-    from anydepth_edge.artifacts import write_bytes_atomic, write_json_atomic
+    from anydepth_edge.fileio import write_bytes_atomic, write_json_atomic
 
     path = Path(path)
     if path.suffix != ".safetensors":

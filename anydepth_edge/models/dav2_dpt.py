@@ -1,6 +1,6 @@
 """Depth Anything V2's DPT head: the decoder of `depth_anything_v2_vit{s,b,l}.pth`.
 
-Per encoder size: `features` (64 / 128 / 256) and four reassembly widths (`DAV2_DPT` in specs).
+Per encoder size: `features` (64 / 128 / 256) and four reassembly widths (`DAV2_DPT` in model_facts).
 Levels: 1x1 projection of each taken layer, resized to x4, x2, x1 and x1/2 of the patch grid, a
 3x3 conv to `features`, then four fusion blocks from the coarsest level up (two pre-activation
 residual units, bilinear upsampling with align_corners=True, a 1x1 conv), and the output convs

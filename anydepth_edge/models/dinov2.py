@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from anydepth_edge.models.dinov3 import checked_taken_layers
-from anydepth_edge.specs import FAMILIES, EncoderSpec
+from anydepth_edge.model_facts import FAMILIES, EncoderSpec
 
 PATCH = FAMILIES["dinov2"].patch_size
 INTERPOLATE_OFFSET = 0.1  # DAv2's work-around so floor(scale * 37) lands on the wanted grid

@@ -15,7 +15,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from anydepth_edge.specs import PATCH_SIZE, EncoderSpec
+from anydepth_edge.model_facts import PATCH_SIZE, EncoderSpec
 
 
 def create_backbone(spec: EncoderSpec, qkv_bias: bool = False, depth: Optional[int] = None) -> nn.Module:

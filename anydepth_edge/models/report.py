@@ -3,7 +3,7 @@ output meaning), as a record for programs and tables for people."""
 
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from anydepth_edge.specs import IMAGENET_MEAN, IMAGENET_STD
+from anydepth_edge.model_facts import IMAGENET_MEAN, IMAGENET_STD
 
 
 def model_info(checkpoint: Optional[str], encoder: Optional[str], decoder: Optional[str],

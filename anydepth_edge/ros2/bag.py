@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
-from anydepth_edge.artifacts import ensure_writable_dir
+from anydepth_edge.fileio import ensure_writable_dir
 from anydepth_edge.errors import UserError
 from anydepth_edge.runtime.outputs import check_free_space, fsync_dir, partial_path, publish, write_failure
 from anydepth_edge.ros2.recover import recover_stale_bags

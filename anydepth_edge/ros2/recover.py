@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Optional, Tuple
 
 from anydepth_edge.errors import UserError
-from anydepth_edge.artifacts import recording_final_name
+from anydepth_edge.fileio import recording_final_name
 from anydepth_edge.runtime.outputs import partial_path, publish, recovered_path, stale_partials
 
 

@@ -27,7 +27,7 @@ def open_run_backend(model: Optional[str], res: str, backend: str, engines_dir: 
 
 def export_record(artifact: Path):
     """The export's record behind `artifact` (an ONNX, or an engine built from one), or None."""
-    from anydepth_edge.records import EngineArtifact, OnnxArtifact
+    from anydepth_edge.artifacts import EngineArtifact, OnnxArtifact
 
     if artifact.suffix == ".engine":
         engine = EngineArtifact.find(artifact)

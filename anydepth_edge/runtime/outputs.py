@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import List
 
-from anydepth_edge.artifacts import ensure_writable_dir, glob_escape, pid_alive, recording_partial_name, recording_partial_pid
+from anydepth_edge.fileio import ensure_writable_dir, glob_escape, pid_alive, recording_partial_name, recording_partial_pid
 from anydepth_edge.errors import UserError
 
 # errnos that mean "the disk (or this file system's file size limit, or the quota) is full"

@@ -13,7 +13,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from anydepth_edge.errors import UserError
-from anydepth_edge.preprocess import normalise
+from anydepth_edge.model_input import normalise
 
 POLICIES = ("stretch", "letterbox")
 NON_FINITE_BGR = (255, 0, 255)  # magenta: depth pixels that are NaN / Inf

@@ -13,7 +13,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from anydepth_edge.artifacts import write_bytes_atomic
+from anydepth_edge.fileio import write_bytes_atomic
 from anydepth_edge.errors import UserError
 from anydepth_edge.runtime.outputs import write_failure
 from anydepth_edge.runtime.processing import display_range

@@ -8,7 +8,7 @@ import time
 import numpy as np
 
 from anydepth_edge.engines.base import Backend
-from anydepth_edge.memory import process_memory
+from anydepth_edge.host_memory import process_memory
 
 
 class SyntheticBackend(Backend):

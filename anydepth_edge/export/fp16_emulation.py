@@ -21,6 +21,7 @@ from torch.utils._pytree import tree_map
 from anydepth_edge import pins as pin_policy
 from anydepth_edge.agreement import FLOOR_FRACTION
 from anydepth_edge.export.forms import DySampleCoords
+from anydepth_edge.export.pin_names import emulated
 
 aten = torch.ops.aten
 
@@ -67,7 +68,7 @@ def _pinned_modules(model, pins: bool, decompose_layernorm: bool):
     if not pins:
         return []
     regions = pin_policy.pin_regions("default", decompose_layernorm)
-    return [m for m in model.modules() if pin_policy.emulated(m, regions)]
+    return [m for m in model.modules() if emulated(m, regions)]
 
 
 def emulate_fp16(model, image: torch.Tensor, pins: bool, decompose_layernorm: bool = False) -> torch.Tensor:
@@ -141,7 +142,7 @@ def dysample_probe(in_hw, seed: int = 0) -> Dict[str, object]:
 
     from anydepth_edge.export.forms import DySampleExport
     from anydepth_edge.models.dysample import DySample
-    from anydepth_edge.preprocess import load_sample_image
+    from anydepth_edge.model_input import load_sample_image
 
     rgb = load_sample_image(in_hw).astype(np.float32) / 255.0
     x = torch.from_numpy(np.concatenate([rgb, rgb.mean(axis=2, keepdims=True)], axis=2)).permute(2, 0, 1)[None]

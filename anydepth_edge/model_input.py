@@ -9,7 +9,7 @@ from typing import Optional
 
 import numpy as np
 
-from anydepth_edge.specs import IMAGENET_MEAN, IMAGENET_STD
+from anydepth_edge.model_facts import IMAGENET_MEAN, IMAGENET_STD
 
 _MEAN = np.asarray(IMAGENET_MEAN, dtype=np.float32).reshape(1, 1, 3)
 _INV_STD = (1.0 / np.asarray(IMAGENET_STD, dtype=np.float32)).reshape(1, 1, 3)
