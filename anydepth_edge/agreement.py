@@ -234,23 +234,3 @@ def verify_backend(backend, bundle: Bundle, precision: str) -> Verdict:
                                                   [f"{len(bundle.names)} input(s): at least {MIN_INPUTS} are needed"]))
     verdict.separation = separated
     return verdict
-
-
-def verdict_table(verdicts: Dict[str, Verdict], title: str):
-    """Rows: rung or file x input; the figures and pass/fail (for people)."""
-    from rich.table import Table
-    from rich.text import Text
-
-    t = Table(title=title)
-    for col in ("model", "input", "NaN/Inf", "max abs", "AbsRel", "delta1", "RMSE/std", "verdict"):
-        t.add_column(col, justify="left" if col in ("model", "input", "verdict") else "right")
-
-    def f(v, fmt):
-        return "-" if v is None else fmt.format(v)
-
-    for label, verdict in verdicts.items():
-        for i, (name, m) in enumerate(verdict.per_input.items()):
-            t.add_row(Text(label if i == 0 else ""), Text(name), str(m["non_finite"]), f(m["max_abs"], "{:.3g}"),
-                      f(m["abs_rel"], "{:.2e}"), f(m["delta1"], "{:.4f}"), f(m["rmse_over_std"], "{:.3f}"),
-                      Text(("pass" if verdict.passed else "FAIL") if i == 0 else ""))
-    return t

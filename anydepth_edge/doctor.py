@@ -19,7 +19,7 @@ from anydepth_edge.artifacts import EngineArtifact, OnnxArtifact, export_files
 from anydepth_edge.checks import Check
 from anydepth_edge.errors import UserError
 from anydepth_edge.resolution import res_tag
-from anydepth_edge.resolver import find_model, judge_engine, judge_export
+from anydepth_edge.resolver import engine_files, find_model, judge_engine, judge_export
 from anydepth_edge.targets import KNOWN_BAD_DINOV3
 
 JOBS = ("run", "bench", "export", "ros2")
@@ -228,7 +228,8 @@ def _artifact_checks(exports: Path, engines: Path, info: PlatformInfo, found: Di
     trt, gpu = found["tensorrt"], found["gpu"]
     usable = found["engines"] = []
     host = TrtHost(trt, gpu[0], gpu[1], info.l4t) if trt and gpu else None
-    for e in sorted(engines.glob("*.engine")) if engines.is_dir() else []:
+    unreadable: List[str] = []
+    for e in engine_files(engines, warn=unreadable.append) if engines.is_dir() else []:
         if not trt:
             record = EngineArtifact.find(e)
             built = f"built with TensorRT {record.tensorrt_version}" if record else "no readable sidecar"
@@ -244,6 +245,7 @@ def _artifact_checks(exports: Path, engines: Path, info: PlatformInfo, found: Di
         else:
             usable.append(e)
             checks.append(Check(f"engine {e.name}", "ok", f"TensorRT {record.tensorrt_version} on {record.gpu_name}"))
+    checks += [Check("engines", "wrong", line, "remove or fix the links") for line in unreadable]
     if not usable:
         checks.append(Check("engines", "missing" if trt else "info", f"no engine for this TensorRT in {engines}",
                             "anydepth-edge build export/<model>.onnx" if trt else ""))
@@ -295,16 +297,3 @@ def report_json(report: Dict) -> str:
 
     return json.dumps({"platform": report["platform"], "can": report["can"],
                        "checks": [asdict(c) for c in report["checks"]]})
-
-
-def print_report(report: Dict, job: str, console) -> int:
-    from rich.markup import escape
-
-    colours = {"ok": "green", "missing": "yellow", "wrong": "red", "info": "cyan"}
-    for c in report["checks"]:
-        fix = f"  -> {escape(c.fix)}" if c.fix else ""
-        console.print(f"[{colours[c.status]}]{c.status:<8}[/] {escape(c.name)}: {escape(c.detail)}{fix}", highlight=False)
-    verdict = report["can"][job]
-    command = "run --ros2" if job == "ros2" else job
-    console.print(("[green]ready[/]" if verdict else "[red]not ready[/]") + f" for `anydepth-edge {command}`")
-    return 0 if verdict else 1

@@ -105,6 +105,11 @@ def _newest(mtimes: Dict[Path, float], paths) -> Optional[Path]:
     return max(paths, key=lambda p: mtimes[p]) if paths else None
 
 
+def engine_files(engines_dir: Path, warn: Warn = None) -> List[Path]:
+    """The engines in a folder that can be read, sorted (those that cannot: one warning)."""
+    return sorted(_readable(engines_dir, "*.engine", warn))
+
+
 def find_engine(res: Tuple[int, int], engines_dir: Path, host: TrtHost, warn: Warn = None,
                 allow_unverified: bool = False) -> Optional[Path]:
     """The newest engine for `res` that can run on `host` and whose output was verified against FP32

@@ -6,7 +6,7 @@
 #      there): exit 5, ANYDEPTH_SKIP_L4T_CHECK=1 skips the check;
 #   2. make sure engines exist for this board's TensorRT: `anydepth-edge build EXPORT_DIR` picks the
 #      exports made for this TensorRT's target, reuses up-to-date engines and rebuilds those a JetPack
-#      upgrade invalidated (the same rule `run` uses).
+#      upgrade invalidated (the resolver `run` asks: anydepth_edge/resolver.py).
 # Then run the requested command (exec: with compose's `init: true` it is the init's only child).
 #
 # When the engine build fails (not "no TensorRT" = 3 nor "no export for this TensorRT" = 4):

@@ -92,7 +92,8 @@ def test_a_noisy_cell_is_flagged_everywhere_with_the_command_to_measure_it_again
     """A run that shared the machine (every 3rd inference 5x slower): the warning names the cell and
     gives the command with more rounds; tables, Markdown, ratio and chart mark it."""
     from anydepth_edge.bench.harness import BenchOptions, Cell, _result_row, noisy_warning
-    from anydepth_edge.bench.report import console_tables, markdown, write_outputs
+    from anydepth_edge.bench.report import markdown, write_outputs
+    from anydepth_edge.views import bench_tables
 
     rows = []
     for decoder, slow in (("sdt", 3), ("dpt", 0)):
@@ -109,7 +110,7 @@ def test_a_noisy_cell_is_flagged_everywhere_with_the_command_to_measure_it_again
     from rich.console import Console
 
     console = Console(width=200, record=True)
-    for table in console_tables(record):
+    for table in bench_tables(record):
         console.print(table)
     text = console.export_text()
     assert "NOISY" in text and "(noisy)" in text

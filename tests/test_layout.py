@@ -117,3 +117,41 @@ def test_modules_and_functions_stay_small():
                 if length > MAX_FUNCTION_LINES:
                     long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name}: {length} lines")
     assert big == [] and long == []
+
+
+def _imported_names(path):
+    """Every module an import names in `path`, at any depth (lazy imports included)."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            yield node.module
+            yield from (f"{node.module}.{a.name}" for a in node.names)
+
+
+def test_rich_rendering_lives_in_views():
+    """Stages return records; views.py renders them (console.py owns the consoles and progress), and
+    only the CLI calls views."""
+    rich_users, views_users = [], []
+    for path in sorted(PKG.rglob("*.py")):
+        rel = path.relative_to(PKG).as_posix()
+        names = set(_imported_names(path))
+        if any(n == "rich" or n.startswith("rich.") for n in names) and rel not in ("views.py", "console.py"):
+            rich_users.append(rel)
+        if "anydepth_edge.views" in names and not rel.startswith("cli/"):
+            views_users.append(rel)
+    assert rich_users == [] and views_users == []
+
+
+def test_one_resolver_judges_and_picks_artifacts():
+    """Whether an engine runs here is asked through the resolver (engines.compat holds the rule; the
+    build step asks it too, whether its previous engine can be reused, and the backend refuses one at
+    load), and no other module looks through an engines folder for one."""
+    askers, globbers = [], []
+    for path in sorted(PKG.rglob("*.py")):
+        rel, text = path.relative_to(PKG).as_posix(), path.read_text()
+        if rel not in ("resolver.py", "engines/compat.py", "engines/ensure.py") and "engine_problem(" in text:
+            askers.append(rel)
+        if rel != "resolver.py" and 'glob("*.engine")' in text:
+            globbers.append(rel)
+    assert askers == [] and globbers == []

@@ -168,7 +168,9 @@ def test_strongly_typed_build_from_tensorrt_10_12(export_copy, tmp_path):
     """10.16 (JetPack 7.2): an FP16 graph with Casts, built strongly typed: no FP16 flag, no pins."""
     trt, record, _, _ = _ensure(export_copy, tmp_path, version="10.16.0")
     (state,) = _builds(trt)
-    assert record.typing == "strong" and state["strongly_typed"] and state["network_flags"] & 0b10
+    # the network asked for exactly STRONGLY_TYPED, by the enum's own value (EXPLICIT_BATCH is implied on 10.x)
+    strongly_typed = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    assert record.typing == "strong" and state["strongly_typed"] and state["network_flags"] == strongly_typed
     assert "FP16" not in state["flags"] and state["fp32_layers"] == []
     assert sorted(state["fp32_regions"]) == ["dysample", "layernorm"]  # parsed the typed graph
     assert record.status == "verified" and record.settings["strongly_typed"]

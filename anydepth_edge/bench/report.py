@@ -29,11 +29,11 @@ def _f(value: Optional[float], fmt: str = "{:.2f}") -> str:
     return "-" if value is None else fmt.format(value)
 
 
-def _latency_cell(row: Dict[str, Any]) -> str:
+def latency_cell(row: Dict[str, Any]) -> str:
     return f"{row['latency_ms']:.2f} +- {row['std_ms']:.2f}" + (" NOISY" if row["noisy"] else "")
 
 
-def _ratio_cell(r: Dict[str, Any]) -> str:
+def ratio_cell(r: Dict[str, Any]) -> str:
     return _f(r["latency_sdt_over_dpt"], "{:.3f}") + (" (noisy)" if r.get("noisy") else "")
 
 
@@ -46,7 +46,7 @@ def _decoder_label(r: Dict[str, Any]) -> str:
     return r["decoder"].upper() + (f" ({'; '.join(notes)})" if notes else "")
 
 
-def _rows(record: Dict[str, Any]) -> List[Dict[str, Any]]:
+def report_rows(record: Dict[str, Any]) -> List[Dict[str, Any]]:
     rows = []
     for r in record["results"]:
         paper = r.get("paper") or {}
@@ -77,7 +77,7 @@ def _rows(record: Dict[str, Any]) -> List[Dict[str, Any]]:
     return rows
 
 
-def _title(record: Dict[str, Any]) -> str:
+def title(record: Dict[str, Any]) -> str:
     t = (f"{record['device']} | {record['backend']['label']} | {record['precision'].upper()} | "
          f"{record['settings']['encoder']} | {record['settings']['iters']} iterations")
     if record.get("mismatch"):
@@ -85,47 +85,9 @@ def _title(record: Dict[str, Any]) -> str:
     return t
 
 
-def console_tables(record: Dict[str, Any]):
-    from rich.table import Table
-
-    rows = _rows(record)
-    lat = Table(title=f"Latency (ours vs paper, Jetson Orin Nano 4GB)\n{_title(record)}", caption=reading_note(record))
-    for col in ("Resolution", "Decoder", "Latency ms", "FPS", "e2e ms", "Paper ms", "Paper FPS", "GFLOP/s (% of ref.)"):
-        lat.add_column(col, justify="right" if col not in ("Resolution", "Decoder") else "left")
-    for row in rows:
-        if row["error"]:
-            lat.add_row(row["resolution"], row["decoder"], "failed", "", "", _f(row["paper_latency_ms"]), _f(row["paper_fps"], "{:.1f}"), row["error"][:40])
-            continue
-        frac = f" ({row['peak_fraction'] * 100:.1f}%)" if row["peak_fraction"] else ""
-        lat.add_row(row["resolution"], row["decoder"], _latency_cell(row),
-                    f"{row['fps']:.2f}", _f(row["e2e_ms"]), _f(row["paper_latency_ms"]), _f(row["paper_fps"], "{:.1f}"),
-                    _f(row["achieved_gflops_s"], "{:.0f}") + frac)
-    for res, r in record.get("ratios", {}).items():
-        lat.add_row(res, "SDT/DPT", _ratio_cell(r), "", "", _f(r["paper_latency_sdt_over_dpt"], "{:.3f}"), "", "")
-
-    mem = Table(title="Peak memory during inference (ours vs paper, 256x256)")
-    for col in ("Resolution", "Decoder", "Peak MB", "Paper MB", "Method"):
-        mem.add_column(col)
-    for row in rows:
-        if not row["error"]:
-            mem.add_row(row["resolution"], row["decoder"], f"{row['peak_mb']:.1f}", _f(row["paper_memory_mb"], "{:.1f}"),
-                        row["memory_method"])
-    for res, r in record.get("ratios", {}).items():
-        mem.add_row(res, "SDT/DPT", _f(r["memory_sdt_over_dpt"], "{:.3f}"), _f(r["paper_memory_sdt_over_dpt"], "{:.3f}"), "")
-    if not any(row["mb_moved"] for row in rows):
-        return lat, mem
-    bounds = Table(title="What bounds it on an Orin Nano\nFP16 floors of the engine's graph (TensorRT's GridSample form)"
-                   + _gather_note(rows))
-    for col in ("Resolution", "Decoder", "GFLOPs", "MB moved", "Memory floor ms", "Compute floor ms"):
-        bounds.add_column(col, justify="right" if col not in ("Resolution", "Decoder") else "left")
-    for row in rows:
-        if row["mb_moved"]:
-            bounds.add_row(row["resolution"], row["decoder"], _f(row["gflops"], "{:.1f}"), f"{row['mb_moved']:.0f}",
-                           _f(row["orin_memory_ms"], "{:.1f}"), _f(row["orin_compute_ms"], "{:.1f}"))
-    return lat, mem, bounds
 
 
-def _gather_note(rows: List[Dict[str, Any]]) -> str:
+def gather_note(rows: List[Dict[str, Any]]) -> str:
     """Said where a record predates the TensorRT-form count: its SDT rows are the Gather form's."""
     return " (this record's SDT rows: the Gather form, which moves more)" if any(r["gather_counted"] for r in rows
                                                                                   if "SDT" in r["decoder"]) else ""
@@ -166,7 +128,7 @@ def _md_latency(rows: List[Dict[str, Any]]) -> List[str]:
             lines.append(f"| {row['resolution']} | {row['decoder']} | failed: {row['error']} | | | | {_f(row['paper_latency_ms'])} | {_f(row['paper_fps'], '{:.1f}')} | | | |")
             continue
         frac = f"{row['peak_fraction'] * 100:.1f}%" if row["peak_fraction"] else "-"
-        lines.append(f"| {row['resolution']} | {row['decoder']} | {_latency_cell(row)} | {row['p90_ms']:.2f} | "
+        lines.append(f"| {row['resolution']} | {row['decoder']} | {latency_cell(row)} | {row['p90_ms']:.2f} | "
                      f"{row['fps']:.2f} | {_f(row['e2e_ms'])} | {_f(row['paper_latency_ms'])} | {_f(row['paper_fps'], '{:.1f}')} | "
                      f"{_f(row['gflops'], '{:.1f}')} | {_f(row['achieved_gflops_s'], '{:.0f}')} | {frac} |")
     return lines
@@ -183,7 +145,7 @@ def _md_orin_bound(rows: List[Dict[str, Any]]) -> List[str]:
                   f"Bytes one inference of the engine's graph moves (FP32; element-wise nodes counted as "
                   f"fused, unfused in brackets), halved for FP16. The TensorRT form is counted: where the export "
                   f"benchmarked here samples DySample with Gather (`ort`), its samplers are counted as GridSample"
-                  f"{_gather_note(rows)}. Set against the Orin Nano's {orin.memory_bandwidth / 1e9:.0f} GB/s of "
+                  f"{gather_note(rows)}. Set against the Orin Nano's {orin.memory_bandwidth / 1e9:.0f} GB/s of "
                   f"shared memory; next to it the FLOPs against its {orin.peak_fp16_flops / 1e12:.0f} TFLOPS dense "
                   "FP16. These are floors: an Orin figure near the larger one is limited by it.", "",
                   "| Resolution | Decoder | GFLOPs | MB moved (FP32) | memory floor ms | compute floor ms |",
@@ -197,7 +159,7 @@ def _md_orin_bound(rows: List[Dict[str, Any]]) -> List[str]:
 
 
 def markdown(record: Dict[str, Any], chart_name: Optional[str] = None) -> str:
-    rows = _rows(record)
+    rows = report_rows(record)
     lines = _md_header(record) + _md_latency(rows) + _md_orin_bound(rows)
     sources = sorted({r.get("peak_source") for r in record["results"] if r.get("peak_source")})
     peaks = sorted({round(r["achieved_gflops_per_s"] / r["peak_fraction"]) for r in record["results"]
@@ -208,7 +170,7 @@ def markdown(record: Dict[str, Any], chart_name: Optional[str] = None) -> str:
                   + (" (a measured rate: a lower bound of the true peak, so convolutions can exceed it)"
                      if record["device"] == "cpu" else "")]
     lines += ["", "SDT/DPT latency ratio: " + "; ".join(
-        f"{res}: ours {_ratio_cell(r)}, paper {_f(r['paper_latency_sdt_over_dpt'], '{:.3f}')}"
+        f"{res}: ours {ratio_cell(r)}, paper {_f(r['paper_latency_sdt_over_dpt'], '{:.3f}')}"
         for res, r in record.get("ratios", {}).items()), "", reading_note(record), "",
         "## Peak memory", "", "| Resolution | Decoder | Peak MB | Paper MB | Method |", "|---|---|---|---|---|"]
     for row in rows:
@@ -224,7 +186,7 @@ def markdown(record: Dict[str, Any], chart_name: Optional[str] = None) -> str:
 
 
 def csv_text(record: Dict[str, Any]) -> str:
-    rows = _rows(record)
+    rows = report_rows(record)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=["device", "backend", "precision"] + list(rows[0].keys()) if rows else ["device"])
     writer.writeheader()
@@ -246,7 +208,7 @@ def write_outputs(record: Dict[str, Any], out_dir: Path) -> Dict[str, Path]:
     png = out_dir / f"{stem}.png"
     from anydepth_edge.bench.chart import chart
 
-    if chart(record, png, _rows(record), _title(record)):
+    if chart(record, png, report_rows(record), title(record)):
         paths["png"] = png
     write_json_atomic(paths["json"], record)
     write_text_atomic(paths["md"], markdown(record, png.name if "png" in paths else None))

@@ -30,6 +30,7 @@ from anydepth_edge.cli.common import (
     _value,
     app,
 )
+from anydepth_edge import views
 from anydepth_edge.console import info, out, warn
 from anydepth_edge.model_facts import expand_decoders
 from anydepth_edge.weights import WEIGHTS_HELP, checkpoint_for
@@ -49,14 +50,14 @@ def info_verb(
 
     resolution = parse_res(res, multiple=None) if res else None
     _require("torch", "export")
-    from anydepth_edge.models.report import info_tables, model_info
+    from anydepth_edge.models.report import model_info
 
     record = model_info(checkpoint_for(checkpoint, weights), _value(encoder), _value(decoder), resolution,
                         warn=warn, say=info)
     if as_json:
         sys.stdout.write(json.dumps(record) + "\n")
         return
-    for item in info_tables(record):
+    for item in views.model_info(record):
         out.print(item)
 
 
@@ -97,7 +98,7 @@ def export(
     tgt = resolve_target(target.value)
     _require("torch", "export")
     from anydepth_edge.engines.batch import check_engine_mode, engines_after_export
-    from anydepth_edge.export.onnx_export import export_models, results_table
+    from anydepth_edge.export.onnx_export import export_models
 
     if tgt.tensorrt:
         check_engine_mode(engine.value)
@@ -107,10 +108,10 @@ def export(
         results = export_models(_value(encoder), decoders, resolutions, tgt, Path(out_dir), checkpoint=checkpoint,
                                 dysample=SAMPLERS[dysample.value], force=force, fp16_check=fp16_check, warn=warn,
                                 progress=prog, say=info)
-    out.print(results_table(results))
+    out.print(views.export_results(results))
     if tgt.tensorrt:
-        for line in engines_after_export([r.onnx_path for r in results], engine.value, Path(engines_dir), notify=info):
-            out.print(line, markup=False)
+        views.print_engines(engines_after_export([r.onnx_path for r in results], engine.value, Path(engines_dir),
+                                                 notify=info), out)
 
 
 @app.command()
@@ -151,14 +152,13 @@ def build(
 
     with progress() as prog:  # the build's phases as they come, with the time elapsed
         task = prog.add_task("TensorRT engines", total=None)
-        items = build_engines(Path(onnx), Path(out_dir), device.value, precision=precision.value, typing=typing.value,
+        built = build_engines(Path(onnx), Path(out_dir), device.value, precision=precision.value, typing=typing.value,
                               builder=builder.value, workspace_mib=workspace,
                               timing_cache=Path(timing_cache) if timing_cache else None, force=force,
                               resolutions=parse_res_list(res),
                               decoders=expand_decoders([_value(decoder)]) if decoder else (),
                               notify=lambda text: prog.update(task, description=text))
-    for item in items:
-        out.print(item, markup=False) if isinstance(item, str) else out.print(item)
+    views.print_engines(built, out)
 
 
 @app.command()
@@ -171,7 +171,6 @@ def verify(
     as_json: bool = typer.Option(False, "--json", help="Print the verdict as JSON."),
 ) -> None:
     """Check that an engine or ONNX file gives the FP32 export's depth: NaN/Inf, max abs error, AbsRel and delta1 after a scale-and-shift fit, RMSE over the reference's spread. Exit 1 when it does not agree. An engine's verdict is recorded, so run and bench use it (or not) afterwards."""
-    from anydepth_edge.agreement import verdict_table
     from anydepth_edge.engines.verify import verify_file
 
     verdict, notes = verify_file(Path(file), images=Path(images) if images else None,
@@ -179,7 +178,7 @@ def verify(
     if as_json:
         sys.stdout.write(json.dumps(verdict.to_dict(), allow_nan=False) + "\n")  # strict: figures are None, never NaN
     else:
-        out.print(verdict_table({Path(file).name: verdict}, f"{Path(file).name} vs FP32 (limits for {verdict.precision})"))
+        out.print(views.verdicts({Path(file).name: verdict}, f"{Path(file).name} vs FP32 (limits for {verdict.precision})"))
         for note in notes:
             out.print(note, markup=False)
     if not verdict.passed:
@@ -195,7 +194,7 @@ def check_onnx(
     """Lint an ONNX file for a TensorRT version: unsupported ops, opset range, GridSample mode and
     rank, If/Loop, dynamic shapes. Exit 1 when anything would not import as needed."""
     _require("onnx", "export")
-    from anydepth_edge.export.lint import lint_file, problems_table, recorded_target
+    from anydepth_edge.export.lint import lint_file, recorded_target
 
     tgt = recorded_target(onnx_file) if target.value == "auto" else target.value
     problems = lint_file(onnx_file, tgt)
@@ -203,5 +202,5 @@ def check_onnx(
         out.print("[green]ok[/]: ", end="")
         out.print(f"{onnx_file} imports into {tgt} (ops, opset, GridSample, static shapes)", markup=False)
         return
-    out.print(problems_table(onnx_file, tgt, problems))
+    out.print(views.lint_problems(onnx_file, tgt, problems))
     raise typer.Exit(1)

@@ -33,6 +33,7 @@ from anydepth_edge.cli.common import (
     _value,
     app,
 )
+from anydepth_edge import views
 from anydepth_edge.console import info, out, warn
 from anydepth_edge.errors import HardwareMissing, UserError
 from anydepth_edge.model_facts import expand_decoders
@@ -90,7 +91,7 @@ def bench(
 def _bench_and_report(opts) -> None:
     """bench's run, tables, records and exit status (1 when a configuration failed)."""
     from anydepth_edge.bench.harness import run_bench
-    from anydepth_edge.bench.report import console_tables, write_outputs
+    from anydepth_edge.bench.report import write_outputs
     from anydepth_edge.console import progress
 
     started = time.monotonic()
@@ -100,7 +101,7 @@ def _bench_and_report(opts) -> None:
         warn(RANDOM_WEIGHTS_WARNING)
     with progress(transient=True) as prog:
         record = run_bench(opts, warn=warn, progress=prog)
-    for table in console_tables(record):
+    for table in views.bench_tables(record):
         out.print(table)
     paths = write_outputs(record, opts.out_dir)
     minutes, seconds = divmod(round(time.monotonic() - started), 60)
@@ -244,13 +245,14 @@ def run(
     ros = _ros_options(source, opts, ros2=ros2, record_bag=record_bag, camera_info=camera_info, frame_id=frame_id,
                        depth_size=depth_size.value, points_decimation=points_decimation, colored=colored,
                        tf_parent=tf_parent, node_name=node_name, namespace=namespace, reliability=reliability.value, ros_args=ros_args)
-    common = dict(console=out, warn=warn, notify=info, allow_unverified=allow_unverified)
+    common = dict(warn=warn, notify=info, allow_unverified=allow_unverified)
     if ros is not None:
         from anydepth_edge.ros2.app import run_ros
 
         summary = run_ros(source, model, res, backend.value, opts, ros, engines_dir, export_dir, **common)
     else:
         summary = run_depth(source, model, res, backend.value, opts, engines_dir, export_dir, **common)
+    views.run_summary(summary, out)
     if summary.error:
         raise HardwareMissing(summary.error)
 
@@ -264,7 +266,7 @@ def doctor(
     as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON."),
 ) -> None:
     """Check this machine: Jetson model, JetPack, power mode, clocks, TensorRT / CUDA / ONNX Runtime / PyTorch, OpenCV GStreamer, cameras, disk and memory, exports and engines. Exit 0 when --for JOB can run."""
-    from anydepth_edge.doctor import diagnose, print_report, report_json
+    from anydepth_edge.doctor import diagnose, report_json
 
     if root == "/":  # on this machine, relative folders mean the current folder (under --root otherwise)
         export_dir, engines_dir = str(Path(export_dir).resolve()), str(Path(engines_dir).resolve())
@@ -272,7 +274,7 @@ def doctor(
     if as_json:
         sys.stdout.write(report_json(report) + "\n")
         raise typer.Exit(0 if report["can"][job.value] else 1)
-    raise typer.Exit(print_report(report, job.value, out))
+    raise typer.Exit(0 if views.doctor_report(report, job.value, out) else 1)
 
 
 @app.command("eval")
@@ -292,10 +294,10 @@ def eval_(
     allow_unverified: bool = typer.Option(False, "--allow-unverified", help="Evaluate a TensorRT engine whose output was not checked against FP32."),
 ) -> None:
     """Accuracy of the deployed model: AbsRel, RMSE, delta1-3 on NYUv2, KITTI or your own RGB + depth pairs, with the zero-shot affine-invariant protocol (scale and shift fitted per image); --against fp32 shows what the deployment lost. docs/eval.md."""
-    from anydepth_edge.evaluation.app import EvalOptions, print_record, run_eval
+    from anydepth_edge.evaluation.app import EvalOptions, run_eval
 
     opts = EvalOptions(data=data, dataset=dataset.value, split=split, depth_scale=depth_scale, limit=limit, model=model,
                        res=res, backend=backend.value, against=against, engines_dir=engines_dir, export_dir=export_dir,
                        out_dir=out_dir, allow_unverified=allow_unverified)
-    record, paths = run_eval(opts, out, warn=warn, notify=info)
-    print_record(record, paths, out)
+    record, paths = run_eval(opts, warn=warn, notify=info)
+    views.eval_record(record, paths, out)

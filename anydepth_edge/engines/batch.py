@@ -1,9 +1,9 @@
 """Engines for many exports at once: the `build` verb (a file or a folder of exports), export's
-`--engine auto|always`, and their one-line summaries and ladder tables. Which exports a folder
-builds: resolver.exports_for_tensorrt; each engine comes from ensure.ensure_engine."""
+`--engine auto|always`. Which exports a folder builds: resolver.exports_for_tensorrt; each engine
+comes from ensure.ensure_engine; views.print_engines shows them."""
 
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from anydepth_edge.engines.ensure import ensure_engine
 from anydepth_edge.engines.trt_build import Notify
@@ -13,24 +13,14 @@ from anydepth_edge.artifacts import EngineArtifact
 from anydepth_edge.targets import target_for_tensorrt_version
 
 
-def summary_line(record: EngineArtifact, reused: bool) -> str:
-    v = record.verification or {}
-    checked = (f"{record.status} against FP32 ({v.get('why')})" if v else
-               "NOT verified (no reference bundle: re-export, then anydepth-edge verify)")
-    if reused:
-        return f"up to date: {record.path} ({record.rung or record.precision}, {checked})"
-    return (f"built {record.path} in {record.build_seconds} s: rung {record.rung}, {record.typing}ly typed, "
-            f"{record.pinned_layers} FP32-pinned layers, device memory {record.device_memory_bytes} bytes; {checked}")
-
-
 def build_engines(onnx: Path, engines_dir: Path, device: str = "auto", precision: str = "auto", typing: str = "auto",
                   builder: str = "python", workspace_mib: Optional[int] = None, timing_cache: Optional[Path] = None,
                   force: bool = False, resolutions: Sequence[Tuple[int, int]] = (), decoders: Sequence[str] = (),
                   trt=None, cuda=None,
-                  notify: Notify = lambda s: None) -> List[Any]:
+                  notify: Notify = lambda s: None) -> List[Tuple[EngineArtifact, bool]]:
     """`anydepth-edge build FILE|FOLDER`: ensure an engine for one export, or for every export in a
-    folder made for this TensorRT's target (the container entrypoint's use). Returns what to print:
-    lines, and each engine's ladder as a table."""
+    folder made for this TensorRT's target (the container entrypoint's use). Returns (record,
+    reused) per engine (views.print_engines renders them)."""
     from anydepth_edge.fileio import ensure_writable_dir
     from anydepth_edge.engines.trt_common import device_profile
 
@@ -58,29 +48,15 @@ def build_engines(onnx: Path, engines_dir: Path, device: str = "auto", precision
 
         cuda = load_cuda_api()
     engines_dir = ensure_writable_dir(engines_dir)
-    lines = []
+    built = []
     for i, path in enumerate(paths, 1):
         prefix = f"[{i}/{len(paths)}] {path.name}" if len(paths) > 1 else path.name
         notify(f"{prefix}: TensorRT {trt.__version__} engine (reused when up to date; minutes on an Orin Nano)")
         record, reused = ensure_engine(path, engines_dir, profile, precision=precision, typing=typing, builder=builder,
                                        workspace_mib=workspace_mib, timing_cache=timing_cache, force=force,
                                        trt=trt, cuda=cuda, notify=lambda text, p=prefix: notify(f"{p}: {text}"))
-        lines += [f"warning: {w}" for w in record.warnings] if not reused else []
-        if record.ladder and not reused:
-            lines.append(ladder_table(record))
-        lines.append(summary_line(record, reused))
-    return lines
-
-
-def ladder_table(record: EngineArtifact):
-    """Every rung tried for an engine, with its figures on each reference input (for people)."""
-    from anydepth_edge.agreement import Verdict, limits_for, verdict_table
-
-    # the verdict each rung got (its bundle checks included), not a re-judgement of its figures
-    verdicts = {f"{r['rung']} ({r['typing']})": Verdict(r["rung"], vars(limits_for(r["rung"])), r["per_input"],
-                                                         r["status"] == "verified", r["why"])
-                for r in record.ladder if r["per_input"]}
-    return verdict_table(verdicts, f"precision ladder for {Path(record.onnx_path).name} on TensorRT {record.tensorrt_version}")
+        built.append((record, reused))
+    return built
 
 
 def check_engine_mode(mode: str) -> None:
@@ -95,7 +71,7 @@ def check_engine_mode(mode: str) -> None:
 
 
 def engines_after_export(onnx_paths: Sequence[Path], mode: str, engines_dir: Path,
-                         notify: Notify = lambda s: None) -> List[str]:
+                         notify: Notify = lambda s: None) -> List[Tuple[EngineArtifact, bool]]:
     """`export --engine auto|never|always`: engines for fresh TensorRT exports where TensorRT runs."""
     if mode == "never" or not onnx_paths:
         return []
@@ -105,7 +81,7 @@ def engines_after_export(onnx_paths: Sequence[Path], mode: str, engines_dir: Pat
     if tensorrt_ready() is None:
         notify("TensorRT is not importable here: ONNX only (build the engine on the robot: anydepth-edge build FILE)")
         return []
-    lines: List[str] = []
+    built: List[Tuple[EngineArtifact, bool]] = []
     for path in onnx_paths:
-        lines += build_engines(Path(path), engines_dir, notify=notify)
-    return lines
+        built += build_engines(Path(path), engines_dir, notify=notify)
+    return built

@@ -3,7 +3,7 @@ model and the `--against` reference, the images, the tables and the record. Pyth
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 from anydepth_edge.errors import UserError
 from anydepth_edge.artifacts import TYPED_FP16_SUFFIX, export_of_typed_fp16
@@ -49,7 +49,7 @@ def reference_artifact(model: Optional[str], against: str) -> Path:
     return path
 
 
-def run_eval(opts: EvalOptions, console, warn: Callable[[str], None], notify: Callable[[str], None]):
+def run_eval(opts: EvalOptions, warn: Callable[[str], None], notify: Callable[[str], None]):
     """Returns (record, written paths)."""
     from anydepth_edge.console import progress
     from anydepth_edge.evaluation.datasets import open_dataset
@@ -89,24 +89,3 @@ def run_eval(opts: EvalOptions, console, warn: Callable[[str], None], notify: Ca
 
 def _label(model: Optional[str], be) -> str:
     return Path(model).name if model else be.describe().get("backend", "model")
-
-
-def print_record(record: Dict[str, Any], paths: Dict[str, Path], console) -> None:
-    from rich.table import Table
-
-    from anydepth_edge.evaluation.runner import HEADER, table_rows
-
-    d = record["dataset"]
-    t = Table(title=f"{d['name']}: {d['images']} images, {d['crop']}, {d['depth_range_m'][0]:g}-{d['depth_range_m'][1]:g} m")
-    for i, name in enumerate(HEADER):
-        t.add_column(name, justify="left" if i == 0 else "right")
-    for row in table_rows(record):
-        t.add_row(*row)
-    console.print(t)
-    if record["worst"]:
-        order = ("by how much worse than the second model" if len(record["summary"]) == 2 else "by AbsRel")
-        console.print(f"worst images ({order}; AbsRel per model): " + "; ".join(
-            f"{w['name']} " + "/".join("-" if v is None else f"{v:.3f}" for k, v in w.items() if k != "name")
-            for w in record["worst"]), markup=False)
-    console.print(f"{record['wall_s_per_image'] * 1000:.0f} ms per image in all; written: "
-                  + ", ".join(str(p) for p in paths.values()), markup=False)

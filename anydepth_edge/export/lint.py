@@ -163,20 +163,3 @@ def recorded_target(path) -> str:
 
     record = OnnxArtifact.find(path)
     return record.target if record is not None and record.target in TRT_TARGETS else DEFAULT_TRT_TARGET
-
-
-def problems_table(path, target: str, problems: List[Problem]):
-    """Problems grouped by kind and message: one row per distinct problem, with how many nodes."""
-    from rich.table import Table
-    from rich.text import Text
-
-    groups: Dict[tuple, List[str]] = {}
-    for p in problems:
-        groups.setdefault((p.kind, p.message, p.fix), []).append(p.node)
-    t = Table(title=f"{path}: {len(problems)} problems for {target}")
-    for col in ("kind", "nodes", "problem", "fix"):
-        t.add_column(col, overflow="fold")
-    for (kind, message, fix), nodes in groups.items():
-        shown = nodes[0] if len(nodes) == 1 else f"{len(nodes)} nodes, e.g. {nodes[0]}"
-        t.add_row(Text(kind), Text(shown), Text(message), Text(fix))
-    return t

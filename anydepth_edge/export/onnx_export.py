@@ -324,25 +324,3 @@ def export_models(
             if progress is not None:
                 progress.advance(task)
     return results
-
-
-def results_table(results: List[ExportResult]):
-    """The exports as a table for people (FP16 figures emulated, with / without the FP32 pins)."""
-    from rich.table import Table
-    from rich.text import Text
-
-    t = Table(title="ONNX exports (FP16: emulated, with / without FP32 pins)")
-    for col in ("file", "nodes", "parity", "FP16 d1", "FP16 AbsRel", "s"):
-        t.add_column(col, overflow="fold")
-    for r in results:
-        a = r.artifact
-        fp = a.fp16 or {}
-        def pair(key, spec):  # None: NaN/Inf in FP16
-            return " / ".join("NaN" if fp[side].get(key) is None else format(fp[side][key], spec)
-                              for side in ("with_pins", "without_pins")) if fp else "-"
-
-        d1, ar = pair("delta1", ".4f"), pair("abs_rel", ".2e")
-        worst = max(v["rel"] for v in a.parity.values() if isinstance(v, dict))
-        t.add_row(Text(a.path.name), f"{a.nodes['before_slim']}->{a.nodes['after_slim']}", f"{worst:.1e}", d1, ar,
-                  "reused" if r.reused else f"{r.seconds:.1f}")
-    return t

@@ -1,7 +1,7 @@
 """`anydepth-edge info`: what one model is (family, parameters, GFLOPs, taken layers, input rules,
 output meaning), as a record for programs and tables for people."""
 
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from anydepth_edge.model_facts import IMAGENET_MEAN, IMAGENET_STD
 
@@ -35,23 +35,3 @@ def model_info(checkpoint: Optional[str], encoder: Optional[str], decoder: Optio
         "licence": licence_of(checkpoint),
         "checkpoint": report.ref.to_dict(),
     }
-
-
-def info_tables(record: Dict[str, Any]) -> List[Any]:
-    from rich.table import Table
-
-    h, w = record["res"]
-    t = Table(title=f"{record['model']} at {h}x{w}")
-    t.add_column("part")
-    t.add_column("parameters", justify="right")
-    t.add_column("GFLOPs", justify="right")
-    params, gflops = record["params"], record["gflops"]
-    for part in ("encoder", "decoder", "total"):
-        t.add_row(part, f"{params[part] / 1e6:.3f} M ({params[part]:,})", f"{gflops[part]:.2f}")
-    lines = [t, f"taken encoder layers (0-based blocks): {record['taken_layers']}",
-             f"input: RGB, ImageNet mean/std, (1, 3, H, W), H and W multiples of {record['input']['multiple_of']}",
-             f"output: {record['output']}",
-             "GFLOPs = 2 x multiply-accumulates of matmuls, convolutions and attention"]
-    if record.get("licence"):
-        lines.append(f"weights licence: {record['licence']}")
-    return lines

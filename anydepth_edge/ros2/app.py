@@ -67,10 +67,10 @@ def prepare(source: str, opts, ros: RosOptions, notify: Callable[[str], None] = 
 
 
 def run_ros(source: str, model: Optional[str], res: str, backend: str, opts, ros: RosOptions, engines_dir: str,
-            export_dir: str, console, warn: Callable[[str], None], notify: Callable[[str], None], **backend_options):
+            export_dir: str, warn: Callable[[str], None], notify: Callable[[str], None], **backend_options):
     """`anydepth-edge run` with --ros2 / --record-bag / --source ros:TOPIC. Returns the RunSummary.
     `backend_options` go to open_run_backend as `run` passes them (allow_unverified=...)."""
-    from anydepth_edge.runtime.app import open_run_backend, print_summary
+    from anydepth_edge.runtime.app import open_run_backend
     from anydepth_edge.runtime.processing import import_cv2
 
     spec, calibration, api = prepare(source, opts, ros, notify, warn)
@@ -82,7 +82,6 @@ def run_ros(source: str, model: Optional[str], res: str, backend: str, opts, ros
         summary = serve_depth(be, spec, opts, ros, api, calibration, cv2, warn=warn, notify=notify)
     finally:
         be.close()
-    print_summary(summary, console)
     return summary
 
 

@@ -1,5 +1,5 @@
-"""`run` glue: pick and open the backend for --model / --res / --backend, print the summary.
-Torch-free unless the PyTorch backend is asked for."""
+"""`run` glue: open the backend the resolver picks, check the outputs, run the loop (the CLI prints
+its summary with views.run_summary). Torch-free unless the PyTorch backend is asked for."""
 
 from pathlib import Path
 from typing import Callable, Optional
@@ -93,9 +93,9 @@ def check_metric(opts, spec, notify: Callable[[str], None] = lambda s: None,
 
 
 def run_depth(source: str, model: Optional[str], res: str, backend: str, opts, engines_dir: str, export_dir: str,
-              console, warn: Callable[[str], None], notify: Callable[[str], None], allow_unverified: bool = False):
+              warn: Callable[[str], None], notify: Callable[[str], None], allow_unverified: bool = False):
     """`anydepth-edge run`: validate, open the backend and the source, run the loop until the source
-    ends, a signal arrives or --max-frames; print the summary. Returns the RunSummary."""
+    ends, a signal arrives or --max-frames. Returns the RunSummary (the CLI prints it)."""
     import signal
 
     from anydepth_edge.runtime.loop import DepthLoop, check_outputs
@@ -144,7 +144,6 @@ def run_depth(source: str, model: Optional[str], res: str, backend: str, opts, e
         summary = loop.run()
     finally:
         be.close()
-    print_summary(summary, console)
     return summary
 
 
@@ -158,49 +157,3 @@ def foxglove_sink(opts, camera, cv2, notify, warn):
         camera = (CameraModel(load_calibration(opts.camera_info), f"--camera-info {opts.camera_info}")
                   if opts.camera_info else CameraModel())
     return FoxgloveSink(opts.foxglove, camera, cv2, notify=notify, warn=warn)
-
-
-def metric_lines(m) -> list:
-    """The summary's lines on the metric fit: frames fitted and refused (why), the last fit's figures."""
-    lines = [f"metric ({m['mode']}): {m['fitted']} frames in metres, {m['refused']} refused (NaN depth)"
-             + (f", last because {m['last_refusal']}" if m["refused"] else "")]
-    if len(m.get("refusals") or {}) > 1:
-        lines.append("refused because: " + "; ".join(f"{why} ({n})" for why, n in m["refusals"].items()))
-    if "scale" in m:
-        inverse = "1/" if m.get("space") == "disparity" else ""
-        figures = f"rmse {m['rmse_m']:.3f} m, AbsRel {m['abs_rel']:.3f}, inliers {m['inlier_fraction']:.0%}"
-        if "floor_fraction" in m:
-            figures += f", floor {m['floor_fraction']:.0%} of the frame"
-        lines.append(f"last fit: {inverse}depth_m = {m['scale']:.4g} x output {m['shift']:+.4g}; {figures}")
-    return lines
-
-
-def print_summary(summary, console) -> None:
-    from rich.table import Table
-
-    console.print(f"run summary: {summary.frames} frames in {summary.wall_s:.1f} s, stopped by {summary.stopped_by}")
-    t = Table(title="per-stage timings")
-    t.add_column("stage")
-    t.add_column("mean ms", justify="right")
-    t.add_column("p50 ms", justify="right")
-    t.add_column("p90 ms", justify="right")
-    for name, s in summary.stages.items():
-        cells = ["-" if s[k] is None else f"{s[k]:.1f}" for k in ("mean", "p50", "p90")]
-        t.add_row(name.replace("_", " "), *cells)
-    console.print(t)
-    fps = "-" if summary.loop_fps is None else f"{summary.loop_fps:.2f}"
-    inf = "-" if summary.inference_fps is None else f"{summary.inference_fps:.2f}"
-    console.print(f"loop {fps} FPS (inference alone {inf} FPS); captured {summary.captured}, "
-                  f"dropped {summary.dropped}, reconnects {summary.reconnects}")
-    if summary.read_ahead:
-        console.print(f"end to end includes the wait in the reader's queue: --pace none keeps every frame, so each "
-                      f"waits for up to {summary.read_ahead} before it (about {summary.read_ahead + 1}x inference); "
-                      "a camera, or --pace native, keeps only the newest frame")
-    if summary.nonfinite_frames:
-        console.print(f"{summary.nonfinite_frames} frames had NaN/Inf depth (painted magenta; NaN kept in .npy, "
-                      "0 in .png)")
-    if summary.metric:
-        for line in metric_lines(summary.metric):
-            console.print(line, markup=False)
-    for o in summary.outputs:
-        console.print(f"wrote {o}")
