@@ -23,6 +23,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:connect\\(\\) must be used:Depre
 from anydepth_edge.errors import UserError  # noqa: E402
 from anydepth_edge.runtime.camera import CameraModel, Intrinsics  # noqa: E402
 from anydepth_edge.runtime.foxglove_sink import TOPICS, FoxgloveSink  # noqa: E402
+from anydepth_edge.runtime.sinks import FrameResult  # noqa: E402
 
 
 class FoxgloveClient:
@@ -81,7 +82,7 @@ def test_depth_image_calibration_and_cloud_decode_to_the_frames_values():
         depth = (np.arange(48, dtype=np.float32).reshape(6, 8) / 10 + 1)
         depth[0, 2] = np.nan  # no reading there: no point
         frame = _frame()
-        sink.write(frame, depth[::2, ::2], depth, None, None)
+        sink.write(FrameResult(frame, depth[::2, ::2], depth, None))
         got = client.receive(4)
     finally:
         client.close()
@@ -113,8 +114,8 @@ def test_without_intrinsics_depth_and_image_only():
     client = FoxgloveClient(sink.port)
     try:
         d = np.ones((6, 8), np.float32)
-        sink.write(_frame(), d, d, None, None)
-        sink.write(_frame(), d * 2, d * 2, None, None)
+        sink.write(FrameResult(_frame(), d, d, None))
+        sink.write(FrameResult(_frame(), d * 2, d * 2, None))
         got = client.receive(4)  # two frames of depth + image, no calibration or cloud
     finally:
         client.close()

@@ -965,3 +965,58 @@ def test_loop_fps_never_exceeds_the_inference_rate():
     s = DepthLoop(MeanBackend(sleep_ms=15), cam, cam.spec, RunOptions(reconnect_timeout=0.1, max_frames=6),
                   sinks=[SlowFirstWrite()]).run()
     assert s.frames == 6 and s.loop_fps is not None and s.loop_fps <= 1.1 * s.inference_fps
+
+
+def test_every_sink_gets_one_result_per_frame_computed_once(tmp_path):
+    """Issue 21: each frame's outputs are computed once and shared by every sink: a passed sink gets
+    the frame-size depth the depth files hold, and the side-by-side view is made once per frame
+    however many sinks use it (here the recording and the passed sink)."""
+    from anydepth_edge.runtime.sinks import Sink
+
+    class Keep(Sink):
+        def __init__(self):
+            self.results = []
+
+        def write(self, result):
+            self.results.append(result)
+            assert result.view() is result.view()
+
+        def close(self):
+            return f"kept {len(self.results)}"
+
+    keep, cam = Keep(), FastCamera(n=400)
+    opts = RunOptions(reconnect_timeout=0.1, max_frames=3, save_depth=str(tmp_path / "d"), record=str(tmp_path / "r.mp4"))
+    loop = DepthLoop(MeanBackend(), cam, cam.spec, opts, sinks=[keep])
+    made, make = [], loop._view
+    loop._view = lambda result: made.append(result.frame.index) or make(result)
+    summary = loop.run()
+    assert summary.frames == 3 and "kept 3" in summary.outputs and len(keep.results) == 3
+    assert made == [r.frame.index for r in keep.results]  # once per frame, not once per sink
+    for r in keep.results:
+        assert np.array_equal(np.load(tmp_path / "d" / f"{r.frame.index:06d}.npy"), r.depth_frame, equal_nan=True)
+        assert r.depth.shape[-2:] == tuple(MeanBackend().resolution) and r.depth_frame.shape == r.frame.image.shape[:2]
+    assert any(o.startswith(str(tmp_path / "r.mp4")) for o in summary.outputs)
+
+
+def test_one_signal_policy_stops_the_loop_and_restores_the_handlers():
+    """run and run --ros2 share runtime.loop.run_until_signal: SIGTERM stops the loop cleanly, and the
+    handlers that were there before are back afterwards (run used to leave its own installed)."""
+    import signal
+    import threading
+
+    from anydepth_edge.runtime.loop import run_until_signal
+
+    def before(*_):
+        pass
+
+    saved = {s: signal.signal(s, before) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        cam = FastCamera(n=400)
+        loop = DepthLoop(MeanBackend(sleep_ms=15), cam, cam.spec, RunOptions(reconnect_timeout=0.1))
+        threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        summary = run_until_signal(loop)
+        assert summary.stopped_by == "signal" and 0 < summary.frames < 400
+        assert signal.getsignal(signal.SIGTERM) is before and signal.getsignal(signal.SIGINT) is before
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)

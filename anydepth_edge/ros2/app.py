@@ -7,19 +7,18 @@ needed. `serve_depth` runs a loaded backend; tests call it with a cheap backend.
 """
 
 import contextlib
-import signal
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional, Tuple
 
 from anydepth_edge.errors import UserError
 from anydepth_edge.ros2.bag import BagOutlet, check_bag_target
-from anydepth_edge.runtime.camera import CameraModel, Intrinsics, load_calibration, realsense_intrinsics
+from anydepth_edge.runtime.camera import CameraModel, Intrinsics, fill_from_realsense, load_calibration
 from anydepth_edge.ros2.node import RELIABILITIES, DepthNode, RosApi, import_ros, ros_argv
 from anydepth_edge.ros2.publisher import CaptureClock, DepthPublisher, Origin, PublishSettings
 from anydepth_edge.ros2.sources import RosImageSource, is_ros_source, parse_ros_source
 from anydepth_edge.ros2.topics import TOPICS, check_namespace, check_node_name, resolve
-from anydepth_edge.runtime.sources import FrameSource, RealSenseSource, SourceSpec, open_source, parse_source
+from anydepth_edge.runtime.sources import FrameSource, SourceSpec, open_source, parse_source
 
 DEFAULT_FRAME_IDS = {"realsense": "camera_color_optical_frame"}  # realsense-ros's name for it
 FALLBACK_FRAME_ID = "camera_optical_frame"
@@ -110,7 +109,7 @@ def serve_depth(backend, spec: SourceSpec, opts, ros: RosOptions, api: Optional[
                 notify: Callable[[str], None] = lambda s: None, source: Optional[FrameSource] = None):
     """Run the loop on a loaded backend with the ROS outputs until the source ends, a signal or
     --max-frames; returns the RunSummary. `source`: one already open (else `spec` is opened)."""
-    from anydepth_edge.runtime.loop import DepthLoop
+    from anydepth_edge.runtime.loop import DepthLoop, run_until_signal
 
     if cv2 is None:
         from anydepth_edge.runtime.processing import import_cv2
@@ -124,17 +123,16 @@ def serve_depth(backend, spec: SourceSpec, opts, ros: RosOptions, api: Optional[
             source = RosImageSource(spec, node, cv2, None if calibration else camera, warn=warn)
         elif source is None:
             source = open_source(spec, cv2=cv2)
-        if isinstance(source, RealSenseSource) and calibration is None:
-            camera.update(realsense_intrinsics(source), "the RealSense colour stream")
+        fill_from_realsense(source, [camera])
         clock = CaptureClock(node.now_ns if node else time.time_ns)
-        publisher = DepthPublisher([node] if ros.publish else [], settings, camera,
-                                   _origin(source, spec, clock, settings), backend.resolution, opts.resize_policy,
-                                   cv2, hardware_id=spec.describe(), now_ns=clock.now_ns, warn=warn)
-        names = (node.namespace, node.name) if node else (ros.namespace, ros.node_name)
         if node is not None and opts.floor is not None:
             opts.floor = node.floor_parameters(opts.floor)
-        if opts.floor is not None:  # /tf_static places the camera as the floor fit assumes it
-            publisher.mount = (opts.floor.height_m, opts.floor.pitch_deg, opts.floor.roll_deg)
+        # /tf_static places the camera as the floor fit assumes it
+        mount = (opts.floor.height_m, opts.floor.pitch_deg, opts.floor.roll_deg) if opts.floor else (0.0, 0.0, 0.0)
+        publisher = DepthPublisher([node] if ros.publish else [], settings, camera,
+                                   _origin(source, spec, clock, settings), backend.resolution, opts.resize_policy,
+                                   cv2, hardware_id=spec.describe(), now_ns=clock.now_ns, warn=warn, mount=mount)
+        names = (node.namespace, node.name) if node else (ros.namespace, ros.node_name)
         try:
             loop = DepthLoop(backend, source, spec, opts, notify=notify, cv2=cv2, warn=warn, sinks=[publisher],
                              camera=camera)
@@ -149,7 +147,7 @@ def serve_depth(backend, spec: SourceSpec, opts, ros: RosOptions, api: Optional[
         notify(_describe(settings, ros, names))
         if node is not None:
             node.start(publisher.heartbeat if ros.publish else None)
-        summary = _run_until_signal(loop)
+        summary = run_until_signal(loop)  # after rclpy.init: replaces rclpy's handler (it would stop ROS mid-frame)
         if node is not None and node.spin_error:
             summary.error = "; ".join(e for e in (summary.error, node.spin_error) if e)
     return summary
@@ -177,17 +175,3 @@ def _describe(settings: PublishSettings, ros: RosOptions, names: Tuple[str, str]
     if ros.record_bag:
         where.append(f"bag {ros.record_bag}")
     return f"depth in {units} at the {settings.depth_size}'s size to " + " and ".join(where)
-
-
-def _run_until_signal(loop):
-    """SIGINT / SIGTERM stop the loop cleanly (bag finished, camera released). Installed after
-    rclpy.init, so they replace rclpy's own handler, which would shut ROS down mid-frame."""
-    def on_signal(signum, _frame):
-        loop.stop()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        return loop.run()
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)

@@ -29,6 +29,7 @@ from anydepth_edge.runtime.camera import (
 )
 from anydepth_edge.runtime.processing import Postprocessor
 from anydepth_edge.runtime.server import jpeg
+from anydepth_edge.runtime.sinks import FrameResult, Sink
 
 Origin = Callable[[Any], Tuple[int, str]]  # frame -> (stamp ns, frame_id)
 
@@ -69,10 +70,11 @@ class CaptureClock:
         return self.offset + int(t_capture * 1e9)
 
 
-class DepthPublisher:
+class DepthPublisher(Sink):
     def __init__(self, outlets: Sequence[Any], settings: PublishSettings, camera: CameraModel, origin: Origin,
                  model_hw: Tuple[int, int], policy: str, cv2, hardware_id: str = "",
-                 now_ns: Callable[[], int] = time.time_ns, warn: Callable[[str], None] = lambda s: None):
+                 now_ns: Callable[[], int] = time.time_ns, warn: Callable[[str], None] = lambda s: None,
+                 mount: Tuple[float, float, float] = (0.0, 0.0, 0.0)):
         self.outlets = list(outlets)
         self.settings = settings.check()
         self.camera, self.origin = camera, origin
@@ -86,20 +88,20 @@ class DepthPublisher:
         self.last_sent = time.monotonic()
         self.last_diagnostics = 0.0
         self.warned_no_intrinsics = False
-        self.mount = (0.0, 0.0, 0.0)  # height m, pitch and roll degrees for /tf_static (--metric floor's)
+        self.mount = tuple(mount)  # height m, pitch and roll degrees for /tf_static (--metric floor's)
         self.tf_sent = False
         self.lock = threading.Lock()  # frames (output thread) and heartbeats (node timer) share the outlets
 
     # -- per frame ------------------------------------------------------------------------------
-    def write(self, frame, depth: np.ndarray, depth_frame: np.ndarray, colour: np.ndarray,
-              fit: Optional[Any]) -> None:
-        s = self.settings
+    def write(self, result: FrameResult) -> None:
+        """One frame's messages from its result (runtime/sinks.FrameResult)."""
+        s, frame, fit = self.settings, result.frame, result.fit
         refused = s.metric and fit is None
         if refused:
             self.unpublished += 1
         stamp, frame_id = self.origin(frame)
         hdr = m.header(stamp, frame_id)
-        d, coloured = self._depth(frame, depth, depth_frame, colour, fit)
+        d, coloured = self._depth(result)
         msgs = [("depth", m.image_msg(hdr, d, "32FC1"))]
         if s.tf_parent and not self.tf_sent:  # once, with the first frame's frame_id (a ROS source's own)
             from anydepth_edge.ros2.tf import static_transform
@@ -123,17 +125,18 @@ class DepthPublisher:
         self._send(msgs, now)
         self.published += 1
 
-    def _depth(self, frame, depth, depth_frame, colour, fit) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    def _depth(self, result: FrameResult) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         """The depth to publish and its colours: the frame-size one the loop made, or the model's grid
         (letterbox padding cropped off) with the same metric fit."""
+        frame, fit = result.frame, result.fit
         if self.settings.depth_size == "frame":
-            d, coloured = depth_frame, colour
+            d, coloured = result.depth_frame, result.colour
         else:
             hw = depth_hw(frame.image.shape[:2], self.model_hw, self.policy, "model", frame.geometry)
             if self.settings.metric and fit is None:  # refused: no metric depth, as the loop's frame-size one
                 d = np.full(hw, np.nan, np.float32)
             else:
-                d = self.post.to_frame(depth, hw, frame.geometry)
+                d = self.post.to_frame(result.depth, hw, frame.geometry)
                 d = fit.apply(d) if fit is not None else d
             coloured = self.post.colourise(d) if self.settings.colored else None
         if self.settings.metric:

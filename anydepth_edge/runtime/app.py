@@ -96,9 +96,8 @@ def run_depth(source: str, model: Optional[str], res: str, backend: str, opts, e
               warn: Callable[[str], None], notify: Callable[[str], None], allow_unverified: bool = False):
     """`anydepth-edge run`: validate, open the backend and the source, run the loop until the source
     ends, a signal arrives or --max-frames. Returns the RunSummary (the CLI prints it)."""
-    import signal
-
-    from anydepth_edge.runtime.loop import DepthLoop, check_outputs
+    from anydepth_edge.runtime.camera import fill_from_realsense
+    from anydepth_edge.runtime.loop import DepthLoop, check_outputs, run_until_signal
     from anydepth_edge.runtime.processing import import_cv2
     from anydepth_edge.runtime.sources import open_source, parse_source
 
@@ -120,13 +119,7 @@ def run_depth(source: str, model: Optional[str], res: str, backend: str, opts, e
         raise
     try:
         src = open_source(spec, cv2=cv2)
-        waiting = [c for c in (camera, *(s.camera for s in sinks)) if c is not None and not c.known]
-        if waiting and spec.kind == "realsense":  # the floor fit's and the cloud's intrinsics: the device's
-            from anydepth_edge.runtime.camera import realsense_intrinsics
-
-            intr = realsense_intrinsics(src)
-            for c in waiting:
-                c.update(intr, "the RealSense colour stream")
+        fill_from_realsense(src, [camera] + [s.camera for s in sinks])  # the floor fit's and the cloud's
         loop = DepthLoop(be, src, spec, opts, notify=notify, cv2=cv2, warn=warn, camera=camera, sinks=sinks)
     except BaseException:
         be.close()
@@ -134,14 +127,8 @@ def run_depth(source: str, model: Optional[str], res: str, backend: str, opts, e
             sink.close()
         raise
     notify(f"{spec.describe()} -> {choice_text}; resize policy: {opts.resize_policy}; Ctrl-C to stop")
-
-    def on_signal(signum, _frame):
-        loop.stop()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
     try:
-        summary = loop.run()
+        summary = run_until_signal(loop)
     finally:
         be.close()
     return summary

@@ -286,6 +286,19 @@ def realsense_intrinsics(source) -> Optional[Any]:
         return None
 
 
+def fill_from_realsense(source, cameras) -> None:
+    """The one rule for both runs (run, run --ros2): on a RealSense source, every camera model
+    without a calibration (no --camera-info) takes the device's colour-stream intrinsics, which beat
+    a --camera-hfov guess."""
+    from anydepth_edge.runtime.sources import RealSenseSource
+
+    waiting = [c for c in cameras if c is not None and c.calibration is None]
+    if waiting and isinstance(source, RealSenseSource):
+        intr = realsense_intrinsics(source)
+        for c in waiting:
+            c.update(intr, "the RealSense colour stream")
+
+
 class CameraModel:
     """The frame's intrinsics as the run goes: a calibration known at start (YAML, RealSense), or
     the latest camera_info of a topic (`update`, from the subscription's thread). Cached per frame

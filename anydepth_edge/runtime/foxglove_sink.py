@@ -15,13 +15,14 @@ wheels are for Python >= 3.10 (JetPack 6 and 7.2; not JetPack 5's 3.8): `pip ins
 """
 
 import time
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import numpy as np
 
 from anydepth_edge.errors import UserError
 from anydepth_edge.runtime.camera import CameraModel, back_project, point_colours
 from anydepth_edge.runtime.server import jpeg, parse_serve, reachable_hosts
+from anydepth_edge.runtime.sinks import FrameResult, Sink
 
 OPTION = "--foxglove"
 TOPICS = {"depth": "/anydepth/depth", "image": "/anydepth/image", "calibration": "/anydepth/calibration",
@@ -39,7 +40,7 @@ def import_foxglove():
     return foxglove
 
 
-class FoxgloveSink:
+class FoxgloveSink(Sink):
     """Started at construction (a busy port is refused before the model loads); `write` per frame
     from the loop's output thread; `close` stops the server and returns the summary line."""
 
@@ -67,10 +68,11 @@ class FoxgloveSink:
         tunnel = f" (from a laptop: ssh -L {self.port}:localhost:{self.port} ROBOT)" if host.startswith("127.") else ""
         notify(f"Foxglove: in the Foxglove app, open connection {where}{tunnel}; topics {', '.join(TOPICS.values())}")
 
-    def write(self, frame, depth: np.ndarray, depth_frame: np.ndarray, colour: np.ndarray, fit: Optional[Any]) -> None:
+    def write(self, result: FrameResult) -> None:
+        frame = result.frame
         ns = self.clock_offset_ns + int(frame.t_capture * 1e9)
         stamp = self.msgs.Timestamp(sec=ns // 10**9, nsec=ns % 10**9)
-        d = np.ascontiguousarray(depth_frame, dtype=np.float32)
+        d = np.ascontiguousarray(result.depth_frame, dtype=np.float32)
         h, w = d.shape
         common = dict(timestamp=stamp, frame_id=self.frame_id)
         self.channels["depth"].log(self.msgs.RawImage(width=w, height=h, encoding="32FC1", step=w * 4, data=d.tobytes(),

@@ -9,15 +9,15 @@ Outputs are checked before any work (outputs.py: no silent overwrite, enough fre
 that fails (a full disk) stops the loop cleanly with one line naming the file. Depth with NaN /
 Inf is one warning, counted, and marked in the views. Torch-free, Python 3.8.
 
-Extra sinks (the ROS 2 publisher) are passed as `sinks=`: each has `write(frame, depth, depth_frame,
-colour, fit)` (depth: the model's output; depth_frame: at the frame's size, metres when `fit` is the
-frame's metric fit, else relative; colour: depth_frame colour-mapped), called on the output thread
-after the loop's own outputs, and `close() -> Optional[str]` (a line for the summary). A sink that
-raises stops the run with one line, as the loop's own outputs do; its time is the "publish" stage.
+Every output is a sink (sinks.py: the protocol and `FrameResult`, each frame's outputs computed
+once). The loop makes its own from the options (recording, depth files, viewer, window); others
+(Foxglove, the ROS 2 publisher) are passed as `sinks=` and timed as the "publish" stage. A sink that
+raises stops the run with one line.
 """
 
 import collections
 import queue
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -33,7 +33,7 @@ from anydepth_edge.runtime.metric import METRIC_MODES, MetricTracker, SensorMetr
 from anydepth_edge.runtime.outputs import check_depth_folder, check_record_target, same_folder
 from anydepth_edge.runtime.processing import Postprocessor, Preprocessor, display_range, import_cv2
 from anydepth_edge.runtime.recording import VideoRecorder
-from anydepth_edge.runtime.sinks import BADGE, DepthSaver, Display, side_by_side
+from anydepth_edge.runtime.sinks import BADGE, DepthSaver, Display, FrameResult, RecordingSink, Sink, ViewerSink, side_by_side
 from anydepth_edge.runtime.sources import FrameSource, SourceSpec, redact
 from anydepth_edge.runtime.stats import STAGES, WINDOW, RunSummary, StageStats
 
@@ -115,28 +115,37 @@ class DepthLoop:
         self.random_weights = bool(getattr(backend, "random_weights", False))
         self.out_queue: "queue.Queue" = queue.Queue(maxsize=2)
         check_outputs(opts, spec)
-        self.recorder = None
-        if opts.record:
-            self.recorder = VideoRecorder(opts.record, self.cv2, fps=self._record_fps(), overwrite=opts.overwrite,
-                                          notify=notify, warn=self.warn)
-        self.saver = DepthSaver(opts.save_depth, self.cv2, bool(opts.metric), self.output_kind) if opts.save_depth else None
+        self.server = None
         self.display = Display(self.cv2) if opts.display else None
-        self.latest_view: Optional[np.ndarray] = None
-        self.hub = self.server = None
-        if opts.serve:
-            from anydepth_edge.runtime.server import DepthServer, FrameHub, exposed, parse_serve
-
-            host, port = parse_serve(opts.serve)
-            self.hub = FrameHub()
-            self.server = DepthServer(self.hub, host, port)
-            notify("viewer on " + ", ".join(self.server.urls))
-            if exposed(host):
-                self.warn(f"the viewer on {host}:{self.server.address[1]} is exposed to the network: anyone who "
-                          "reaches this machine can watch the camera (--serve PORT alone keeps it on 127.0.0.1)")
+        # the loop's own sinks: files before the frame's timings are taken, live views after (so they show them)
+        self.files: List[Sink] = self._file_sinks(opts, notify)
+        self.live: List[Sink] = ([self._viewer(opts.serve, notify)] if opts.serve else []) + \
+            ([self.display] if self.display else [])
         self.metric = metric_tracker(opts, self.output_kind, camera)
         self.colour_range: Optional[List[float]] = None  # the depth colour bar's ends, in metres when metric
         self.nonfinite_frames = 0
         self.output_error: Optional[str] = None
+
+    def _file_sinks(self, opts: RunOptions, notify: Callable[[str], None]) -> List[Sink]:
+        files: List[Sink] = []
+        if opts.record:
+            files.append(RecordingSink(VideoRecorder(opts.record, self.cv2, fps=self._record_fps(),
+                                                     overwrite=opts.overwrite, notify=notify, warn=self.warn)))
+        if opts.save_depth:
+            files.append(DepthSaver(opts.save_depth, self.cv2, bool(opts.metric), self.output_kind))
+        return files
+
+    def _viewer(self, serve: str, notify: Callable[[str], None]) -> Sink:
+        from anydepth_edge.runtime.server import DepthServer, FrameHub, exposed, parse_serve
+
+        host, port = parse_serve(serve)
+        hub = FrameHub()
+        self.server = DepthServer(hub, host, port)
+        notify("viewer on " + ", ".join(self.server.urls))
+        if exposed(host):
+            self.warn(f"the viewer on {host}:{self.server.address[1]} is exposed to the network: anyone who "
+                      "reaches this machine can watch the camera (--serve PORT alone keeps it on 127.0.0.1)")
+        return ViewerSink(hub, self.server, self.cv2, self.live_stats)
 
     def _record_fps(self) -> Optional[float]:
         # Offline, every frame processed: the recording keeps the file's timing.
@@ -205,6 +214,22 @@ class DepthLoop:
 
     def _output(self, frame: Frame, depth: np.ndarray) -> None:
         t0 = time.perf_counter()
+        result = self._result(frame, depth)
+        for sink in self.files:
+            sink.write(result)
+        if self.sinks:
+            t_sinks = time.perf_counter()
+            for sink in self.sinks:
+                sink.write(result)
+            self.stats["publish"].add((time.perf_counter() - t_sinks) * 1000.0)
+        t_done = time.perf_counter()
+        self.stats["postprocess"].add((t_done - t0) * 1000.0)
+        self.stats["end_to_end"].add((t_done - frame.t_capture) * 1000.0)
+        for sink in self.live:
+            sink.write(result)
+
+    def _result(self, frame: Frame, depth: np.ndarray) -> FrameResult:
+        """The frame's outputs, once: depth at the frame's size (metres when fitted), its colours."""
         h, w = frame.image.shape[:2]
         nonfinite = self._check_finite(frame, depth)
         depth_frame = self.post.to_frame(depth, (h, w), frame.geometry)
@@ -215,29 +240,12 @@ class DepthLoop:
             depth_frame = fit.apply(depth_frame) if fit is not None else np.full_like(depth_frame, np.nan)
         _, lo, hi = display_range(depth_frame)
         self.colour_range = [lo, hi] if self.metric and hi > lo else None
-        colour = self.post.colourise(depth_frame, lo, hi)
-        view = None
-        if self.recorder or self.display or self.hub:
-            view = side_by_side(frame.image, colour, self._overlay(nonfinite) if self.opts.overlay else [], self.cv2,
-                                badge=BADGE if self.random_weights else "")
-        if self.recorder:
-            self.recorder.write(view)
-        if self.saver:
-            self.saver.save(frame.index, depth_frame, frame.name)
-        if self.sinks:
-            t_sinks = time.perf_counter()
-            for sink in self.sinks:
-                sink.write(frame, depth, depth_frame, colour, fit)
-            self.stats["publish"].add((time.perf_counter() - t_sinks) * 1000.0)
-        t_done = time.perf_counter()
-        self.stats["postprocess"].add((t_done - t0) * 1000.0)
-        self.stats["end_to_end"].add((t_done - frame.t_capture) * 1000.0)
-        if self.hub:
-            from anydepth_edge.runtime.server import jpeg
+        return FrameResult(frame, depth, depth_frame, self.post.colourise(depth_frame, lo, hi), fit, nonfinite,
+                           make_view=self._view)
 
-            self.hub.publish({"rgb": jpeg(self.cv2, frame.image), "depth": jpeg(self.cv2, colour)}, self.live_stats())
-        if self.display:
-            self.latest_view = view
+    def _view(self, r: FrameResult) -> np.ndarray:
+        return side_by_side(r.frame.image, r.colour, self._overlay(r.nonfinite) if self.opts.overlay else [], self.cv2,
+                            badge=BADGE if self.random_weights else "")
 
     # -- main -----------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -269,7 +277,7 @@ class DepthLoop:
                 if self.opts.max_frames is not None and self.stats["inference"].count >= self.opts.max_frames:
                     summary.stopped_by = "max frames"
                     break
-                if self.display and self.latest_view is not None and not self.display.show(self.latest_view):
+                if self.display and self.display.latest is not None and not self.display.show(self.display.latest):
                     summary.stopped_by = "window closed"
                     break
         finally:
@@ -283,28 +291,14 @@ class DepthLoop:
 
     def _close(self, summary: RunSummary) -> None:
         errors = [self.capture.error, self.output_error]
-        if self.recorder:
-            try:
-                path = self.recorder.close()
-            except UserError as e:  # a recording that did not come out whole is never listed as written
-                errors.append(str(e))
-            else:
-                if path:
-                    summary.outputs.append(f"{path} ({self.recorder.frames} frames at {self.recorder.fps:.1f} FPS)")
-        if self.saver and self.saver.count and not self.saver.failed:
-            summary.outputs.append(f"{self.saver.dir}/ ({self.saver.count} depth PNG + NPY pairs)")
-        for sink in self.sinks:
+        for sink in self.files + self.sinks + self.live:
             try:
                 line = sink.close()
-            except UserError as e:  # a bag that did not come out whole is never listed as written
+            except UserError as e:  # a file that did not come out whole is never listed as written
                 errors.append(str(e))
             else:
                 if line:
                     summary.outputs.append(line)
-        if self.display:
-            self.display.close()
-        if self.server:
-            self.server.close()
         stats = self.live_stats()
         summary.frames = stats["frames"]
         summary.captured = self.capture.captured
@@ -326,3 +320,17 @@ class DepthLoop:
                 summary.stopped_by = "max frames"
             else:
                 summary.stopped_by = "end of source"
+
+
+def run_until_signal(loop: DepthLoop) -> RunSummary:
+    """The one signal policy of `run` (and `run --ros2`): SIGINT / SIGTERM stop the loop cleanly
+    (recording finished, camera released); the previous handlers are back afterwards."""
+    def on_signal(signum, _frame):
+        loop.stop()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return loop.run()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

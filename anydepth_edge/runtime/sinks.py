@@ -1,5 +1,12 @@
-"""Where depth goes besides the recording (recording.py): depth files, a window, and the overlay
-drawn on the views.
+"""The sink protocol and the loop's own sinks. DepthLoop computes each frame's result once
+(`FrameResult`: the model-grid depth, the frame-size depth, its colours, the metric fit, the
+geometry, and the side-by-side view made on first use) and hands it to every sink: `write(result)`
+on the output thread, `close() -> Optional[str]` at the end (a line for the summary; a UserError
+there, e.g. a file that did not come out whole, is reported and never listed as written). A sink
+refuses what it cannot do when it is made, which for every sink of `run` is before the model loads
+(outputs.check_outputs, a busy port). The recording (recording.py), the depth files, the viewer,
+the window, Foxglove (foxglove_sink.py) and the ROS 2 publisher with its bag (ros2/publisher.py)
+are sinks.
 
 Depth files are encoded in memory and written atomically, so an interruption never leaves a half
 file under its final name; a failed write (a full disk) is one line naming the file. Torch-free,
@@ -8,8 +15,9 @@ Python 3.8.
 
 import io
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -20,6 +28,71 @@ from anydepth_edge.runtime.processing import display_range
 
 
 BADGE = "RANDOM WEIGHTS: depth is meaningless"
+
+
+@dataclass
+class FrameResult:
+    """One frame's outputs, computed once for every sink."""
+
+    frame: Any  # capture.Frame: image (BGR), index, name, t_capture, geometry
+    depth: np.ndarray  # the model's output grid
+    depth_frame: np.ndarray  # at the frame's size: metres when `fit` is the frame's metric fit, else relative
+    colour: np.ndarray  # depth_frame colour-mapped (BGR)
+    fit: Optional[Any] = None  # the metric fit (None: no metric mode, or this frame's fit was refused)
+    nonfinite: Optional[float] = None  # share of NaN / Inf pixels, None when all finite
+    make_view: Optional[Callable[["FrameResult"], np.ndarray]] = None
+    _view: Optional[np.ndarray] = field(default=None, repr=False)
+
+    @property
+    def geometry(self):
+        return self.frame.geometry
+
+    def view(self) -> np.ndarray:
+        """The image and the colour depth side by side with the overlay (made once, on first use)."""
+        if self._view is None:
+            self._view = self.make_view(self)
+        return self._view
+
+
+class Sink:
+    """A destination of frame results (the module docstring says when each method is called)."""
+
+    def write(self, result: FrameResult) -> None:
+        raise NotImplementedError
+
+    def close(self) -> Optional[str]:
+        return None
+
+
+class RecordingSink(Sink):
+    """--record: the side-by-side views into a video (recording.VideoRecorder)."""
+
+    def __init__(self, recorder):
+        self.recorder = recorder
+
+    def write(self, result: FrameResult) -> None:
+        self.recorder.write(result.view())
+
+    def close(self) -> Optional[str]:
+        path = self.recorder.close()
+        return f"{path} ({self.recorder.frames} frames at {self.recorder.fps:.1f} FPS)" if path else None
+
+
+class ViewerSink(Sink):
+    """--serve: the latest images and the loop's live figures to the browser viewer (server.py)."""
+
+    def __init__(self, hub, server, cv2, live_stats: Callable[[], Dict[str, Any]]):
+        self.hub, self.server, self.cv2, self.live_stats = hub, server, cv2, live_stats
+
+    def write(self, result: FrameResult) -> None:
+        from anydepth_edge.runtime.server import jpeg
+
+        self.hub.publish({"rgb": jpeg(self.cv2, result.frame.image), "depth": jpeg(self.cv2, result.colour)},
+                         self.live_stats())
+
+    def close(self) -> Optional[str]:
+        self.server.close()
+        return None
 
 
 def side_by_side(rgb_bgr: np.ndarray, depth_bgr: np.ndarray, lines: List[str], cv2, badge: str = "") -> np.ndarray:
@@ -44,8 +117,8 @@ def side_by_side(rgb_bgr: np.ndarray, depth_bgr: np.ndarray, lines: List[str], c
 SCALE_FILE = "depth_scale.csv"
 
 
-class DepthSaver:
-    """Per frame: `<name>.png` (16-bit: millimetres with --metric, else the frame's 2nd..98th
+class DepthSaver(Sink):
+    """--save-depth. Per frame: `<name>.png` (16-bit: millimetres with --metric, else the frame's 2nd..98th
     percentile stretched over 1..65535; NaN and Inf are 0) and `<name>.npy` (float32 depth at the
     frame size: metres with --metric, else model units; NaN stays NaN). `<name>` is the input
     image's name for a folder source, else the frame number. Each PNG's scale goes into
@@ -88,6 +161,12 @@ class DepthSaver:
                 raise write_failure(f"--save-depth {self.dir}", path, e) from None
         self.count += 1
 
+    def write(self, result: FrameResult) -> None:
+        self.save(result.frame.index, result.depth_frame, result.frame.name)
+
+    def close(self) -> Optional[str]:
+        return f"{self.dir}/ ({self.count} depth PNG + NPY pairs)" if self.count and not self.failed else None
+
 
 def depth_png(depth: np.ndarray, metric: bool):
     """(16-bit PNG pixels, lo, hi): millimetres (lo, hi = 0, 65.535 m), or the 2nd..98th percentile
@@ -101,7 +180,10 @@ def depth_png(depth: np.ndarray, metric: bool):
         return np.where(finite, np.clip(scaled, 1 if not metric else 0, 65535), 0).astype(np.uint16), lo, hi
 
 
-class Display:
+class Display(Sink):
+    """--display: a window. The output thread keeps the newest view; the loop's thread shows it
+    (OpenCV's windows belong to one thread)."""
+
     def __init__(self, cv2, title: str = "anydepth-edge"):
         if os.name == "posix" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             raise UserError("--display: no screen here (no DISPLAY); robots are headless: use --serve PORT")
@@ -110,11 +192,16 @@ class Display:
             cv2.namedWindow(title, cv2.WINDOW_NORMAL)
         except cv2.error:
             raise UserError("--display: this OpenCV has no GUI (opencv-python-headless); use --serve PORT") from None
+        self.latest: Optional[np.ndarray] = None
+
+    def write(self, result: FrameResult) -> None:
+        self.latest = result.view()
 
     def show(self, view: np.ndarray) -> bool:
         """Show a frame; False when the user pressed q or Esc."""
         self.cv2.imshow(self.title, view)
         return (self.cv2.waitKey(1) & 0xFF) not in (ord("q"), 27)
 
-    def close(self) -> None:
+    def close(self) -> Optional[str]:
         self.cv2.destroyWindow(self.title)
+        return None
