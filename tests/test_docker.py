@@ -352,6 +352,16 @@ def _pyproject_deps():
     return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
 
 
+def _for_python(requirements, python: str):
+    """The requirements whose markers hold on the image's Python and aarch64 Linux, as its pip judges
+    them (pip download judges markers by the Python running it, not by --python-version)."""
+    from packaging.requirements import Requirement
+
+    env = {"python_version": python, "python_full_version": python + ".0", "platform_machine": "aarch64",
+           "sys_platform": "linux", "platform_system": "Linux", "implementation_name": "cpython"}
+    return [str(r) for r in map(Requirement, requirements) if r.marker is None or r.marker.evaluate(env)]
+
+
 def _requirements(path: Path):
     return [ln.split("#", 1)[0].strip() for ln in path.read_text().splitlines() if ln.split("#", 1)[0].strip()]
 
@@ -401,7 +411,7 @@ def test_runtime_requirements_resolve_for_the_jetpack_python(jetpack, pypi, pycu
         assert "--no-build-isolation" in (DOCKER / "Dockerfile").read_text()
 
     reqs = _requirements(DOCKER / "requirements" / "runtime.txt") + _pyproject_deps() + pycuda_deps + ["pip", "setuptools", "wheel"]
-    proc = _pip_download(tmp_path / "wheels", reqs, meta["python"], meta["glibc"], constraints)
+    proc = _pip_download(tmp_path / "wheels", _for_python(reqs, meta["python"]), meta["python"], meta["glibc"], constraints)
     assert proc.returncode == 0, proc.stderr
     got = _wheels(tmp_path / "wheels")
     for name, version in pins.items():
