@@ -325,6 +325,22 @@ def test_topic_names_resolve_like_rclpy():
         parse_ros_source("ros:/cam/1bad")
 
 
+def test_sources_come_from_one_scheme_table_ros_included():
+    """runtime.sources.SCHEMES is the one table of --source schemes; ros2/sources.py adds ros: to it,
+    so parse_source (what run and run --ros2 both call) gives the topic's spec, and an unknown
+    scheme's message lists what the table holds."""
+    from anydepth_edge.runtime.sources import SCHEMES, parse_source
+
+    assert SCHEMES["ros:"]("ros:/x/image_raw", "ros:/x/image_raw").target == "/x/image_raw"
+    spec = parse_source(" ROS:/cam/image_raw?camera_info=/cam/info")
+    assert type(spec).__name__ == "RosTopicSpec" and spec.target == "/cam/image_raw" and spec.live
+    assert parse_source("realsense").kind == "realsense" and parse_source("realsense?width=848").options["width"] == 848
+    with pytest.raises(UserError, match=r"unsupported URL scheme \(use csi://, rtsp://, rtsps:// or a path\)"):
+        parse_source("http://cam/stream")
+    with pytest.raises(UserError, match="not a ROS topic name"):
+        parse_source("ros:/cam/1bad")
+
+
 @pytest.mark.parametrize("msgtype", sorted({t.msgtype for t in TOPICS.values()}))
 def test_bag_schemas_are_the_ros2_definitions(msgtype):
     """Our definitions, parsed by rosbags, equal rosbags' own Humble definitions type by type."""

@@ -16,7 +16,7 @@ from anydepth_edge.ros2.bag import BagOutlet, check_bag_target
 from anydepth_edge.runtime.camera import CameraModel, Intrinsics, fill_from_realsense, load_calibration
 from anydepth_edge.ros2.node import RELIABILITIES, DepthNode, RosApi, import_ros, ros_argv
 from anydepth_edge.ros2.publisher import CaptureClock, DepthPublisher, Origin, PublishSettings
-from anydepth_edge.ros2.sources import RosImageSource, is_ros_source, parse_ros_source
+from anydepth_edge.ros2.sources import RosImageSource
 from anydepth_edge.ros2.topics import TOPICS, check_namespace, check_node_name, resolve
 from anydepth_edge.runtime.sources import FrameSource, SourceSpec, open_source, parse_source
 
@@ -45,7 +45,7 @@ def prepare(source: str, opts, ros: RosOptions, notify: Callable[[str], None] = 
 
     if not (ros.publish or ros.record_bag):
         raise UserError("nothing for ROS 2 to do: give --ros2 (publish on a node) and/or --record-bag FILE.mcap")
-    spec = parse_ros_source(source) if is_ros_source(source) else parse_source(source)
+    spec = parse_source(source)  # ros:TOPIC too (ros2/sources.py registers the scheme)
     metric_camera = check_metric(opts, spec, notify, warn)
     ros.settings.check()
     check_node_name(ros.node_name)

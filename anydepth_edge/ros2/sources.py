@@ -22,7 +22,7 @@ from anydepth_edge.images import ImageRefused
 from anydepth_edge.runtime.camera import CameraModel, intrinsics_from_camera_info
 from anydepth_edge.ros2.messages import image_array, stamp_ns
 from anydepth_edge.ros2.topics import check_topic
-from anydepth_edge.runtime.sources import FrameSource, SourceLost, SourceSpec
+from anydepth_edge.runtime.sources import FrameSource, SourceLost, SourceSpec, register_scheme, scheme_of
 
 SCHEME = "ros:"
 WAIT_S = 1.0  # a topic silent this long counts as a lost camera (the loop's reconnect timeout applies)
@@ -41,7 +41,7 @@ class RosTopicSpec(SourceSpec):
 
 
 def is_ros_source(text: str) -> bool:
-    return (text or "").strip().lower().startswith(SCHEME)
+    return scheme_of(text) == SCHEME
 
 
 def camera_info_topic(image_topic: str) -> str:
@@ -61,6 +61,9 @@ def parse_ros_source(text: str) -> RosTopicSpec:
     info = (check_topic(q["camera_info"][0], f"--source {shown} (camera_info)") if "camera_info" in q
             else camera_info_topic(topic))
     return RosTopicSpec("ros", topic, {"compressed": topic.endswith("/compressed"), "camera_info": info})
+
+
+register_scheme(SCHEME, lambda text, shown: parse_ros_source(text))  # runtime's one table of --source schemes
 
 
 def decode_image(msg: Any, compressed: bool, cv2) -> np.ndarray:

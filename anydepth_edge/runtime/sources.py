@@ -62,10 +62,68 @@ def _int_opt(query: Dict[str, List[str]], key: str, default: Optional[int], sour
         raise UserError(f"--source {source}: option {key}={query[key][0]!r} is not a number") from None
 
 
+def _csi(s: str, shown: str) -> SourceSpec:
+    u = urlparse(s)
+    sensor = u.netloc or "0"
+    if not re.fullmatch(r"[0-9]+", sensor):  # ASCII digits: isdigit() takes '²', which int() refuses
+        raise UserError(f"--source {shown}: CSI sensor id must be a number, e.g. csi://0")
+    q = parse_qs(u.query)
+    opts = {
+        "sensor_id": int(sensor), "mode": _int_opt(q, "mode", None, shown),
+        "width": _int_opt(q, "width", 1280, shown), "height": _int_opt(q, "height", 720, shown),
+        "fps": _int_opt(q, "fps", 30, shown), "flip": _int_opt(q, "flip", 0, shown),
+    }
+    return SourceSpec("csi", sensor, opts)
+
+
+def _realsense(s: str, shown: str) -> SourceSpec:
+    rest = s[len("realsense"):].lstrip(":")
+    target, _, query = rest.partition("?")
+    q = parse_qs(query)
+    opts = {"width": _int_opt(q, "width", 640, shown), "height": _int_opt(q, "height", 480, shown),
+            "fps": _int_opt(q, "fps", 30, shown), "depth": bool(_int_opt(q, "depth", 0, shown))}
+    if target.lower().endswith(".bag"):
+        opts["bag"] = True
+        opts["depth"] = True  # a recording is for the metric fit: its depth stream is used
+        return SourceSpec("realsense", target, opts)
+    if target and not re.fullmatch(r"[0-9A-Za-z_-]+", target):
+        raise UserError(f"--source {shown}: RealSense serial {target!r} is not a serial number")
+    return SourceSpec("realsense", target, opts)
+
+
+def _rtsp(s: str, shown: str) -> SourceSpec:
+    u = urlparse(s)
+    if not u.hostname:
+        raise UserError(f"--source {shown}: malformed RTSP URL (expected rtsp://host[:port]/path)")
+    try:
+        u.port  # raises on a bad port
+    except ValueError:
+        raise UserError(f"--source {shown}: malformed RTSP URL (bad port)") from None
+    return SourceSpec("rtsp", s)
+
+
+# The one table of --source schemes: prefix (lower case) -> parser(text, text as messages show it).
+# "realsense:" also takes the bare word. ros2/sources.py adds "ros:" (a topic needs the ROS node, so
+# run --ros2's app opens it); the CLI imports it before it parses a source.
+SCHEMES: Dict[str, Callable[[str, str], SourceSpec]] = {
+    "csi://": _csi, "realsense:": _realsense, "realsense?": _realsense, "rtsp://": _rtsp, "rtsps://": _rtsp,
+}
+
+
+def register_scheme(prefix: str, parser: Callable[[str, str], SourceSpec]) -> None:
+    SCHEMES[prefix.lower()] = parser
+
+
+def scheme_of(text: str) -> Optional[str]:
+    """The SCHEMES prefix `text` starts with ('realsense' alone counts as 'realsense:'), or None."""
+    lower = (text or "").strip().lower()
+    return next((p for p in SCHEMES if lower.startswith(p) or lower == p.rstrip(":")), None)
+
+
 def parse_source(text: str) -> SourceSpec:
     """'0' | '/dev/video0' | 'csi://0?mode=2&width=1280&height=720&fps=30&flip=0' |
     'realsense' | 'realsense:SERIAL' | 'realsense:rec.bag' (| ?width=&height=&fps=&depth=1) |
-    a video file | an image folder | 'rtsp://host[:port]/path'."""
+    a video file | an image folder | 'rtsp://host[:port]/path' | 'ros:TOPIC' (with ROS 2)."""
     s = (text or "").strip()
     shown = redact(s)  # what messages may print
     if not s:
@@ -74,43 +132,12 @@ def parse_source(text: str) -> SourceSpec:
         return SourceSpec("v4l2", f"/dev/video{int(s)}", {"index": int(s)})
     if re.fullmatch(r"/dev/video\d+", s):
         return SourceSpec("v4l2", s, {"index": int(s[len("/dev/video"):])})
-    lower = s.lower()
-    if lower.startswith("csi://"):
-        u = urlparse(s)
-        sensor = u.netloc or "0"
-        if not re.fullmatch(r"[0-9]+", sensor):  # ASCII digits: isdigit() takes '²', which int() refuses
-            raise UserError(f"--source {shown}: CSI sensor id must be a number, e.g. csi://0")
-        q = parse_qs(u.query)
-        opts = {
-            "sensor_id": int(sensor), "mode": _int_opt(q, "mode", None, shown),
-            "width": _int_opt(q, "width", 1280, shown), "height": _int_opt(q, "height", 720, shown),
-            "fps": _int_opt(q, "fps", 30, shown), "flip": _int_opt(q, "flip", 0, shown),
-        }
-        return SourceSpec("csi", sensor, opts)
-    if lower == "realsense" or lower.startswith("realsense:") or lower.startswith("realsense?"):
-        rest = s[len("realsense"):].lstrip(":")
-        target, _, query = rest.partition("?")
-        q = parse_qs(query)
-        opts = {"width": _int_opt(q, "width", 640, shown), "height": _int_opt(q, "height", 480, shown),
-                "fps": _int_opt(q, "fps", 30, shown), "depth": bool(_int_opt(q, "depth", 0, shown))}
-        if target.lower().endswith(".bag"):
-            opts["bag"] = True
-            opts["depth"] = True  # a recording is for the metric fit: its depth stream is used
-            return SourceSpec("realsense", target, opts)
-        if target and not re.fullmatch(r"[0-9A-Za-z_-]+", target):
-            raise UserError(f"--source {shown}: RealSense serial {target!r} is not a serial number")
-        return SourceSpec("realsense", target, opts)
-    if lower.startswith(("rtsp://", "rtsps://")):
-        u = urlparse(s)
-        if not u.hostname:
-            raise UserError(f"--source {shown}: malformed RTSP URL (expected rtsp://host[:port]/path)")
-        try:
-            u.port  # raises on a bad port
-        except ValueError:
-            raise UserError(f"--source {shown}: malformed RTSP URL (bad port)") from None
-        return SourceSpec("rtsp", s)
+    scheme = scheme_of(s)
+    if scheme:
+        return SCHEMES[scheme](s, shown)
     if "://" in s:
-        raise UserError(f"--source {shown}: unsupported URL scheme (use rtsp://, csi:// or a path)")
+        known = sorted({p.rstrip("?") for p in SCHEMES if p.endswith("://")})
+        raise UserError(f"--source {shown}: unsupported URL scheme (use {', '.join(known)} or a path)")
     p = Path(s)
     if p.suffix.lower() == ".bag":
         return parse_source("realsense:" + s)
