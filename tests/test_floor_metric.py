@@ -263,6 +263,8 @@ def test_run_help_offers_the_floor_and_bad_requests_are_one_line(tmp_path):
     clip.write_bytes(b"")
     assert_one_line_error(run_cli("run", "--source", clip, "--metric", "floor"), "--camera-height")
     assert_one_line_error(run_cli("run", "--source", clip, "--camera-height", "1"), "only with --metric floor")
+    # given is given, even at the default value (it used to pass silently: the value was compared to 0)
+    assert_one_line_error(run_cli("run", "--source", clip, "--camera-pitch", "0"), "--camera-pitch: used only with")
     assert_one_line_error(run_cli("run", "--source", clip, "--metric", "floor", "--camera-height", "1"),
                           "intrinsics", "--camera-hfov")
     assert_one_line_error(run_cli("run", "--source", clip, "--metric", "floor", "--camera-height", "-1",

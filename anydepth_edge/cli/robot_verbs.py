@@ -153,11 +153,11 @@ RUN_OPTIONS = {
              "--camera-info or --camera-hfov). A frame that cannot be fitted has NaN depth, counted."),
     "camera_height": typer.Option(None, "--camera-height", rich_help_panel=METRIC_PANEL,
         help="--metric floor (required): the lens's height above the floor, metres (0.02-20)."),
-    "camera_pitch": typer.Option(0.0, "--camera-pitch", rich_help_panel=METRIC_PANEL,
-        help="--metric floor: degrees the camera looks down (negative: up). Get it right: "
+    "camera_pitch": typer.Option(None, "--camera-pitch", rich_help_panel=METRIC_PANEL,
+        help="--metric floor: degrees the camera looks down (negative: up; default 0, level). Get it right: "
              "1 degree off moves metres by several %, see docs/metric.md."),
-    "camera_roll": typer.Option(0.0, "--camera-roll", rich_help_panel=METRIC_PANEL,
-        help="--metric floor: degrees the image is turned about the lens's axis (right side down)."),
+    "camera_roll": typer.Option(None, "--camera-roll", rich_help_panel=METRIC_PANEL,
+        help="--metric floor: degrees the image is turned about the lens's axis (right side down; default 0)."),
     "camera_hfov": typer.Option(None, "--camera-hfov", min=1.0, max=179.0, rich_help_panel=METRIC_PANEL,
         help="--metric floor without a calibration: the horizontal field of view, "
              "degrees (a pinhole centred in the frame); --camera-info is better."),
@@ -211,8 +211,8 @@ def run(
     max_frames: Optional[int] = RUN_OPTIONS["max_frames"],
     metric: Optional[MetricMode] = RUN_OPTIONS["metric"],
     camera_height: Optional[float] = RUN_OPTIONS["camera_height"],
-    camera_pitch: float = RUN_OPTIONS["camera_pitch"],
-    camera_roll: float = RUN_OPTIONS["camera_roll"],
+    camera_pitch: Optional[float] = RUN_OPTIONS["camera_pitch"],
+    camera_roll: Optional[float] = RUN_OPTIONS["camera_roll"],
     camera_hfov: Optional[float] = RUN_OPTIONS["camera_hfov"],
     resize: Resize = RUN_OPTIONS["resize"],
     pace: Pace = RUN_OPTIONS["pace"],

@@ -38,12 +38,12 @@ def export_record(artifact: Path):
         return None
 
 
-def floor_settings(mode: Optional[str], height: Optional[float], pitch: float, roll: float,
+def floor_settings(mode: Optional[str], height: Optional[float], pitch: Optional[float], roll: Optional[float],
                    hfov: Optional[float]):
-    """--metric floor's settings from the CLI's values (None in other modes), or one UserError."""
-    given = [flag for flag, value, default in (("--camera-height", height, None), ("--camera-pitch", pitch, 0.0),
-                                               ("--camera-roll", roll, 0.0), ("--camera-hfov", hfov, None))
-             if value != default]
+    """--metric floor's settings from the CLI's values (None: not given; FloorSettings holds the
+    defaults), None in other modes, or one UserError."""
+    values = {"--camera-height": height, "--camera-pitch": pitch, "--camera-roll": roll, "--camera-hfov": hfov}
+    given = [flag for flag, value in values.items() if value is not None]
     if mode != "floor":
         if given:
             raise UserError(f"{', '.join(given)}: used only with --metric floor")
@@ -53,7 +53,8 @@ def floor_settings(mode: Optional[str], height: Optional[float], pitch: float, r
                         "DEG if it looks down): see docs/metric.md")
     from anydepth_edge.runtime.floor import FloorSettings
 
-    return FloorSettings(height, pitch, roll).check()
+    angles = {k: v for k, v in (("pitch_deg", pitch), ("roll_deg", roll)) if v is not None}
+    return FloorSettings(height, **angles).check()
 
 
 def check_metric(opts, spec, notify: Callable[[str], None] = lambda s: None,
