@@ -275,6 +275,7 @@ class EngineArtifact(SidecarRecord):
     jetson: Optional[Dict[str, str]] = None  # model, l4t, jetpack of the board that built it
     device_profile: str = ""
     model: Optional[str] = None
+    decoder: str = ""  # the export's (sdt, dpt, dav2); '' in sidecars written before it was recorded
     resolution: Optional[List[int]] = None
     target: Optional[str] = None
     inputs: List[TensorSpec] = field(default_factory=list)

@@ -30,7 +30,7 @@ Warn = Optional[Callable[[str], None]]
 Notify = Callable[[str], None]
 # Several models for one size (export --decoder all writes SDT and DPT): run the product, SDT.
 PREFERRED_DECODER = "sdt"
-PREFERRED_DECODER_LABEL = " + SDT"  # how an engine's sidecar names it (export/onnx_export.model_label)
+OLD_SDT_LABEL = " + SDT"  # engines built before sidecars recorded the decoder: their model label says it
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ def find_engine(res: Tuple[int, int], engines_dir: Path, host: TrtHost, warn: Wa
             unverified.append(f"{p.name} ({record.status})")
             continue
         matches.append(p)
-        if (record.model or "").endswith(PREFERRED_DECODER_LABEL):
+        if record.decoder == PREFERRED_DECODER or (not record.decoder and (record.model or "").endswith(OLD_SDT_LABEL)):
             preferred.append(p)
     if unverified and warn:
         warn(f"not using {', '.join(unverified)}: an engine must agree with FP32 first (anydepth-edge verify "

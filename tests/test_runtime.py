@@ -913,9 +913,11 @@ def test_a_slow_run_killed_after_10_s_keeps_frames_at_real_speed(tmp_path):
         assert n == 10 and last_ms == pytest.approx(expected_ms, abs=60), (fps, n, last_ms)
 
 
-def test_run_prefers_the_sdt_engine_when_dpt_is_newer(tmp_path):
+@pytest.mark.parametrize("recorded", ["decoder", "label only"])
+def test_run_prefers_the_sdt_engine_when_dpt_is_newer(tmp_path, recorded):
     """The entrypoint builds an engine for every export of the size (export --decoder all writes SDT
-    and DPT); `run` without --model runs SDT, the product, even when DPT's engine was built last."""
+    and DPT); `run` without --model runs SDT, the product, even when DPT's engine was built last. By
+    the sidecar's decoder; sidecars from before it was recorded, by their model label."""
     from anydepth_edge.engines.compat import TrtHost
     from anydepth_edge.artifacts import EngineArtifact
     from anydepth_edge.resolver import find_engine
@@ -926,7 +928,9 @@ def test_run_prefers_the_sdt_engine_when_dpt_is_newer(tmp_path):
         path = tmp_path / f"anydepth-{decoder.lower()}-vits-256x256-trt10-fp16.engine"
         path.write_bytes(b"engine")
         EngineArtifact(tensorrt_version="10.3.0", gpu_name="Orin", onnx_path="x.onnx", onnx_sha256="0", settings={},
-                       compute_capability=[8, 7], jetson={"l4t": "36.4.3"}, model=f"AnyDepth ViT-S + {decoder}",
+                       compute_capability=[8, 7], jetson={"l4t": "36.4.3"},
+                       model=f"AnyDepth ViT-S + {decoder}" if recorded == "label only" else "AnyDepth ViT-S",
+                       decoder=decoder.lower() if recorded == "decoder" else "",
                        resolution=[256, 256], verification={"passed": True}, path=path).write_sidecar()
         os.utime(path, (time.time() - age, time.time() - age))
         paths[decoder] = path

@@ -122,6 +122,7 @@ def _builds(trt):
 def test_ladder_keeps_the_first_rung_that_agrees(export_copy, tmp_path):
     trt, record, _, _ = _ensure(export_copy, tmp_path)
     assert record.rung == "fp16" and record.status == "verified" and len(_builds(trt)) == 1
+    assert record.decoder == OnnxArtifact.load(export_copy).decoder != ""  # run's SDT preference reads it
     assert record.verification["passed"] and set(record.verification["per_input"]) == {
         "photo", "photo-crop-flip", "synthetic-room"}
     assert [r["rung"] for r in record.ladder] == ["fp16"]

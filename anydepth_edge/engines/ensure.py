@@ -231,7 +231,7 @@ def _ensure_rung(job: Job, rung: str) -> Rung:
         settings=settings.to_dict(), rung=rung, typing=job.typing, compute_capability=list(host.compute_capability or ()),
         jetson={"model": platform.device_model, "l4t": platform.l4t, "jetpack": platform.jetpack}
         if platform.is_jetson else None,
-        device_profile=job.profile.name, model=onnx.model, resolution=list(onnx.res), target=onnx.target,
+        device_profile=job.profile.name, model=onnx.model, decoder=onnx.decoder, resolution=list(onnx.res), target=onnx.target,
         inputs=onnx.inputs, outputs=onnx.outputs, mean=onnx.mean, std=onnx.std, builder=job.builder,
         trtexec_command=result.command, precision_constraints=result.constraints,
         pinned_layers=len(result.pinned_layers), build_seconds=round(time.perf_counter() - t0, 1),
