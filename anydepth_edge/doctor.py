@@ -18,7 +18,7 @@ from anydepth_edge.platform_info import HOST_COPY_DIR, MODEL_ENV, PlatformInfo, 
 from anydepth_edge.artifacts import EngineArtifact, OnnxArtifact, export_files
 from anydepth_edge.checks import Check
 from anydepth_edge.errors import UserError
-from anydepth_edge.resolution import res_tag
+from anydepth_edge.resolution import DEFAULT_RUN_RES, parse_res, res_tag
 from anydepth_edge.resolver import engine_files, find_model, judge_engine, judge_export
 from anydepth_edge.targets import KNOWN_BAD_DINOV3
 
@@ -182,6 +182,7 @@ def _runtime_checks(info: PlatformInfo, probe: Probe, found: Dict) -> List[Check
                   "or use a JetPack with a newer TensorRT"))
     ort = found["onnxruntime"] = probe.version("onnxruntime")
     providers = probe.ort_providers() if ort else []
+    found["ort_cuda"] = "CUDAExecutionProvider" in providers
     add(Check("ONNX Runtime", "ok" if ort else "missing", f"{ort} ({', '.join(providers)})" if ort else "not installed",
               "" if ort else "pip install onnxruntime (CPU) or the onnxruntime-gpu wheel for your JetPack"))
     torch = found["torch"] = probe.version("torch")
@@ -249,23 +250,36 @@ def _artifact_checks(exports: Path, engines: Path, info: PlatformInfo, found: Di
     if not usable:
         checks.append(Check("engines", "missing" if trt else "info", f"no engine for this TensorRT in {engines}",
                             "anydepth-edge build export/<model>.onnx" if trt else ""))
-    return checks + _picks(exports, engines, onnx, usable, host)
+    return checks + _picks(exports, engines, onnx, usable, host, found)
 
 
-def _picks(exports: Path, engines: Path, onnx: List[Path], usable: List[Path], host) -> List[Check]:
-    """What `run --res R` (no --model) would run, for each size among the usable files."""
+def _picks(exports: Path, engines: Path, onnx: List[Path], usable: List[Path], host, found: Dict) -> List[Check]:
+    """What `run --res R` (no --model) would run, on which backend, for the default size and each
+    size among the usable files."""
     sizes = sorted({tuple(r.res) for r in map(OnnxArtifact.find, onnx) if r}
-                   | {tuple(r.resolution) for r in map(EngineArtifact.find, usable) if r})
+                   | {tuple(r.resolution) for r in map(EngineArtifact.find, usable) if r}
+                   | {parse_res(DEFAULT_RUN_RES)})
     checks = []
     for size in sizes:
+        default = " (the default)" if size == parse_res(DEFAULT_RUN_RES) else ""
         skipped: List[str] = []  # e.g. an engine not yet verified against FP32: why run passes it over
         try:
-            found = find_model(size, engines, exports, host, warn=skipped.append)
-            detail = f"runs {found.path.name} ({found.why})"
-        except UserError as e:  # an engine of this size, but no GPU answering and no export of it
-            detail = str(e)
-        checks.append(Check(f"run --res {res_tag(size)}", "info", "; ".join([detail] + skipped)))
+            picked = find_model(size, engines, exports, host, warn=skipped.append)
+        except UserError as e:  # nothing of this size (the default), or an engine but no GPU answering
+            checks.append(Check(f"run --res {res_tag(size)}{default}", "missing" if default else "info", str(e)))
+            continue
+        detail = f"runs {picked.path.name} on {_backend_for(picked.path, host, found)} ({picked.why})"
+        checks.append(Check(f"run --res {res_tag(size)}{default}", "info", "; ".join([detail] + skipped)))
     return checks
+
+
+def _backend_for(path: Path, host, found: Dict) -> str:
+    """The backend `run --backend auto` would give the file here (resolver.plan_run's rule)."""
+    if path.suffix == ".engine":
+        return "TensorRT"
+    if host is not None:
+        return "TensorRT, its engine built first when none is up to date"
+    return "ONNX Runtime (cuda)" if found.get("ort_cuda") else "ONNX Runtime (cpu)"
 
 
 def diagnose(root="/", export_dir="export", engines_dir="engines", probe: Optional[Probe] = None,

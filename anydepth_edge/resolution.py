@@ -117,3 +117,6 @@ def check_fits_memory(res: Resolution, what: str, factor: float = 1.0, decoder: 
     if available_bytes and need > available_bytes:
         raise UserError(f"{what} at {res[0]}x{res[1]} needs about {need / 2**30:.1f} GB of memory; "
                         f"{available_bytes / 2**30:.1f} GB is available here: use a smaller --res")
+
+
+DEFAULT_RUN_RES = "256"  # run's --res when none is given (the paper's Orin Nano size)

@@ -110,10 +110,22 @@ def engine_files(engines_dir: Path, warn: Warn = None) -> List[Path]:
     return sorted(_readable(engines_dir, "*.engine", warn))
 
 
+def _pick(mtimes: Dict[Path, float], preferred: List[Path], matches: List[Path], what: str) -> Tuple[Optional[Path], str]:
+    """(the newest preferred file, else the newest match; why it was picked)."""
+    path, newest = _newest(mtimes, preferred or matches), _newest(mtimes, matches)
+    if path is None:
+        return None, ""
+    return path, (f"the newest {what}" if path == newest else f"SDT's {what}, preferred over the newer {newest.name}")
+
+
 def find_engine(res: Tuple[int, int], engines_dir: Path, host: TrtHost, warn: Warn = None,
                 allow_unverified: bool = False) -> Optional[Path]:
     """The newest engine for `res` that can run on `host` and whose output was verified against FP32
     on this board (unless `allow_unverified`); SDT's when there are several."""
+    return _find_engine(res, engines_dir, host, warn, allow_unverified)[0]
+
+
+def _find_engine(res, engines_dir: Path, host: TrtHost, warn: Warn, allow_unverified: bool) -> Tuple[Optional[Path], str]:
     mtimes = _readable(engines_dir, "*.engine", warn)
     matches, preferred, unverified = [], [], []
     for p in mtimes:
@@ -129,11 +141,15 @@ def find_engine(res: Tuple[int, int], engines_dir: Path, host: TrtHost, warn: Wa
     if unverified and warn:
         warn(f"not using {', '.join(unverified)}: an engine must agree with FP32 first (anydepth-edge verify "
              "ENGINE, or --allow-unverified)")
-    return _newest(mtimes, preferred or matches)
+    return _pick(mtimes, preferred, matches, f"engine for {res_tag(res)} verified on this board")
 
 
 def find_onnx(res: Tuple[int, int], export_dir: Path, warn: Warn = None) -> Optional[Path]:
     """The newest export for `res`; SDT in its target's own DySample form when there are several."""
+    return _find_onnx(res, export_dir, warn)[0]
+
+
+def _find_onnx(res, export_dir: Path, warn: Warn) -> Tuple[Optional[Path], str]:
     mtimes = {p: t for p, t in _readable(export_dir, "*.onnx", warn).items() if not p.name.endswith(TYPED_FP16_SUFFIX)}
     matches, preferred = [], []
     for p in mtimes:
@@ -142,7 +158,7 @@ def find_onnx(res: Tuple[int, int], export_dir: Path, warn: Warn = None) -> Opti
             matches.append(p)
             if record.decoder == PREFERRED_DECODER and record.target in TARGETS and record.dysample == TARGETS[record.target].sampler:
                 preferred.append(p)
-    return _newest(mtimes, preferred or matches)
+    return _pick(mtimes, preferred, matches, f"export for {res_tag(res)}")
 
 
 def find_model(res: Tuple[int, int], engines_dir: Path, export_dir: Path, host: Optional[TrtHost] = None,
@@ -150,13 +166,12 @@ def find_model(res: Tuple[int, int], engines_dir: Path, export_dir: Path, host: 
     """Policy step 1 without --model. `host` when TensorRT runs here: engines are looked for first."""
     tag = res_tag(res)
     if host is not None:
-        engine = find_engine(res, engines_dir, host, warn, allow_unverified)
+        engine, why = _find_engine(res, engines_dir, host, warn, allow_unverified)
         if engine is not None:
-            return Found(engine, f"the newest engine for {tag} verified on this board")
-    onnx = find_onnx(res, export_dir, warn)
+            return Found(engine, why)
+    onnx, why = _find_onnx(res, export_dir, warn)
     if onnx is not None:
-        where = "no usable engine for it, " if host is not None else ""
-        return Found(onnx, f"{where}the newest export for {tag}")
+        return Found(onnx, ("no usable engine for it, " if host is not None else "") + why)
     hint = f"anydepth-edge export --res {tag}"
     if host is not None:
         hint += f", then anydepth-edge build {export_dir}/anydepth-sdt-vits-{tag}-<target>.onnx"
@@ -269,4 +284,4 @@ def plan_run(model: Optional[str], res: str, backend: str, engines_dir: str, exp
                 raise
             warn(f"{e}; running {path.name} on the next backend instead")
             choice, why = fallback_backend(), why + ", no engine agrees with FP32"
-    return Plan(path, choice, f"{choice.label} on {path.name} ({why}; {choice.reason})")
+    return Plan(path, choice, f"{choice.label} on {path} ({why}; {choice.reason})")

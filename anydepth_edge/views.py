@@ -144,9 +144,9 @@ def run_summary(summary, console) -> None:
     console.print(f"loop {_f(summary.loop_fps, '{:.2f}')} FPS (inference alone {_f(summary.inference_fps, '{:.2f}')} FPS); "
                   f"captured {summary.captured}, dropped {summary.dropped}, reconnects {summary.reconnects}")
     if summary.read_ahead:
-        console.print(f"end to end includes the wait in the reader's queue: --pace none keeps every frame, so each "
-                      f"waits for up to {summary.read_ahead} before it (about {summary.read_ahead + 1}x inference); "
-                      "a camera, or --pace native, keeps only the newest frame")
+        console.print(f"end to end includes the wait in the reader's queue: a folder, or a file with --pace none, keeps "
+                      f"every frame, so each waits for up to {summary.read_ahead} before it (about "
+                      f"{summary.read_ahead + 1}x inference); a camera, or a file at --pace native, keeps only the newest")
     if summary.nonfinite_frames:
         console.print(f"{summary.nonfinite_frames} frames had NaN/Inf depth (painted magenta; NaN kept in .npy, "
                       "0 in .png)")
@@ -174,7 +174,7 @@ def bench_tables(record: Dict[str, Any]) -> tuple:
                     _f(row["achieved_gflops_s"], "{:.0f}") + frac)
     for res, r in record.get("ratios", {}).items():
         lat.add_row(res, "SDT/DPT", ratio_cell(r), "", "", _f(r["paper_latency_sdt_over_dpt"], "{:.3f}"), "", "")
-    mem = Table(title="Peak memory during inference (ours vs paper, 256x256)")
+    mem = Table(title="Peak memory during inference (ours vs paper; the paper gives it at 256x256)")
     for col in ("Resolution", "Decoder", "Peak MB", "Paper MB", "Method"):
         mem.add_column(col)
     for row in rows:

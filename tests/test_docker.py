@@ -1100,17 +1100,25 @@ def test_doctor_judges_engines_by_the_run_rule(tmp_path):
 
 def test_doctor_says_which_file_run_picks(tmp_path):
     """Doctor asks the resolver `run` asks: an engine that this board has not verified against FP32
-    is passed over for the export (and doctor says why); once verified, it is the one that runs."""
+    is passed over for the export (and doctor says why); once verified, it is the one that runs. The
+    default size is always answered: nothing for it is `missing` (a plain `run` would fail)."""
     root = tmp_path / "jp6"
     shutil.copytree(FIXTURES / "orin-nano-4gb-jp6", root)
-    pick = _by_name(diagnose(root, **fixture(root)))["run --res 256x256"]
-    assert pick.detail.startswith("runs anydepth-sdt-vits-256x256-trt10.onnx (no usable engine for it")
+    pick = _by_name(diagnose(root, **fixture(root)))["run --res 256x256 (the default)"]
+    assert pick.detail.startswith("runs anydepth-sdt-vits-256x256-trt10.onnx on TensorRT, its engine built first")
+    assert "(no usable engine for it, the newest export for 256x256)" in pick.detail
     assert "not using anydepth-sdt-vits-256x256-trt10-fp16-trt10.3.0-orin.engine (unverified)" in pick.detail
     side = next((root / "engines").glob("*.json"))
     side.write_text(json.dumps({**json.loads(side.read_text()), "verification": {"passed": True, "why": "within limits"}}))
-    pick = _by_name(diagnose(root, **fixture(root)))["run --res 256x256"]
-    assert pick.detail == ("runs anydepth-sdt-vits-256x256-trt10-fp16-trt10.3.0-orin.engine (the newest engine for "
-                           "256x256 verified on this board)")
+    pick = _by_name(diagnose(root, **fixture(root)))["run --res 256x256 (the default)"]
+    assert pick.detail == ("runs anydepth-sdt-vits-256x256-trt10-fp16-trt10.3.0-orin.engine on TensorRT (the newest "
+                           "engine for 256x256 verified on this board)")
+    for p in (root / "export").iterdir():
+        p.unlink()
+    for p in (root / "engines").iterdir():
+        p.unlink()
+    pick = _by_name(diagnose(root, **fixture(root)))["run --res 256x256 (the default)"]
+    assert pick.status == "missing" and "anydepth-edge export --res 256x256" in pick.detail
 
 
 def _doctor_cli(monkeypatch, capsys, root, *args):

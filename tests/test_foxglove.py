@@ -170,3 +170,9 @@ def _calibration_yaml(tmp_path):
                     "rectification_matrix: {rows: 3, cols: 3, data: [1, 0, 0, 0, 1, 0, 0, 0, 1]}\n"
                     "projection_matrix: {rows: 3, cols: 4, data: [50, 0, 31.5, 0, 0, 50, 23.5, 0, 0, 0, 1, 0]}\n")
     return path
+
+
+def test_serve_and_foxglove_on_one_port_is_said_as_such(tmp_path):
+    """The trial got 'cannot listen (Address already in use)' for --serve 8080 --foxglove 8080: its own clash."""
+    proc = run_cli("run", "--source", tmp_path, "--serve", "8080", "--foxglove", "8080")
+    assert_one_line_error(proc, "--serve and --foxglove both ask for port 8080")

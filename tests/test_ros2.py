@@ -339,6 +339,8 @@ def test_sources_come_from_one_scheme_table_ros_included():
         parse_source("http://cam/stream")
     with pytest.raises(UserError, match="not a ROS topic name"):
         parse_source("ros:/cam/1bad")
+    # the trial's `run --source ros:/1bad` was told "nothing for ROS 2 to do": the bad topic is said first
+    assert_one_line_error(run_cli("run", "--source", "ros:/1bad"), "not a ROS topic name")
 
 
 @pytest.mark.parametrize("msgtype", sorted({t.msgtype for t in TOPICS.values()}))

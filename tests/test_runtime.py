@@ -494,7 +494,7 @@ def test_run_cli_through_tensorrt(tiny_onnx, tmp_path):
     built_at = engine.stat().st_mtime_ns
     again = run_cli("run", "--source", clip, "--res", "64", "--export-dir", tiny_onnx.parent, "--engines-dir", engines,
                     "--pace", "none", fake_tensorrt="10.3.0")
-    assert again.returncode == 0 and f"on {engine.name}" in again.stderr, again.stderr
+    assert again.returncode == 0 and f"on {engine}" in again.stderr, again.stderr
     assert engine.stat().st_mtime_ns == built_at  # found, not rebuilt
 
 
@@ -920,7 +920,7 @@ def test_run_prefers_the_sdt_engine_when_dpt_is_newer(tmp_path, recorded):
     the sidecar's decoder; sidecars from before it was recorded, by their model label."""
     from anydepth_edge.engines.compat import TrtHost
     from anydepth_edge.artifacts import EngineArtifact
-    from anydepth_edge.resolver import find_engine
+    from anydepth_edge.resolver import find_engine, find_model
 
     host = TrtHost("10.3.0", "Orin", (8, 7), "36.4.3")
     paths = {}
@@ -935,6 +935,9 @@ def test_run_prefers_the_sdt_engine_when_dpt_is_newer(tmp_path, recorded):
         os.utime(path, (time.time() - age, time.time() - age))
         paths[decoder] = path
     assert find_engine((256, 256), tmp_path, host) == paths["SDT"]
+    found = find_model((256, 256), tmp_path, tmp_path / "no-exports", host)  # and run's start line says why
+    assert found.path == paths["SDT"] and found.why == ("SDT's engine for 256x256 verified on this board, preferred "
+                                                        f"over the newer {paths['DPT'].name}")
     paths["SDT"].with_suffix(".json").unlink()  # without SDT: the newest that runs here
     assert find_engine((256, 256), tmp_path, host) == paths["DPT"]
 
@@ -1024,3 +1027,23 @@ def test_one_signal_policy_stops_the_loop_and_restores_the_handlers():
     finally:
         for s, handler in saved.items():
             signal.signal(s, handler)
+
+
+def test_a_live_recordings_summary_gives_the_rate_the_file_plays_at(tmp_path):
+    """The trial's run said '61 frames at 12.2 FPS' for a file that plays at 9.97: the rate measured
+    over the first frames, not the wall-clock times the frames carry. The line is the file's rate now."""
+    pytest.importorskip("av")
+    from anydepth_edge.runtime.sinks import RecordingSink
+
+    now = [0.0]
+    rec = _recorder(tmp_path / "live.mp4", fps=None, clock=lambda: now[0], calibrate_frames=2)
+    for i, view in enumerate(_views(10)):
+        rec.write(view)
+        now[0] += 1.0 if i == 0 else 0.25  # calibrated at 1 FPS, then the model speeds up to 4 FPS
+    line = RecordingSink(rec).close()
+    cap = cv2.VideoCapture(str(tmp_path / "live.mp4"))
+    while cap.grab():
+        last_ms = cap.get(cv2.CAP_PROP_POS_MSEC)
+    cap.release()
+    assert rec.fps == pytest.approx(1.0) and last_ms == pytest.approx(3000, abs=60)  # 9 gaps over 3 s
+    assert line.endswith("(10 frames at 3.0 FPS)"), line

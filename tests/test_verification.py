@@ -432,7 +432,7 @@ def test_run_falls_back_when_no_rung_agrees(export_copy, tmp_path):
     proc = run_cli("run", "--source", REPO / "anydepth_edge" / "data", "--max-frames", "1", "--model", export_copy,
                    "--engines-dir", tmp_path / "engines", fake_tensorrt="10.3.0", env=env)
     assert proc.returncode == 0 and "on the next backend instead" in proc.stderr and "ONNX Runtime" in proc.stderr
-    assert f"ONNX Runtime (cpu) on {export_copy.name} (--model, no engine agrees with FP32" in proc.stderr
+    assert f"ONNX Runtime (cpu) on {export_copy} (--model, no engine agrees with FP32" in proc.stderr
     forced = run_cli("run", "--source", REPO / "anydepth_edge" / "data", "--max-frames", "1", "--model", export_copy,
                      "--backend", "trt", "--engines-dir", tmp_path / "engines", fake_tensorrt="10.3.0", env=env)
     assert_one_line_error(forced, "agrees with FP32")

@@ -15,8 +15,9 @@ from anydepth_edge.resolution import res_tag
 def reading_note(record: Dict[str, Any]) -> str:
     """How to read the ratios and the e2e column (users asked why e2e can be below the latency)."""
     note = ("SDT/DPT below 1: SDT is faster (or lighter). " if record.get("ratios") else "")
-    note += ("e2e: a few runs on a 640x480 frame with pre- and post-processing, fewer than the timed runs: on a "
-             "busy machine it can read below the latency mean.")
+    if (record.get("settings") or {}).get("e2e_iters") != 0:  # --e2e-iters 0: no e2e column to explain
+        note += ("e2e: a few runs on a 640x480 frame with pre- and post-processing, fewer than the timed runs: on "
+                 "a busy machine it can read below the latency mean.")
     if record["device"] == "cpu":  # measured on the 2-core development VMs
         note += " Runs on a shared CPU differ by 15-25%: compare within one run."
     if any(is_noisy(r) for r in record["results"]):
@@ -169,16 +170,20 @@ def markdown(record: Dict[str, Any], chart_name: Optional[str] = None) -> str:
                   + "; ".join(sources)
                   + (" (a measured rate: a lower bound of the true peak, so convolutions can exceed it)"
                      if record["device"] == "cpu" else "")]
-    lines += ["", "SDT/DPT latency ratio: " + "; ".join(
-        f"{res}: ours {ratio_cell(r)}, paper {_f(r['paper_latency_sdt_over_dpt'], '{:.3f}')}"
-        for res, r in record.get("ratios", {}).items()), "", reading_note(record), "",
-        "## Peak memory", "", "| Resolution | Decoder | Peak MB | Paper MB | Method |", "|---|---|---|---|---|"]
+    ratios = record.get("ratios", {})  # none unless both decoders ran at a size
+    if ratios:
+        lines += ["", "SDT/DPT latency ratio: " + "; ".join(
+            f"{res}: ours {ratio_cell(r)}, paper {_f(r['paper_latency_sdt_over_dpt'], '{:.3f}')}"
+            for res, r in ratios.items())]
+    lines += ["", reading_note(record), "",
+              "## Peak memory", "", "| Resolution | Decoder | Peak MB | Paper MB | Method |", "|---|---|---|---|---|"]
     for row in rows:
         if not row["error"]:
             lines.append(f"| {row['resolution']} | {row['decoder']} | {row['peak_mb']:.1f} | {_f(row['paper_memory_mb'], '{:.1f}')} | {row['memory_method']} |")
-    lines += ["", "SDT/DPT memory ratio: " + "; ".join(
-        f"{res}: ours {_f(r['memory_sdt_over_dpt'], '{:.3f}')}, paper {_f(r['paper_memory_sdt_over_dpt'], '{:.3f}')}"
-        for res, r in record.get("ratios", {}).items())]
+    if ratios:
+        lines += ["", "SDT/DPT memory ratio: " + "; ".join(
+            f"{res}: ours {_f(r['memory_sdt_over_dpt'], '{:.3f}')}, paper {_f(r['paper_memory_sdt_over_dpt'], '{:.3f}')}"
+            for res, r in ratios.items())]
     if chart_name:
         lines += ["", f"![latency and memory, ours vs paper]({chart_name})"]
     lines += ["", "Paper figures: AnyDepth (arXiv 2601.02760), Jetson Orin Nano 4GB; the paper does not state the encoder size, precision or runtime."]

@@ -34,6 +34,7 @@ from anydepth_edge.cli.common import (
     app,
 )
 from anydepth_edge import views
+from anydepth_edge.resolution import DEFAULT_RUN_RES
 from anydepth_edge.console import info, out, warn
 from anydepth_edge.errors import HardwareMissing, UserError
 from anydepth_edge.model_facts import expand_decoders
@@ -137,7 +138,7 @@ def _ros_options(source: str, opts, ros2: bool, record_bag: Optional[str], camer
 RUN_OPTIONS = {
     "source": typer.Option(..., "--source", "-s", help="0 or /dev/video0 (USB), csi://0?mode=2&width=1280&height=720&fps=30 (CSI), realsense[:SERIAL][?depth=1] or a .bag recording, a video file, an image folder, rtsp://host/path, ros:/TOPIC (a ROS 2 image topic; .../compressed for CompressedImage)."),
     "model": typer.Option(None, "--model", "-m", help="An .engine or .onnx file (default: the newest matching one in engines/, else export/)."),
-    "res": typer.Option("256", "--res", "-r", help="Model size to look for when --model is not given. " + RES_HELP),
+    "res": typer.Option(DEFAULT_RUN_RES, "--res", "-r", help="Model size to look for when --model is not given. " + RES_HELP),
     "backend": typer.Option("auto", "--backend", "-b", case_sensitive=False, help=BACKEND_HELP),
     "display": typer.Option(False, "--display/--headless", help="Show a window (needs a screen), or run headless (default)."),
     "record": typer.Option(None, "--record", help="Record camera | depth with the timings overlay to this .mp4."),

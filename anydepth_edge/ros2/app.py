@@ -43,9 +43,9 @@ def prepare(source: str, opts, ros: RosOptions, notify: Callable[[str], None] = 
     from anydepth_edge.runtime.loop import check_outputs
     from anydepth_edge.runtime.server import parse_serve
 
+    spec = parse_source(source)  # ros:TOPIC too (ros2/sources.py registers the scheme); a bad one said first
     if not (ros.publish or ros.record_bag):
         raise UserError("nothing for ROS 2 to do: give --ros2 (publish on a node) and/or --record-bag FILE.mcap")
-    spec = parse_source(source)  # ros:TOPIC too (ros2/sources.py registers the scheme)
     metric_camera = check_metric(opts, spec, notify, warn)
     ros.settings.check()
     check_node_name(ros.node_name)

@@ -107,7 +107,9 @@ def run_depth(source: str, model: Optional[str], res: str, backend: str, opts, e
     if opts.serve:
         from anydepth_edge.runtime.server import parse_serve
 
-        parse_serve(opts.serve)
+        port = parse_serve(opts.serve)[1]
+        if opts.foxglove and port and parse_serve(opts.foxglove, "--foxglove")[1] == port:
+            raise UserError(f"--serve and --foxglove both ask for port {port}: give each its own (e.g. --foxglove 8765)")
     check_outputs(opts, spec)  # before the model loads: a refused output costs nothing
     cv2 = import_cv2()
     sinks = [foxglove_sink(opts, camera, cv2, notify, warn)] if opts.foxglove else []  # a busy port: refused now

@@ -207,6 +207,8 @@ class VideoRecorder:
         self.fps = fps
         self.fixed_rate = fps is not None
         self.t0: Optional[float] = None
+        self.t_last: Optional[float] = None
+        self.timed = False  # frames carry wall-clock timestamps (a live recording through PyAV)
         self.calibrate = calibrate_frames
         self.overwrite = overwrite
         self.notify = notify
@@ -230,6 +232,7 @@ class VideoRecorder:
             self.writer = CvWriter(self.cv2, self.tmp, self.fps, size)
         else:
             self.writer = AvWriter(av, self.tmp, self.fps, size)
+            self.timed = not self.fixed_rate
 
     def write(self, view: np.ndarray) -> None:
         if self.failed:
@@ -251,10 +254,19 @@ class VideoRecorder:
                 video_s = self.frames / self.fps if self.fixed_rate else t - self.t0
                 self.writer.write(v, t, video_s)
                 self.frames += 1
+                self.t_last = t
             self.pending = []
         except OSError as e:
             self._abort()
             raise write_failure(f"--record {self.path}", self.tmp, e) from None
+
+    @property
+    def played_fps(self) -> float:
+        """The rate the file plays at: the given or calibrated one, except a live recording with
+        wall-clock timestamps, whose rate is its frames over their time span."""
+        if not self.timed or self.frames < 2 or self.t_last == self.t0:
+            return self.fps or 0.0
+        return (self.frames - 1) / (self.t_last - self.t0)
 
     def _abort(self) -> None:
         """Stop after a failed write; what reached the disk stays in the partial file."""

@@ -75,7 +75,7 @@ class RecordingSink(Sink):
 
     def close(self) -> Optional[str]:
         path = self.recorder.close()
-        return f"{path} ({self.recorder.frames} frames at {self.recorder.fps:.1f} FPS)" if path else None
+        return f"{path} ({self.recorder.frames} frames at {self.recorder.played_fps:.1f} FPS)" if path else None
 
 
 class ViewerSink(Sink):
