@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Tuple
 
 from anydepth_edge.engines.compat import TrtHost
 from anydepth_edge.platform_info import HOST_COPY_DIR, MODEL_ENV, PlatformInfo, Tools, detect
-from anydepth_edge.artifacts import EngineArtifact, OnnxArtifact, export_files
+from anydepth_edge.artifacts import EngineArtifact, export_files
 from anydepth_edge.checks import Check
 from anydepth_edge.errors import UserError
 from anydepth_edge.resolution import DEFAULT_RUN_RES, parse_res, res_tag
@@ -218,50 +218,49 @@ def _artifact_checks(exports: Path, engines: Path, info: PlatformInfo, found: Di
     the file `run --res R` picks for each size there is (resolver.find_model)."""
     checks = []
     onnx = found["exports"] = []
+    sizes = {parse_res(DEFAULT_RUN_RES)}  # what `run --res R` is answered for: the default and each usable file's
     for p in export_files(exports) if exports.is_dir() else []:
         record, problem, fix = judge_export(p)
         if record is None:
             checks.append(Check(f"export {p.name}", "wrong", problem, fix))
         else:
             onnx.append(p)
+            sizes.add(record.res)
     checks.append(Check("exports", "ok" if onnx else "missing", f"{len(onnx)} usable ONNX in {exports}",
                         "" if onnx else "anydepth-edge export --res 256 (the export image or a workstation)"))
     trt, gpu = found["tensorrt"], found["gpu"]
     usable = found["engines"] = []
-    host = TrtHost(trt, gpu[0], gpu[1], info.l4t) if trt and gpu else None
+    # without a GPU answering, engines are judged on TensorRT and L4T only (compat: an unknown GPU)
+    here = TrtHost(trt, gpu[0] if gpu else "", gpu[1] if gpu else None, info.l4t) if trt else None
     unreadable: List[str] = []
     for e in engine_files(engines, warn=unreadable.append) if engines.is_dir() else []:
-        if not trt:
+        if here is None:
             record = EngineArtifact.find(e)
             built = f"built with TensorRT {record.tensorrt_version}" if record else "no readable sidecar"
             checks.append(Check(f"engine {e.name}", "wrong", f"{built}; no TensorRT here",
                                 "install TensorRT (JetPack's python3-libnvinfer)"))
             continue
-        # without a GPU answering, judge TensorRT and L4T only (the engine's own GPU stands in)
-        record = EngineArtifact.find(e)
-        here = host or TrtHost(trt, record.gpu_name if record else "", None, info.l4t)
         record, problem, fix = judge_engine(e, here)
         if problem:
             checks.append(Check(f"engine {e.name}", "wrong", problem, fix))
         else:
             usable.append(e)
+            sizes.add(tuple(record.resolution))
             checks.append(Check(f"engine {e.name}", "ok", f"TensorRT {record.tensorrt_version} on {record.gpu_name}"))
     checks += [Check("engines", "wrong", line, "remove or fix the links") for line in unreadable]
     if not usable:
         checks.append(Check("engines", "missing" if trt else "info", f"no engine for this TensorRT in {engines}",
                             "anydepth-edge build export/<model>.onnx" if trt else ""))
-    return checks + _picks(exports, engines, onnx, usable, host, found)
+    return checks + _picks(exports, engines, sorted(sizes), here if gpu else None, found)
 
 
-def _picks(exports: Path, engines: Path, onnx: List[Path], usable: List[Path], host, found: Dict) -> List[Check]:
-    """What `run --res R` (no --model) would run, on which backend, for the default size and each
-    size among the usable files."""
-    sizes = sorted({tuple(r.res) for r in map(OnnxArtifact.find, onnx) if r}
-                   | {tuple(r.resolution) for r in map(EngineArtifact.find, usable) if r}
-                   | {parse_res(DEFAULT_RUN_RES)})
+def _picks(exports: Path, engines: Path, sizes: List[Tuple[int, int]], host, found: Dict) -> List[Check]:
+    """What `run --res R` (no --model) would run, on which backend, for each of `sizes`; `host` when
+    TensorRT runs here (engines first)."""
     checks = []
+    default_size = parse_res(DEFAULT_RUN_RES)
     for size in sizes:
-        default = " (the default)" if size == parse_res(DEFAULT_RUN_RES) else ""
+        default = " (the default)" if size == default_size else ""
         skipped: List[str] = []  # e.g. an engine not yet verified against FP32: why run passes it over
         try:
             picked = find_model(size, engines, exports, host, warn=skipped.append)

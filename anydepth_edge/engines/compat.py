@@ -18,7 +18,7 @@ class TrtHost:
     """What an engine must match: this machine's TensorRT, GPU and L4T release."""
 
     tensorrt_version: str
-    gpu_name: str
+    gpu_name: str  # '' when no GPU answers (doctor in an image without one): judged on TensorRT and L4T only
     compute_capability: Optional[Tuple[int, int]] = None
     l4t: str = ""  # '' off a Jetson
 
@@ -36,7 +36,8 @@ def engine_problem(engine: EngineArtifact, host: TrtHost) -> Optional[str]:
     if version_tuple(engine.tensorrt_version) != version_tuple(host.tensorrt_version):
         return f"built with TensorRT {engine.tensorrt_version} on {engine.gpu_name}; this is TensorRT {host.tensorrt_version}"
     built_cc = tuple(engine.compute_capability or ())
-    if engine.gpu_name != host.gpu_name or (built_cc and host.compute_capability and built_cc != tuple(host.compute_capability)):
+    if host.gpu_name and (engine.gpu_name != host.gpu_name
+                          or (built_cc and host.compute_capability and built_cc != tuple(host.compute_capability))):
         return (f"built for {engine.gpu_name} (sm_{''.join(map(str, built_cc))}); this GPU is {host.gpu_name}"
                 f" (sm_{''.join(map(str, host.compute_capability or ()))})")
     if engine.l4t and host.l4t and version_tuple(engine.l4t)[:2] != version_tuple(host.l4t)[:2]:
